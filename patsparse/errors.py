@@ -1,0 +1,46 @@
+"""Typed errors raised for bad user input.
+
+Every error names the bad value and says how to fix it. They subclass the built-in
+exception a caller would naturally catch (``ValueError``, ``KeyError``) as well as
+:class:`PatsparseError`, so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class PatsparseError(Exception):
+    """Base class of every error patsparse raises on purpose."""
+
+
+class InvalidRateError(PatsparseError, ValueError):
+    """A density/compression rate outside its valid range."""
+
+
+class UnsupportedLayerError(PatsparseError, ValueError):
+    """A scheme was asked to prune a layer whose shape it cannot handle."""
+
+
+class PatternLibraryError(PatsparseError, ValueError):
+    """A pattern library is malformed (wrong shape, duplicates, wrong non-zero count)."""
+
+
+class UnknownLayerError(PatsparseError, KeyError):
+    """A configuration names a layer the model does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownNameError(PatsparseError, KeyError):
+    """An unknown scheme, model, library or dataset name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(PatsparseError, ValueError):
+    """A checkpoint file is missing, corrupt, or not a patsparse checkpoint."""
+
+
+class DataError(PatsparseError, ValueError):
+    """A dataset path or format problem."""

@@ -1,0 +1,128 @@
+"""End-to-end jobs behind the CLI: train dense, prune, report, save.
+
+Kept apart from :mod:`patsparse.cli` so notebooks and tests call the same code the
+command line runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from patsparse.data import ImageFolderDataset, load_cifar10, load_digits_split, make_loaders
+from patsparse.errors import DataError, UnknownNameError
+from patsparse.export.checkpoint import save_pruned
+from patsparse.models import build_model, default_input_shape
+from patsparse.pruning.api import PruneConfig, prune
+from patsparse.report import sparsity_report
+from patsparse.schemes.base import Scheme
+from patsparse.schemes.plan import PruningPlan
+from patsparse.train import accuracy, fit
+
+DATASETS = ("digits", "cifar10", "imagefolder")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which dataset to train and evaluate on (``root`` for on-disk datasets)."""
+
+    name: str = "digits"
+    root: str | None = None
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise UnknownNameError(
+                f"unknown dataset {self.name!r}; choose one of {', '.join(DATASETS)}"
+            )
+        if self.name != "digits" and not self.root:
+            raise DataError(
+                f"dataset {self.name!r} is read from disk: pass its folder with --data-root"
+            )
+
+
+def make_data(spec: DataSpec, *, seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    if spec.name == "digits":
+        train, test = load_digits_split(seed=seed)
+    elif spec.name == "cifar10":
+        assert spec.root is not None
+        train, test = load_cifar10(spec.root, train=True), load_cifar10(spec.root, train=False)
+    else:
+        assert spec.root is not None
+        root = Path(spec.root)
+        train = ImageFolderDataset(root / "train")  # type: ignore[assignment]
+        test = ImageFolderDataset(root / "val")  # type: ignore[assignment]
+    return make_loaders(train, test, batch_size=spec.batch_size, seed=seed)
+
+
+@dataclass(frozen=True)
+class PruneJob:
+    """A full prune run: model, data, plan and budgets."""
+
+    plan: PruningPlan
+    model: str = "digits-cnn"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: DataSpec = field(default_factory=DataSpec)
+    dense_epochs: int = 15
+    dense_lr: float = 0.05
+    config: PruneConfig = field(default_factory=PruneConfig)
+    seed: int = 0
+    out: str | None = None
+
+
+def run_prune(job: PruneJob, *, progress: bool = True) -> dict[str, Any]:
+    """Train the dense model, prune it, and return a JSON-ready summary."""
+    start = time.perf_counter()
+    torch.manual_seed(job.seed)
+    train, test = make_data(job.data, seed=job.seed)
+    dense = build_model(job.model, **job.model_kwargs)
+    fit(dense, train, epochs=job.dense_epochs, lr=job.dense_lr, progress=progress, desc="dense")
+    dense_acc = accuracy(dense, test)
+    model = copy.deepcopy(dense)
+    torch.manual_seed(job.seed + 1)
+    result = prune(model, job.plan, train, config=job.config, progress=progress)
+    pruned_acc = accuracy(model, test)
+    example = torch.zeros(default_input_shape(job.model))
+    report = sparsity_report(model, example, decisions=result.decisions)
+    schemes: dict[str, Scheme | None] = {n: d.scheme for n, d in result.decisions.items()}
+    summary: dict[str, Any] = {
+        "model": job.model,
+        "dataset": job.data.name,
+        "method": job.config.method,
+        "plan": job.plan.to_dict(),
+        "dense_accuracy": round(dense_acc, 3),
+        "pruned_accuracy": round(pruned_acc, 3),
+        "accuracy_drop": round(dense_acc - pruned_acc, 3),
+        "compression": round(report.compression, 4),
+        "pruned_layers_compression": round(report.pruned_compression, 4),
+        "flop_reduction": round(report.flop_reduction, 4),
+        "pattern_violations": report.pattern_violations,
+        "admm_residuals": [round(h["residual"], 5) for h in result.history if "residual" in h],
+        "report": report.to_dict(),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if job.out:
+        path = save_pruned(
+            job.out,
+            model,
+            result.masks,
+            schemes=schemes,
+            plan=job.plan,
+            arch=job.model,
+            arch_kwargs=job.model_kwargs,
+            metrics={k: summary[k] for k in ("dense_accuracy", "pruned_accuracy", "compression")},
+        )
+        summary["checkpoint"] = str(path)
+    summary["_report_text"] = report.format()
+    return summary
+
+
+def default_out_dir() -> Path:
+    return Path(os.environ.get("PATSPARSE_RUNS", "runs"))

@@ -1,0 +1,72 @@
+"""Every TVM import patsparse uses, in one place.
+
+TVM renames modules between releases (``tir`` → ``tirx``, ``tvm.tir.Schedule`` →
+``tvm.s_tir.Schedule``, ``tvm.meta_schedule`` → ``tvm.s_tir.meta_schedule``, ``tvm.nd.array``
+→ ``tvm.runtime.tensor``, ``tvm.contrib.{utils,cc}`` → ``tvm.support.{utils,cc}``). The rest
+of ``tvm_ext`` imports these names from here, so supporting another release means editing
+this file only. Built and tested against apache-tvm 0.27.0.post1.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tvm
+from tvm import relax, te, tirx
+from tvm.ir import Constant as IRConstant
+from tvm.relax.frontend.torch import from_exported_program
+from tvm.s_tir import Schedule
+from tvm.support import cc, utils
+from tvm.target import Target
+
+import tvm.s_tir.meta_schedule as meta_schedule  # noqa: I001  (heavy; keep after the basics)
+
+TVM_VERSION: str = tvm.__version__
+SUPPORTED_VERSIONS = ("0.27",)
+
+#: array constructor (``tvm.nd.array`` in TVM < 0.25)
+tensor = tvm.runtime.tensor
+
+
+def cpu_threads() -> int:
+    """Threads the TVM runtime will use: ``TVM_NUM_THREADS`` or all cores.
+
+    The 0.27 runtime defaulted to one thread on these machines, so anything that measures
+    sets ``TVM_NUM_THREADS`` explicitly (see :func:`set_threads`).
+    """
+    value = os.environ.get("TVM_NUM_THREADS")
+    return int(value) if value else (os.cpu_count() or 1)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set ``TVM_NUM_THREADS`` (before the runtime's thread pool starts) and return it."""
+    n = n or os.cpu_count() or 1
+    os.environ["TVM_NUM_THREADS"] = str(n)
+    return n
+
+
+def host_target(*, num_cores: int | None = None) -> Target:
+    """An llvm target for this CPU (``mcpu`` from LLVM's host detection)."""
+    cpu = tvm.target.codegen.llvm_get_system_cpu()
+    return Target({"kind": "llvm", "mcpu": cpu, "num-cores": num_cores or cpu_threads()})
+
+
+__all__ = [
+    "SUPPORTED_VERSIONS",
+    "TVM_VERSION",
+    "IRConstant",
+    "Schedule",
+    "Target",
+    "cc",
+    "cpu_threads",
+    "from_exported_program",
+    "host_target",
+    "meta_schedule",
+    "relax",
+    "set_threads",
+    "te",
+    "tensor",
+    "tirx",
+    "tvm",
+    "utils",
+]
