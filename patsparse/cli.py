@@ -12,17 +12,22 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patsparse._version import __version__
 from patsparse.errors import PatsparseError
+
+if TYPE_CHECKING:
+    from patsparse.schemes import Scheme
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 
 
-def _scheme_from_args(name: str, compression: float | None, library: str, block: int | None):  # type: ignore[no-untyped-def]
+def _scheme_from_args(
+    name: str, compression: float | None, library: str, block: int | None
+) -> Scheme:
     from patsparse.schemes import make_scheme, scheme_class
 
     opts: dict[str, Any] = {}
@@ -45,7 +50,7 @@ def _scheme_from_args(name: str, compression: float | None, library: str, block:
     return make_scheme(name, **opts)
 
 
-def _parse_layer(spec: str, library: str, block: int | None):  # type: ignore[no-untyped-def]
+def _parse_layer(spec: str, library: str, block: int | None) -> tuple[str, Scheme | None]:
     """``NAME=SCHEME[:COMPRESSION]`` or ``NAME=dense``."""
     if "=" not in spec:
         raise PatsparseError(
@@ -58,7 +63,7 @@ def _parse_layer(spec: str, library: str, block: int | None):  # type: ignore[no
     return name, _scheme_from_args(scheme, float(comp) if comp else None, library, block)
 
 
-def _prune_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _prune_parser(sub: argparse._SubParsersAction) -> None:
     from patsparse.models import MODEL_NAMES
     from patsparse.schemes import scheme_names
 
@@ -200,7 +205,7 @@ def _cmd_extract(args: argparse.Namespace) -> None:
     from patsparse.train import fit
 
     torch.manual_seed(args.seed)
-    train, test = make_loaders(*load_digits_split(seed=args.seed), seed=args.seed)
+    train, _test = make_loaders(*load_digits_split(seed=args.seed), seed=args.seed)
     model = build_model("digits-cnn")
     fit(model, train, epochs=args.dense_epochs, lr=0.05, progress=True, desc="dense")
     sizes = tuple(int(s) for s in args.sizes.split(","))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from patsparse.patterns.library import kernel_codes, positions_from_code
-from patsparse.schemes.plan import LayerDecision, prunable_layers
+from patsparse.schemes.plan import LayerDecision, module_weight, prunable_layers
 
 
 @dataclass
@@ -149,7 +149,7 @@ def sparsity_report(
     positions = _output_positions(model, example)
     reports = []
     for name, module in prunable_layers(model).items():
-        w = module.weight.detach()
+        w = module_weight(module).detach()
         decision = decisions.get(name) if decisions else None
         scheme = decision.scheme if decision else None
         kind = decision.kind if decision else type(module).__name__.lower()

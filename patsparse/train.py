@@ -15,9 +15,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def make_optimizer(
     model: nn.Module, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
-    return torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
-    )
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def train_epoch(

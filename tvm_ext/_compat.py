@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 
 import tvm
+import tvm.s_tir.meta_schedule as meta_schedule
 from tvm import relax, te, tirx
 from tvm.ir import Constant as IRConstant
 from tvm.relax.frontend.torch import from_exported_program
 from tvm.s_tir import Schedule
 from tvm.support import cc, utils
 from tvm.target import Target
-
-import tvm.s_tir.meta_schedule as meta_schedule  # noqa: I001  (heavy; keep after the basics)
 
 TVM_VERSION: str = tvm.__version__
 SUPPORTED_VERSIONS = ("0.27",)

@@ -54,9 +54,7 @@ def code_from_positions(positions: Iterable[tuple[int, int]]) -> int:
 
 def positions_from_code(code: int) -> tuple[tuple[int, int], ...]:
     """The kept ``(row, col)`` positions of a pattern code, in row-major order."""
-    return tuple(
-        (i // KERNEL_SIZE, i % KERNEL_SIZE) for i in range(NUM_POSITIONS) if code >> i & 1
-    )
+    return tuple((i // KERNEL_SIZE, i % KERNEL_SIZE) for i in range(NUM_POSITIONS) if code >> i & 1)
 
 
 def mask_from_code(code: int) -> np.ndarray:
@@ -177,8 +175,7 @@ class PatternLibrary:
             return self.codes.index(int(code))
         except ValueError:
             raise PatternLibraryError(
-                f"pattern {code} ({positions_from_code(int(code))}) is not in library "
-                f"{self.name!r}"
+                f"pattern {code} ({positions_from_code(int(code))}) is not in library {self.name!r}"
             ) from None
 
     def overlap(self, other: PatternLibrary) -> int:

@@ -87,9 +87,7 @@ def prune(
         for epoch in tqdm(range(cfg.admm_epochs), desc="ADMM", disable=not progress, leave=False):
             loss = train_epoch(model, loader, opt, loss_fn=loss_fn, penalty=admm.penalty)
             admm.step()
-            history.append(
-                {"phase": "admm", "epoch": epoch, "loss": loss, **admm.history[-1]}
-            )
+            history.append({"phase": "admm", "epoch": epoch, "loss": loss, **admm.history[-1]})
         admm.hard_prune()
         pruner = admm
     else:
@@ -98,9 +96,7 @@ def prune(
         pruner.step()
     opt = make_optimizer(model, lr=cfg.retrain_lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.retrain_epochs, 1))
-    for epoch in tqdm(
-        range(cfg.retrain_epochs), desc="retrain", disable=not progress, leave=False
-    ):
+    for epoch in tqdm(range(cfg.retrain_epochs), desc="retrain", disable=not progress, leave=False):
         loss = train_epoch(model, loader, opt, loss_fn=loss_fn)
         sched.step()
         history.append({"phase": "retrain", "epoch": epoch, "loss": loss})

@@ -8,6 +8,7 @@ the library and its overlap with the designed 8 patterns.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from patsparse.patterns.library import ALL_CANDIDATES, DESIGNED_8, PatternLibrary
 from patsparse.pruning.pruners import ADMMPruner, ADMMSettings
 from patsparse.schemes.pattern import PatternScheme
-from patsparse.schemes.plan import PruningPlan
+from patsparse.schemes.plan import PruningPlan, module_weight
 from patsparse.train import LossFn, make_optimizer, train_epoch
 
 
@@ -38,7 +39,7 @@ class ExtractionConfig:
     def __post_init__(self) -> None:
         sizes = tuple(int(s) for s in self.sizes)
         object.__setattr__(self, "sizes", sizes)
-        if not sizes or any(b >= a for a, b in zip(sizes, sizes[1:], strict=False)):
+        if not sizes or any(b >= a for a, b in itertools.pairwise(sizes)):
             raise ValueError(f"library sizes must strictly decrease, got {sizes}")
         if sizes[0] > len(ALL_CANDIDATES) or sizes[-1] < 1:
             raise ValueError(f"library sizes must lie in 1..{len(ALL_CANDIDATES)}, got {sizes}")
@@ -83,7 +84,7 @@ def selection_counts(pruner: ADMMPruner) -> Counter[int]:
     counts: Counter[int] = Counter()
     for name, selector in pruner.selectors.items():
         module = pruner.modules[name]
-        w = module.weight.detach()
+        w = module_weight(module).detach()
         alive = w.reshape(*w.shape[:2], -1).abs().sum(-1) > 0
         ids = selector.ids()[alive]
         for pid, n in zip(*torch.unique(ids, return_counts=True), strict=True):

@@ -33,7 +33,7 @@ class WeightMask(nn.Module):
 def _mask_param(module: nn.Module) -> WeightMask | None:
     if not parametrize.is_parametrized(module, "weight"):
         return None
-    for p in module.parametrizations["weight"]:  # type: ignore[union-attr,index]
+    for p in module.parametrizations["weight"]:  # type: ignore[index]
         if isinstance(p, WeightMask):
             return p
     return None

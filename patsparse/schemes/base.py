@@ -30,11 +30,7 @@ def check_density(density: float, *, scheme: str, maximum: float = 1.0) -> None:
     if not isinstance(density, int | float) or isinstance(density, bool):
         raise InvalidRateError(f"{scheme}: density must be a number, got {density!r}")
     if not (0.0 < float(density) <= maximum + 1e-9) or math.isnan(float(density)):
-        extra = (
-            f"; this scheme keeps at most {maximum:.4g} of the weights"
-            if maximum < 1.0
-            else ""
-        )
+        extra = f"; this scheme keeps at most {maximum:.4g} of the weights" if maximum < 1.0 else ""
         raise InvalidRateError(
             f"{scheme}: density {density!r} is outside (0, {maximum:.4g}]{extra}. density is "
             f"the fraction of weights kept: 0.125 means 8x compression "
@@ -126,9 +122,6 @@ class Scheme(ABC):
             if k != "scheme"
         ]
         return f"{self.name}({', '.join(parts)})"
-
-
-SCHEME_NAMES_DOC = "pattern, connectivity, pattern+connectivity, block-pattern, filter, channel, column, block, unstructured"
 
 
 def scheme_names() -> tuple[str, ...]:

@@ -44,7 +44,9 @@ def pattern_energies(weight: torch.Tensor, library: PatternLibrary) -> torch.Ten
     return sq @ masks.T
 
 
-def best_patterns(weight: torch.Tensor, library: PatternLibrary) -> tuple[torch.Tensor, torch.Tensor]:
+def best_patterns(
+    weight: torch.Tensor, library: PatternLibrary
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per kernel: (best pattern id, energy it keeps). Ties go to the lower id."""
     energy = pattern_energies(weight, library)
     # argmax returns the first maximum, which keeps the result deterministic.

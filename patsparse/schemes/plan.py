@@ -87,8 +87,7 @@ class PruningPlan:
         last_linear = linears[-1] if linears else None
         out: dict[str, LayerDecision] = {}
         for name, module in layers.items():
-            weight = module.weight
-            shape = tuple(weight.shape)
+            shape = tuple(module_weight(module).shape)
             kind = _kind(module)
             if name in self.layers:
                 scheme = self.layers[name]
@@ -104,9 +103,7 @@ class PruningPlan:
                 out[name] = LayerDecision(name, kind, shape, None, "first conv (skip_first_conv)")
                 continue
             if self.skip_last_linear and name == last_linear:
-                out[name] = LayerDecision(
-                    name, kind, shape, None, "last linear (skip_last_linear)"
-                )
+                out[name] = LayerDecision(name, kind, shape, None, "last linear (skip_last_linear)")
                 continue
             out[name] = self._default_for(name, kind, shape)
         return out
@@ -171,11 +168,9 @@ def _kind(module: nn.Module) -> str:
     return f"conv{kh}x{kw}"
 
 
-def layer_weight(model: nn.Module, name: str) -> torch.Tensor:
-    """The (possibly parametrized) weight of a named layer."""
-    layers = prunable_layers(model)
-    if name not in layers:
-        raise UnknownLayerError(f"model has no Conv2d/Linear layer {name!r}")
-    w = layers[name].weight
-    assert isinstance(w, torch.Tensor)
+def module_weight(module: nn.Module) -> torch.Tensor:
+    """The (possibly masked) weight tensor of a Conv2d/Linear module."""
+    w = module.weight
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor")
     return w

@@ -89,9 +89,7 @@ class BlockScheme(Scheme):
     def __post_init__(self) -> None:
         check_density(self.density, scheme=self.name)
         if not isinstance(self.block_rows, int) or self.block_rows < 1:
-            raise ValueError(
-                f"block: block_rows must be a positive int, got {self.block_rows!r}"
-            )
+            raise ValueError(f"block: block_rows must be a positive int, got {self.block_rows!r}")
 
     def _mask(self, weight: torch.Tensor) -> torch.Tensor:
         g = _gemm(weight)

@@ -32,8 +32,9 @@ def test_admm_pattern_connectivity_4x_loses_at_most_1_5_points(trained_digits, d
         PatternConnectivityScheme(density=1 / 6),
         PruneConfig(method="admm", admm_epochs=10, retrain_epochs=10),
     )
-    report = sparsity_report(model, torch.zeros(default_input_shape("digits-cnn")),
-                             decisions=result.decisions)
+    report = sparsity_report(
+        model, torch.zeros(default_input_shape("digits-cnn")), decisions=result.decisions
+    )
     assert report.compression >= 4.0  # over every weight, incl. the skipped first/last layers
     assert report.pruned_compression >= 5.9
     assert report.pattern_violations == 0
@@ -51,7 +52,10 @@ def test_admm_beats_one_shot_magnitude_at_equal_sparsity(trained_digits, digits_
     admm_model, _ = trained_digits
     mag_model = copy.deepcopy(admm_model)
     admm_acc, _ = _run(
-        admm_model, digits_loaders, scheme, PruneConfig(method="admm", admm_epochs=10, retrain_epochs=0)
+        admm_model,
+        digits_loaders,
+        scheme,
+        PruneConfig(method="admm", admm_epochs=10, retrain_epochs=0),
     )
     mag_acc, _ = _run(
         mag_model, digits_loaders, scheme, PruneConfig(method="magnitude", retrain_epochs=0)

@@ -27,5 +27,5 @@ def test_extraction_reduces_126_to_8_valid_patterns(trained_digits, digits_loade
 def test_extraction_config_validates():
     with pytest.raises(ValueError, match="decrease"):
         ExtractionConfig(sizes=(12, 32))
-    with pytest.raises(ValueError, match="1..126"):
+    with pytest.raises(ValueError, match=r"1\.\.126"):
         ExtractionConfig(sizes=(200, 8))

@@ -67,7 +67,10 @@ def test_admm_penalty_is_half_rho_squared_frobenius():
     # squared, not a plain or square-rooted norm: doubling the gap quadruples the penalty
     for name in pruner.U:
         pruner.U[name] *= 2
-        pruner.Z[name] = pruner.modules[name].weight.detach() + (pruner.Z[name] - pruner.modules[name].weight.detach()) * 2
+        pruner.Z[name] = (
+            pruner.modules[name].weight.detach()
+            + (pruner.Z[name] - pruner.modules[name].weight.detach()) * 2
+        )
     assert float(pruner.penalty().detach()) == pytest.approx(4 * expected, rel=1e-5)
 
 

@@ -201,7 +201,7 @@ def test_density_outside_unit_interval_is_rejected(name, bad):
 
 
 def test_pattern_connectivity_density_above_pattern_density_is_rejected():
-    with pytest.raises(InvalidRateError, match="at most 0.4444"):
+    with pytest.raises(InvalidRateError, match=r"at most 0\.4444"):
         PatternConnectivityScheme(density=0.5)
 
 

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import torch
+
+from patsparse.models import build_model
+from patsparse.patterns import ALL_CANDIDATES, DESIGNED_8, mask_from_code
+from patsparse.pruning import MagnitudePruner
+from patsparse.report import sparsity_report
+from patsparse.schemes import PatternConnectivityScheme, PruningPlan
+
+
+def test_report_counts_weights_kernels_flops_and_patterns():
+    torch.manual_seed(0)
+    model = build_model("digits-cnn", width=8)
+    plan = PruningPlan(default=PatternConnectivityScheme(density=0.125))
+    pruner = MagnitudePruner(plan)
+    pruner.prepare(model)
+    pruner.step()
+    pruner.squash_mask()
+    rep = sparsity_report(model, torch.zeros(1, 1, 8, 8), decisions=pruner.decisions)
+    by = {r.name: r for r in rep.layers}
+    f3 = by["features.3"]  # 8 -> 16, 3x3, 8x8 output
+    assert f3.weights == 16 * 8 * 9 and f3.kernels == 128
+    assert f3.kept == 4 * f3.kept_kernels == round(0.125 * 9 / 4 * 128) * 4
+    assert f3.flops_dense == 2 * f3.weights * 64 and f3.flops_pruned == 2 * f3.kept * 64
+    assert sum(f3.pattern_histogram.values()) == f3.kept_kernels
+    assert f3.pattern_violations == 0 and by["features.0"].scheme == "dense"
+    total = rep.to_dict()["total"]
+    assert total["weights"] == sum(r.weights for r in rep.layers)
+    assert rep.pruned_compression == (f3.weights + by["features.7"].weights) / (
+        f3.kept + by["features.7"].kept
+    )
+    assert "pattern violations 0" in rep.format()
+
+
+def test_report_flags_kernels_outside_the_library():
+    torch.manual_seed(0)
+    model = build_model("digits-cnn", width=8)
+    plan = PruningPlan(default=PatternConnectivityScheme(density=0.125))
+    pruner = MagnitudePruner(plan)
+    pruner.prepare(model)
+    pruner.step()
+    pruner.squash_mask()
+    bad = next(c for c in ALL_CANDIDATES if c not in DESIGNED_8)
+    with torch.no_grad():
+        model.features[3].weight[0, 0] = torch.tensor(mask_from_code(bad), dtype=torch.float32)
+        model.features[3].weight[0, 1] = 1.0  # a dense kernel: also not a pattern
+    rep = sparsity_report(model, torch.zeros(1, 1, 8, 8), decisions=pruner.decisions)
+    assert rep.pattern_violations == 2
