@@ -129,8 +129,33 @@ def _keep_kernels(score: torch.Tensor, kernel_density: float, *, balanced: bool)
     return flat.reshape(k, c)
 
 
+class _PatternBudget(Scheme):
+    """Shared by the schemes that combine patterns with a kernel budget (``density``)."""
+
+    name: ClassVar[str]
+    density: float
+    library: PatternLibrary
+
+    def _init_pattern_budget(self) -> None:
+        object.__setattr__(self, "library", _as_library(self.library))
+        check_density(self.density, scheme=self.name, maximum=self.pattern_density)
+
+    @property
+    def pattern_density(self) -> float:
+        """Density of pattern pruning alone (4/9 for 4-weight patterns)."""
+        return self.library.nonzeros / NUM_POSITIONS
+
+    @property
+    def kernel_density(self) -> float:
+        """Fraction of kernels kept so that the weight density is ``density``."""
+        return min(1.0, self.density / self.pattern_density)
+
+    def unsupported_reason(self, shape: tuple[int, ...]) -> str | None:
+        return _pattern_reason(self.name, shape)
+
+
 @dataclass(frozen=True)
-class PatternConnectivityScheme(Scheme):
+class PatternConnectivityScheme(_PatternBudget):
     """Pattern pruning plus connectivity pruning; ``density`` is over all weights.
 
     With 4-weight patterns the kernel keep fraction is ``density * 9 / 4``: density 0.125
@@ -143,19 +168,7 @@ class PatternConnectivityScheme(Scheme):
     balanced: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "library", _as_library(self.library))
-        check_density(self.density, scheme=self.name, maximum=self.pattern_density)
-
-    @property
-    def pattern_density(self) -> float:
-        return self.library.nonzeros / NUM_POSITIONS
-
-    @property
-    def kernel_density(self) -> float:
-        return min(1.0, self.density / self.pattern_density)
-
-    def unsupported_reason(self, shape: tuple[int, ...]) -> str | None:
-        return _pattern_reason(self.name, shape)
+        self._init_pattern_budget()
 
     def _mask(self, weight: torch.Tensor) -> torch.Tensor:
         ids, energy = best_patterns(weight, self.library)
@@ -215,7 +228,7 @@ def cluster_filters(weight: torch.Tensor, block_size: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class BlockPatternScheme(Scheme):
+class BlockPatternScheme(_PatternBudget):
     """Blocks of ``block_size`` filters share kept input channels and their patterns."""
 
     name: ClassVar[str] = "block-pattern"
@@ -224,24 +237,12 @@ class BlockPatternScheme(Scheme):
     library: PatternLibrary = DESIGNED_8
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "library", _as_library(self.library))
-        check_density(self.density, scheme=self.name, maximum=self.pattern_density)
+        self._init_pattern_budget()
         if not isinstance(self.block_size, int) or self.block_size < 1:
             raise ValueError(
                 f"block-pattern: block_size must be a positive int, got {self.block_size!r}; "
                 "use the target's fp32 vector width (16 AVX-512, 8 AVX2, 4 NEON)"
             )
-
-    @property
-    def pattern_density(self) -> float:
-        return self.library.nonzeros / NUM_POSITIONS
-
-    @property
-    def kernel_density(self) -> float:
-        return min(1.0, self.density / self.pattern_density)
-
-    def unsupported_reason(self, shape: tuple[int, ...]) -> str | None:
-        return _pattern_reason(self.name, shape)
 
     def layout(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(filter order, per-block kept channel mask ``(B, C)``, per-block pattern ids ``(B, C)``).

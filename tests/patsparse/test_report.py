@@ -9,14 +9,18 @@ from patsparse.report import sparsity_report
 from patsparse.schemes import PatternConnectivityScheme, PruningPlan
 
 
-def test_report_counts_weights_kernels_flops_and_patterns():
+def _magnitude_pruned():
     torch.manual_seed(0)
     model = build_model("digits-cnn", width=8)
-    plan = PruningPlan(default=PatternConnectivityScheme(density=0.125))
-    pruner = MagnitudePruner(plan)
+    pruner = MagnitudePruner(PruningPlan(default=PatternConnectivityScheme(density=0.125)))
     pruner.prepare(model)
     pruner.step()
     pruner.squash_mask()
+    return model, pruner
+
+
+def test_report_counts_weights_kernels_flops_and_patterns():
+    model, pruner = _magnitude_pruned()
     rep = sparsity_report(model, torch.zeros(1, 1, 8, 8), decisions=pruner.decisions)
     by = {r.name: r for r in rep.layers}
     f3 = by["features.3"]  # 8 -> 16, 3x3, 8x8 output
@@ -34,13 +38,7 @@ def test_report_counts_weights_kernels_flops_and_patterns():
 
 
 def test_report_flags_kernels_outside_the_library():
-    torch.manual_seed(0)
-    model = build_model("digits-cnn", width=8)
-    plan = PruningPlan(default=PatternConnectivityScheme(density=0.125))
-    pruner = MagnitudePruner(plan)
-    pruner.prepare(model)
-    pruner.step()
-    pruner.squash_mask()
+    model, pruner = _magnitude_pruned()
     bad = next(c for c in ALL_CANDIDATES if c not in DESIGNED_8)
     with torch.no_grad():
         model.features[3].weight[0, 0] = torch.tensor(mask_from_code(bad), dtype=torch.float32)
