@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,7 +84,7 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys):
 @pytest.mark.parametrize("cmd", ["demo", "prune", "report", "patterns", "extract"])
 def test_every_subcommand_has_help(cmd):
     out = subprocess.run(
-        [sys.executable, "-m", "patsparse.cli", cmd, "--help"],
+        [sys.executable, "-m", "patsparse", cmd, "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -90,9 +92,17 @@ def test_every_subcommand_has_help(cmd):
     assert "--json" in out
 
 
+def _console_script() -> str:
+    # the script installed next to this interpreter (a venv's bin/), else the one on PATH
+    local = Path(sys.executable).parent / "patsparse"
+    found = str(local) if local.exists() else shutil.which("patsparse")
+    assert found, "the patsparse console script is not installed: pip install -e ."
+    return found
+
+
 def test_demo_console_script(tmp_path):
     out = subprocess.run(
-        ["patsparse", "demo", "--json", "--out", str(tmp_path / "demo.pt")],
+        [_console_script(), "demo", "--json", "--out", str(tmp_path / "demo.pt")],
         capture_output=True,
         text=True,
         check=True,
