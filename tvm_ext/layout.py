@@ -1,0 +1,172 @@
+"""From a constant conv weight to the arrays a pattern-sparse kernel reads.
+
+:func:`analyze_conv_weight` decides whether a ``(K, C, 3, 3)`` weight is pattern-sparse
+(every kernel all-zero or exactly one 4-weight pattern), which structure it has and, if it
+qualifies, builds a :class:`SparseConvLayout`:
+
+- ``kernel``: per-kernel patterns (the papers' scheme). Filters are reordered (similar
+  filters together, see :func:`patsparse.formats.reorder_filters`) and each filter is one row.
+- ``block``: block-shared patterns (``block-pattern`` scheme): ``G`` filters share kept
+  channels and their patterns; a row is a block, and weights carry a lane axis of ``G``.
+
+Per pattern ``p`` the layout holds ``values[p]`` of shape ``(rows, cmax_p, taps, G)`` and
+``channels[p]`` of shape ``(rows, cmax_p)``: the kernels of pattern ``p`` in each row, padded
+with zero weights (channel 0) up to the longest row, so the generated code has no branch.
+``inverse[k]`` is the stored position (``row * G + lane``) of original filter ``k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from patsparse.formats.fkw import reorder_filters
+from patsparse.patterns.library import NUM_POSITIONS, PatternLibrary, positions_from_code
+
+
+@dataclass(frozen=True)
+class SparseConvLayout:
+    kind: str  # "kernel" or "block"
+    shape: tuple[int, int, int, int]
+    block: int
+    codes: tuple[int, ...]
+    values: tuple[np.ndarray, ...]
+    channels: tuple[np.ndarray, ...]
+    inverse: np.ndarray
+    kept_kernels: int
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] // self.block
+
+    def taps(self, p: int) -> tuple[tuple[int, int], ...]:
+        """(dy, dx) offsets of pattern ``p``: compile-time constants of the kernel."""
+        return positions_from_code(self.codes[p])
+
+    def padded_slots(self) -> int:
+        """Kernel slots the kernel computes (kept kernels plus zero padding), per lane."""
+        return sum(int(v.shape[0] * v.shape[1]) for v in self.values) * self.block
+
+    def to_dense(self) -> np.ndarray:
+        """The weight this layout encodes (inverse of :func:`analyze_conv_weight`)."""
+        k, c = self.shape[:2]
+        out = np.zeros((k, c, NUM_POSITIONS), dtype=np.float32)
+        pos_of = {int(s): f for f, s in enumerate(self.inverse)}
+        for p in range(len(self.codes)):
+            taps = [r * 3 + cc for r, cc in self.taps(p)]
+            vals, chans = self.values[p], self.channels[p]
+            for row in range(vals.shape[0]):
+                for lane in range(self.block):
+                    f = pos_of[row * self.block + lane]
+                    for j in range(vals.shape[1]):
+                        v = vals[row, j, :, lane]
+                        if np.any(v != 0):
+                            out[f, chans[row, j], taps] += v
+        return out.reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a weight cannot take the pattern-sparse kernel."""
+
+    reason: str
+
+
+def kernel_codes_np(weight: np.ndarray) -> np.ndarray:
+    bits = (weight != 0).reshape(*weight.shape[:2], NUM_POSITIONS).astype(np.int64)
+    return (bits << np.arange(NUM_POSITIONS)).sum(-1)
+
+
+def analyze_conv_weight(
+    weight: np.ndarray,
+    *,
+    library: PatternLibrary | None = None,
+    block: int | None = None,
+    prefer_blocks: bool = True,
+) -> SparseConvLayout | Rejection:
+    """Layout for a pattern-sparse weight, or the reason it does not qualify.
+
+    ``block``: the lane count to look for (default: the largest of 16, 8, 4 that fits).
+    """
+    w = np.asarray(weight, dtype=np.float32)
+    if w.ndim != 4 or w.shape[2:] != (3, 3):
+        return Rejection(f"kernel is {w.shape[2]}x{w.shape[3]}, not 3x3")
+    codes = kernel_codes_np(w)
+    used = sorted({int(c) for c in np.unique(codes)} - {0})
+    if not used:
+        return Rejection("every kernel is zero")
+    counts = {bin(c).count("1") for c in used}
+    if counts != {4}:
+        dense = int((codes == (1 << NUM_POSITIONS) - 1).sum())
+        return Rejection(
+            f"kernels are not 4-weight patterns (non-zeros per kernel: {sorted(counts)}; "
+            f"{dense} fully dense kernels): prune with a pattern scheme"
+        )
+    if library is not None:
+        outside = [c for c in used if c not in library]
+        if outside:
+            return Rejection(
+                f"{len(outside)} pattern(s) outside library {library.name!r}, e.g. "
+                f"{positions_from_code(outside[0])}"
+            )
+    ordered = tuple(c for c in (library.codes if library else used) if c in used)
+    k = w.shape[0]
+    if prefer_blocks:
+        for g in [block] if block else [16, 8, 4]:
+            if g and g > 1 and k % g == 0:
+                groups = _block_groups(codes, g)
+                if groups is not None:
+                    return _build(w, codes, ordered, "block", g, groups)
+    order = reorder_filters(codes, PatternLibrary(ordered))
+    return _build(w, codes, ordered, "kernel", 1, [[int(f)] for f in order])
+
+
+def _block_groups(codes: np.ndarray, g: int) -> list[list[int]] | None:
+    """Filters with identical (channel, pattern) supports, chunked into blocks of ``g``."""
+    by_sig: dict[bytes, list[int]] = {}
+    for f in range(codes.shape[0]):
+        by_sig.setdefault(codes[f].tobytes(), []).append(f)
+    if any(len(m) % g for m in by_sig.values()):
+        return None
+    # Blocks with the most kept kernels first: neighbouring rows carry similar work.
+    sigs = sorted(by_sig, key=lambda s: -int((codes[by_sig[s][0]] != 0).sum()))
+    return [by_sig[s][i : i + g] for s in sigs for i in range(0, len(by_sig[s]), g)]
+
+
+def _build(
+    w: np.ndarray,
+    codes: np.ndarray,
+    ordered: tuple[int, ...],
+    kind: str,
+    g: int,
+    rows: list[list[int]],
+) -> SparseConvLayout:
+    flat = w.reshape(*w.shape[:2], NUM_POSITIONS)
+    inverse = np.zeros(w.shape[0], dtype=np.int32)
+    values, channels = [], []
+    for code in ordered:
+        taps = [r * 3 + c for r, c in positions_from_code(code)]
+        per_row = [np.nonzero(codes[members[0]] == code)[0] for members in rows]
+        cmax = max(1, max(len(ch) for ch in per_row))
+        vals = np.zeros((len(rows), cmax, len(taps), g), dtype=np.float32)
+        chans = np.zeros((len(rows), cmax), dtype=np.int32)
+        for r, (members, ch) in enumerate(zip(rows, per_row, strict=True)):
+            chans[r, : len(ch)] = ch
+            for lane, f in enumerate(members):
+                vals[r, : len(ch), :, lane] = flat[f][ch][:, taps]
+        values.append(vals)
+        channels.append(chans)
+    for r, members in enumerate(rows):
+        for lane, f in enumerate(members):
+            inverse[f] = r * g + lane
+    return SparseConvLayout(
+        kind=kind,
+        shape=(int(w.shape[0]), int(w.shape[1]), 3, 3),
+        block=g,
+        codes=ordered,
+        values=tuple(values),
+        channels=tuple(channels),
+        inverse=inverse,
+        kept_kernels=int((codes != 0).sum()),
+    )

@@ -1,0 +1,391 @@
+"""Relax pass: rewrite pattern-pruned ``relax.nn.conv2d`` into pattern-specialised TE computes.
+
+Where it belongs in a pipeline: after the model is imported with its weights as constants
+and BatchNorm is folded (``FoldBatchnormToConv2D`` then ``FoldConstant``), before the rest
+of any Relax pipeline (legalisation, fusion, lowering)::
+
+    seq = tvm.transform.Sequential([
+        relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant(),
+        PatternSparseConv2D(), relax.get_default_pipeline(target)])
+
+A conv2d is rewritten when it is NCHW/OIHW, 3x3, groups 1, dilation 1, float32, has static
+shapes and a constant weight whose every kernel is all-zero or exactly one 4-weight pattern.
+A following bias add, residual add and ReLU are fused into the kernel's epilogue when the
+intermediate values have no other use. Everything else is left exactly as it was; the
+reason is recorded in :attr:`PatternSparseConv2D.records`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from patsparse.formats.fkw import PatternSparseWeight, csr_nbytes, dense_nbytes
+from patsparse.patterns.library import PatternLibrary
+from tvm_ext._compat import IRConstant, Schedule, relax, te, tirx, tvm
+from tvm_ext.layout import Rejection, SparseConvLayout, analyze_conv_weight
+from tvm_ext.schedules.cpu import schedule_pattern_conv
+from tvm_ext.te.pattern_conv import (
+    ConvGeometry,
+    Epilogue,
+    layout_arguments,
+    pattern_conv2d_compute,
+)
+
+FUNC_PREFIX = "pattern_sparse_conv2d"
+#: Opaque op pattern: FuseOps leaves the (already scheduled, already fused) kernel alone.
+OPAQUE = 8
+
+
+@dataclass
+class LayerRecord:
+    """What the pass did with one conv2d (JSON-ready through :meth:`to_dict`)."""
+
+    index: int
+    var: str
+    rewritten: bool
+    reason: str
+    weight_shape: tuple[int, ...] = ()
+    input_shape: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    kind: str = ""
+    block: int = 0
+    function: str = ""
+    fused: tuple[str, ...] = ()
+    kept_kernels: int = 0
+    kernels: int = 0
+    pattern_histogram: dict[int, int] = field(default_factory=dict)
+    storage_bytes: dict[str, int] = field(default_factory=dict)
+    max_abs_error: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["pattern_histogram"] = {str(k): v for k, v in self.pattern_histogram.items()}
+        for key in ("weight_shape", "input_shape", "stride", "padding", "fused"):
+            d[key] = list(d[key])
+        return d
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """A conv2d and the element-wise ops fused after it (original Relax objects)."""
+
+    conv: relax.Call
+    bias: Any | None
+    residual: relax.Expr | None
+    relu: bool
+    ops: tuple[str, ...]
+
+
+def _is_op(expr: Any, name: str) -> bool:
+    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
+
+
+def _static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
+    sinfo = expr.ty if hasattr(expr, "ty") else expr.struct_info
+    shape = getattr(sinfo, "shape", None)
+    if shape is None or not hasattr(shape, "values"):
+        return None
+    dims = []
+    for v in shape.values:
+        if not isinstance(v, tirx.IntImm):
+            return None
+        dims.append(int(v))
+    return tuple(dims)
+
+
+def _dtype(expr: relax.Expr) -> str:
+    sinfo = expr.ty if hasattr(expr, "ty") else expr.struct_info
+    return str(getattr(sinfo, "dtype", ""))
+
+
+@relax.expr_functor.mutator
+class _Rewriter(relax.expr_functor.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule, options: dict[str, Any]) -> None:
+        super().__init__(mod)
+        self.mod_ = mod
+        self.options = options
+        self.records: list[LayerRecord] = []
+        self.chains: dict[Any, _Chain] = {}
+        self.absorbed: set[Any] = set()
+        self.new_funcs: list[tvm.ir.GlobalVar] = []
+        self.conv_index: dict[Any, int] = {}
+
+    # -- analysis of the original function --------------------------------------------
+    def _plan_chains(self, func: relax.Function) -> None:
+        var2val = relax.analysis.get_var2val(func)
+        uses: dict[Any, int] = {}
+        for value in var2val.values():
+            for v in _used_vars(value):
+                uses[v] = uses.get(v, 0) + 1
+        for v in _used_vars(func.body.body):
+            uses[v] = uses.get(v, 0) + 2  # function outputs are never absorbed
+        users: dict[Any, list[Any]] = {}
+        for var, value in var2val.items():
+            for v in _used_vars(value):
+                users.setdefault(v, []).append(var)
+        for var, value in var2val.items():
+            if not _is_op(value, "relax.nn.conv2d"):
+                continue
+            self.conv_index[value] = len(self.conv_index)
+            if not self.options["fuse_epilogue"]:
+                continue
+            cur, bias, residual, relu, ops = var, None, None, False, []
+            while uses.get(cur, 0) == 1 and len(users.get(cur, [])) == 1 and not relu:
+                nxt = users[cur][0]
+                val = var2val[nxt]
+                if _is_op(val, "relax.nn.relu"):
+                    relu = True
+                    ops.append("relu")
+                elif (
+                    _is_op(val, "relax.add")
+                    and bias is None
+                    and residual is None
+                    and (_bias_of(val, cur, _static_shape(var)) is not None)
+                ):
+                    bias = _bias_of(val, cur, _static_shape(var))
+                    ops.append("bias_add")
+                elif _is_op(val, "relax.add") and residual is None:
+                    other = val.args[1] if val.args[0].same_as(cur) else val.args[0]
+                    if _static_shape(other) != _static_shape(var) or other.same_as(cur):
+                        break
+                    residual = other
+                    ops.append("residual_add")
+                else:
+                    break
+                cur = nxt
+            if cur is not var:
+                self.chains[var2val[cur]] = _Chain(value, bias, residual, relu, tuple(ops))
+                self.absorbed.add(value)
+
+    # -- rewriting --------------------------------------------------------------------
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        chain = _lookup(self.chains, call)
+        if chain is not None:
+            out = self._rewrite(chain.conv, chain)
+            if out is not None:
+                return out
+            return super().visit_call_(call)
+        if _is_op(call, "relax.nn.conv2d"):
+            if _lookup_set(self.absorbed, call):
+                # Emitted (and later removed as dead code) only if its chain end rewrites;
+                # otherwise the chain end keeps using it.
+                return super().visit_call_(call)
+            out = self._rewrite(call, None)
+            if out is not None:
+                return out
+        return super().visit_call_(call)
+
+    def _record(self, conv: relax.Call, **kw: Any) -> LayerRecord:
+        index = _lookup(self.conv_index, conv)
+        rec = LayerRecord(index=-1 if index is None else index, var="", **kw)
+        # one record per conv even if visited twice (absorbed convs are revisited)
+        self.records = [r for r in self.records if r.index != rec.index] + [rec]
+        return rec
+
+    def _rewrite(self, conv: relax.Call, chain: _Chain | None) -> relax.Expr | None:
+        reason = _eligibility(conv)
+        if reason is not None:
+            self._record(conv, rewritten=False, reason=reason)
+            return None
+        x, w = conv.args
+        weight = w.value.numpy()
+        library = self.options["library"]
+        layout = analyze_conv_weight(
+            weight,
+            library=library,
+            block=self.options["block"],
+            prefer_blocks=self.options["prefer_blocks"],
+        )
+        attrs = conv.attrs
+        pad = tuple(int(p) for p in attrs.padding)
+        geometry = ConvGeometry(
+            in_shape=_static_shape(x),  # type: ignore[arg-type]
+            stride=tuple(int(s) for s in attrs.strides),  # type: ignore[arg-type]
+            padding=pad,  # type: ignore[arg-type]
+        )
+        base = dict(
+            weight_shape=tuple(weight.shape),
+            input_shape=geometry.in_shape,
+            stride=geometry.stride,
+            padding=geometry.padding,
+            kernels=int(weight.shape[0] * weight.shape[1]),
+        )
+        if isinstance(layout, Rejection):
+            self._record(conv, rewritten=False, reason=layout.reason, **base)
+            return None
+        epilogue = Epilogue(
+            bias=chain is not None and chain.bias is not None,
+            residual=chain is not None and chain.residual is not None,
+            relu=chain is not None and chain.relu,
+        )
+        index = _lookup(self.conv_index, conv)
+        name = f"{FUNC_PREFIX}_{index}"
+        consts = [relax.const(a) for a in layout_arguments(layout)]
+        extra = []
+        if chain is not None and chain.bias is not None:
+            extra.append(relax.const(chain.bias))
+        if chain is not None and chain.residual is not None:
+            extra.append(self.visit_expr(chain.residual))
+        out = self.builder_.call_te(
+            _te_fn(geometry, layout, epilogue),
+            self.visit_expr(x),
+            *consts,
+            *extra,
+            primfunc_name_hint=name,
+        )
+        gv = out.args[0]
+        self.new_funcs.append(gv)
+        fmt = PatternSparseWeight.from_dense(weight)
+        self._record(
+            conv,
+            rewritten=True,
+            reason="rewritten",
+            kind=layout.kind,
+            block=layout.block,
+            function=gv.name_hint,
+            fused=("conv2d", *(chain.ops if chain else ())),
+            kept_kernels=layout.kept_kernels,
+            pattern_histogram=_histogram(weight),
+            storage_bytes={
+                "dense": dense_nbytes(weight),
+                "csr": csr_nbytes(weight),
+                "ours": fmt.nbytes(),
+                "kernel_arrays": int(sum(a.nbytes for a in layout_arguments(layout))),
+            },
+            **base,
+        )
+        return out
+
+    def run(self) -> tvm.IRModule:
+        for gv, func in self.mod_.functions_items():
+            if isinstance(func, relax.Function):
+                self.chains, self.absorbed, self.conv_index = {}, set(), {}
+                self._plan_chains(func)
+                new = self.visit_expr(func)
+                new = relax.analysis.remove_all_unused(new)
+                self.builder_.update_func(gv, new)
+        mod = self.builder_.get()
+        for gv in self.new_funcs:
+            func = mod[gv].with_attr("op_pattern", OPAQUE)
+            if self.options["schedule"]:
+                sch = Schedule(func.with_attr("global_symbol", "main"))
+                schedule_pattern_conv(sch)
+                func = sch.mod["main"].with_attr("global_symbol", gv.name_hint)
+            mod[gv] = func
+        return mod
+
+
+def _used_vars(expr: relax.Expr) -> list[Any]:
+    return list(relax.analysis.free_vars(expr)) if not isinstance(expr, relax.Var) else [expr]
+
+
+def _lookup(table: dict[Any, Any], node: Any) -> Any:
+    for key, value in table.items():
+        if key.same_as(node):
+            return value
+    return None
+
+
+def _lookup_set(table: set[Any], node: Any) -> bool:
+    return any(key.same_as(node) for key in table)
+
+
+def _bias_of(
+    add: relax.Call, conv_var: Any, out_shape: tuple[int, ...] | None
+) -> np.ndarray | None:
+    """The per-output-channel bias of ``conv_var + const``, or None if it is not one."""
+    a, b = add.args
+    other = b if a.same_as(conv_var) else a if b.same_as(conv_var) else None
+    if not isinstance(other, IRConstant) or out_shape is None:
+        return None
+    arr = other.value.numpy()
+    k = out_shape[1]
+    if arr.size == k and arr.shape in ((k,), (1, k, 1, 1), (k, 1, 1)):
+        return arr.reshape(k).astype(np.float32)
+    return None
+
+
+def _histogram(weight: np.ndarray) -> dict[int, int]:
+    from tvm_ext.layout import kernel_codes_np
+
+    codes = kernel_codes_np(weight)
+    vals, counts = np.unique(codes[codes != 0], return_counts=True)
+    return {int(v): int(c) for v, c in zip(vals, counts, strict=True)}
+
+
+def _te_fn(geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Epilogue):  # type: ignore[no-untyped-def]
+    def fn(*inputs: te.Tensor) -> te.Tensor:
+        return pattern_conv2d_compute(inputs, geometry, layout, epilogue)
+
+    return fn
+
+
+def _eligibility(conv: relax.Call) -> str | None:
+    """None if the conv can be rewritten, else the reason (with the fix)."""
+    x, w = conv.args
+    attrs = conv.attrs
+    if not isinstance(w, IRConstant):
+        return (
+            "weight is a function input, not a constant: bind the parameters "
+            "(from_exported_program(..., keep_params_as_input=False) or "
+            "relax.transform.BindParams) before this pass"
+        )
+    if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW":
+        return f"layout {attrs.data_layout}/{attrs.kernel_layout}, only NCHW/OIHW is handled"
+    if _static_shape(x) is None:
+        return "dynamic input shape: the kernel is specialised to static shapes"
+    wshape = _static_shape(w)
+    if int(attrs.groups) != 1:
+        kind = "depthwise" if wshape and wshape[1] == 1 else "grouped"
+        return f"{kind} convolution (groups={int(attrs.groups)}), only groups=1 is handled"
+    if wshape is None or wshape[2:] != (3, 3):
+        size = "x".join(str(s) for s in wshape[2:]) if wshape else "?"
+        return f"{size} kernel: patterns are defined for 3x3 kernels only"
+    if any(int(d) != 1 for d in attrs.dilation):
+        return "dilated convolution, only dilation 1 is handled"
+    if _dtype(x) != "float32" or _dtype(w) != "float32":
+        return f"dtype {_dtype(x)}/{_dtype(w)}, only float32 is handled"
+    return None
+
+
+@tvm.transform.module_pass(opt_level=0, name="PatternSparseConv2D")
+class PatternSparseConv2D:
+    """Rewrite eligible pattern-pruned conv2d calls (see the module docstring).
+
+    Options (keyword-only): ``library`` (pattern codes or a PatternLibrary; default: the
+    patterns each weight uses), ``block`` (lanes of block-shared layers; default: detect
+    16, 8 or 4), ``prefer_blocks`` (run block-structured layers as blocks),
+    ``fuse_epilogue`` (bias/residual/ReLU in the kernel), ``schedule`` (apply the default
+    CPU schedule). After the pass runs, ``records`` lists one :class:`LayerRecord` per conv.
+    """
+
+    def __init__(
+        self,
+        *,
+        library: PatternLibrary | Sequence[int] | None = None,
+        block: int | None = None,
+        prefer_blocks: bool = True,
+        fuse_epilogue: bool = True,
+        schedule: bool = True,
+    ) -> None:
+        if library is not None and not isinstance(library, PatternLibrary):
+            library = PatternLibrary(tuple(library))
+        self.options = {
+            "library": library,
+            "block": block,
+            "prefer_blocks": prefer_blocks,
+            "fuse_epilogue": fuse_epilogue,
+            "schedule": schedule,
+        }
+        self.records: list[LayerRecord] = []
+
+    def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        rewriter = _Rewriter(mod, self.options)
+        out = rewriter.run()
+        self.records = sorted(rewriter.records, key=lambda r: r.index)
+        return out

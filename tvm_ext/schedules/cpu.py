@@ -1,0 +1,67 @@
+"""A reasonable default CPU schedule for the pattern-sparse conv PrimFunc.
+
+Block layers vectorise over the block's output-channel lanes (the layout the sparse kernel
+probe found to run at dense speed); per-kernel layers vectorise over the output width.
+Rows (filters or blocks) run in parallel. Tuned schedules replace this one (issue 4).
+"""
+
+from __future__ import annotations
+
+from tvm_ext._compat import Schedule
+from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
+
+
+def _vector_factor(extent: int, widths: tuple[int, ...] = (16, 8, 4)) -> int | None:
+    return next((v for v in widths if extent % v == 0), None)
+
+
+def _extent(sch: Schedule, loop) -> int:  # type: ignore[no-untyped-def]
+    return int(sch.get(loop).extent)
+
+
+def schedule_pattern_conv(sch: Schedule) -> None:
+    """Schedule every ``ps_*`` block of the function in ``sch`` in place."""
+    for name in _blocks(sch):
+        if name == PAD_BLOCK:
+            blk = sch.get_sblock(name)
+            n, c, _, _ = sch.get_loops(blk)
+            sch.parallel(sch.fuse(n, c))
+        elif name.startswith(CONV_BLOCK_PREFIX):
+            _schedule_conv_stage(sch, name)
+        elif name == EPILOGUE_BLOCK:
+            blk = sch.get_sblock(name)
+            n, k, _, w = sch.get_loops(blk)
+            sch.parallel(sch.fuse(n, k))
+            vf = _vector_factor(_extent(sch, w))
+            if vf:
+                _, wi = sch.split(w, [None, vf])
+                sch.vectorize(wi)
+
+
+def _blocks(sch: Schedule) -> list[str]:
+    """Names of the ``ps_*`` blocks directly under the function's root block."""
+    root = sch.get_sblock("root")
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
+    return [n for n in names if n.startswith("ps_")]
+
+
+def _schedule_conv_stage(sch: Schedule, name: str) -> None:
+    blk = sch.get_sblock(name)
+    n, r, y, z, lane, j = sch.get_loops(blk)
+    lanes = _extent(sch, lane)
+    if lanes > 1:
+        sch.reorder(n, r, y, z, j, lane)
+        sch.vectorize(lane)
+        sch.parallel(sch.fuse(n, r))
+        sch.decompose_reduction(blk, j)
+        return
+    vf = _vector_factor(_extent(sch, z))
+    if vf:
+        zo, zi = sch.split(z, [None, vf])
+        sch.reorder(n, r, y, zo, lane, j, zi)
+        sch.vectorize(zi)
+        sch.parallel(sch.fuse(n, r))
+        sch.decompose_reduction(blk, j)  # last: later primitives need the reduction block
+    else:
+        sch.parallel(sch.fuse(n, r))
+        sch.decompose_reduction(blk, j)
