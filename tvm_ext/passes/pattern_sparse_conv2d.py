@@ -114,6 +114,19 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         self.absorbed: set[Any] = set()
         self.new_funcs: list[tvm.ir.GlobalVar] = []
         self.conv_index: dict[Any, int] = {}
+        self.layouts: dict[Any, SparseConvLayout | Rejection] = {}
+        #: per rewritten conv index: what verification needs
+        self.built: dict[
+            int,
+            tuple[
+                tvm.ir.GlobalVar,
+                np.ndarray,
+                ConvGeometry,
+                SparseConvLayout,
+                Epilogue,
+                np.ndarray | None,
+            ],
+        ] = {}
 
     # -- analysis of the original function --------------------------------------------
     def _plan_chains(self, func: relax.Function) -> None:
@@ -124,6 +137,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
                 uses[v] = uses.get(v, 0) + 1
         for v in _used_vars(func.body.body):
             uses[v] = uses.get(v, 0) + 2  # function outputs are never absorbed
+        claimed: set[Any] = set()
         users: dict[Any, list[Any]] = {}
         for var, value in var2val.items():
             for v in _used_vars(value):
@@ -132,11 +146,13 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             if not _is_op(value, "relax.nn.conv2d"):
                 continue
             self.conv_index[value] = len(self.conv_index)
-            if not self.options["fuse_epilogue"]:
+            if not self.options["fuse_epilogue"] or not self._rewritable(value):
                 continue
-            cur, bias, residual, relu, ops = var, None, None, False, []
+            cur, bias, residual, relu, ops, path = var, None, None, False, [], []
             while uses.get(cur, 0) == 1 and len(users.get(cur, [])) == 1 and not relu:
                 nxt = users[cur][0]
+                if _lookup_set(claimed, nxt):
+                    break  # another conv's epilogue already ends here (e.g. two sparse branches)
                 val = var2val[nxt]
                 if _is_op(val, "relax.nn.relu"):
                     relu = True
@@ -157,10 +173,35 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
                     ops.append("residual_add")
                 else:
                     break
+                path.append(nxt)
                 cur = nxt
-            if cur is not var:
+            if not cur.same_as(var):
                 self.chains[var2val[cur]] = _Chain(value, bias, residual, relu, tuple(ops))
                 self.absorbed.add(value)
+                claimed.update(path)
+
+    def _layout(self, conv: relax.Call) -> SparseConvLayout | Rejection:
+        """Eligibility and layout of a conv, computed once per conv."""
+        cached = _lookup(self.layouts, conv)
+        if cached is not None:
+            return cached
+        index = _lookup(self.conv_index, conv)
+        reason = _eligibility(conv) or self.options["exclude"].get(index)
+        result: SparseConvLayout | Rejection
+        if reason is not None:
+            result = Rejection(reason)
+        else:
+            result = analyze_conv_weight(
+                conv.args[1].value.numpy(),
+                library=self.options["library"],
+                block=self.options["block"],
+                prefer_blocks=self.options["prefer_blocks"],
+            )
+        self.layouts[conv] = result
+        return result
+
+    def _rewritable(self, conv: relax.Call) -> bool:
+        return isinstance(self._layout(conv), SparseConvLayout)
 
     # -- rewriting --------------------------------------------------------------------
     def visit_call_(self, call: relax.Call) -> relax.Expr:
@@ -188,19 +229,26 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         return rec
 
     def _rewrite(self, conv: relax.Call, chain: _Chain | None) -> relax.Expr | None:
-        reason = _eligibility(conv)
+        try:
+            return self._try_rewrite(conv, chain)
+        except Exception as exc:  # any failure leaves the layer as it was, with the reason
+            self._record(
+                conv,
+                rewritten=False,
+                reason=f"rewrite failed, layer left dense ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})",
+            )
+            return None
+
+    def _try_rewrite(self, conv: relax.Call, chain: _Chain | None) -> relax.Expr | None:
+        index = _lookup(self.conv_index, conv)
+        reason = _eligibility(conv) or self.options["exclude"].get(index)
         if reason is not None:
             self._record(conv, rewritten=False, reason=reason)
             return None
         x, w = conv.args
         weight = w.value.numpy()
-        library = self.options["library"]
-        layout = analyze_conv_weight(
-            weight,
-            library=library,
-            block=self.options["block"],
-            prefer_blocks=self.options["prefer_blocks"],
-        )
+        layout = self._layout(conv)
         attrs = conv.attrs
         pad = tuple(int(p) for p in attrs.padding)
         geometry = ConvGeometry(
@@ -223,8 +271,9 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             residual=chain is not None and chain.residual is not None,
             relu=chain is not None and chain.relu,
         )
-        index = _lookup(self.conv_index, conv)
         name = f"{FUNC_PREFIX}_{index}"
+        fmt = PatternSparseWeight.from_dense(weight)
+        histogram = _histogram(weight)
         consts = [relax.const(a) for a in layout_arguments(layout)]
         extra = []
         if chain is not None and chain.bias is not None:
@@ -240,7 +289,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         )
         gv = out.args[0]
         self.new_funcs.append(gv)
-        fmt = PatternSparseWeight.from_dense(weight)
+        bias = chain.bias if chain is not None and chain.bias is not None else None
+        self.built[index] = (gv, weight, geometry, layout, epilogue, bias)
         self._record(
             conv,
             rewritten=True,
@@ -250,7 +300,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             function=gv.name_hint,
             fused=("conv2d", *(chain.ops if chain else ())),
             kept_kernels=layout.kept_kernels,
-            pattern_histogram=_histogram(weight),
+            pattern_histogram=histogram,
             storage_bytes={
                 "dense": dense_nbytes(weight),
                 "csr": csr_nbytes(weight),
@@ -372,20 +422,96 @@ class PatternSparseConv2D:
         prefer_blocks: bool = True,
         fuse_epilogue: bool = True,
         schedule: bool = True,
+        verify: bool = False,
+        target: Any = None,
+        tolerance: float = 1e-4,
     ) -> None:
         if library is not None and not isinstance(library, PatternLibrary):
             library = PatternLibrary(tuple(library))
-        self.options = {
+        self.options: dict[str, Any] = {
             "library": library,
             "block": block,
             "prefer_blocks": prefer_blocks,
             "fuse_epilogue": fuse_epilogue,
             "schedule": schedule,
+            "exclude": {},
         }
+        self.verify = verify
+        self.target = target
+        self.tolerance = tolerance
         self.records: list[LayerRecord] = []
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _Rewriter(mod, self.options)
+        options = dict(self.options, exclude={})
+        rewriter = _Rewriter(mod, options)
         out = rewriter.run()
+        if self.verify:
+            errors = {
+                i: verify_layer(out, *info, target=self.target)
+                for i, info in rewriter.built.items()
+            }
+            failed = {
+                i: f"verification failed: max abs error {e:.3g} vs the dense conv"
+                for i, e in errors.items()
+                if not e <= self.tolerance * _scale(rewriter.built[i][1])
+            }
+            if failed:  # leave those layers dense: a model must never break
+                rewriter = _Rewriter(mod, dict(options, exclude=failed))
+                out = rewriter.run()
+            for rec in rewriter.records:
+                if rec.rewritten:
+                    rec.max_abs_error = errors.get(rec.index)
         self.records = sorted(rewriter.records, key=lambda r: r.index)
         return out
+
+
+def _scale(weight: np.ndarray) -> float:
+    """Error tolerance scale: grows with the reduction length and weight magnitude."""
+    return max(1.0, float(np.abs(weight).sum(axis=(1, 2, 3)).max()))
+
+
+def verify_layer(
+    mod: tvm.IRModule,
+    gv: tvm.ir.GlobalVar,
+    weight: np.ndarray,
+    geometry: ConvGeometry,
+    layout: SparseConvLayout,
+    epilogue: Epilogue,
+    bias: np.ndarray | None,
+    *,
+    target: Any = None,
+    seed: int = 0,
+) -> float:
+    """Max abs error of the rewritten PrimFunc against a dense conv on random input."""
+    import torch
+
+    from tvm_ext._compat import host_target, tensor
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(geometry.in_shape).astype(np.float32)
+    n, k = geometry.in_shape[0], layout.shape[0]
+    oh, ow = geometry.out_hw
+    residual = rng.standard_normal((n, k, oh, ow)).astype(np.float32)
+    pt, pl, pb, pr = geometry.padding
+    xt = torch.nn.functional.pad(torch.from_numpy(x), (pl, pr, pt, pb))
+    ref = torch.nn.functional.conv2d(
+        xt,
+        torch.from_numpy(weight),
+        torch.from_numpy(bias) if epilogue.bias and bias is not None else None,
+        stride=geometry.stride,
+    )
+    if epilogue.residual:
+        ref = ref + torch.from_numpy(residual)
+    if epilogue.relu:
+        ref = torch.relu(ref)
+    func = mod[gv].with_attr("global_symbol", "main")
+    ex = tvm.compile(tvm.IRModule({"main": func}), target=target or host_target())
+    dev = tvm.cpu()
+    args = [x, *layout_arguments(layout)]
+    if epilogue.bias:
+        args.append(bias if bias is not None else np.zeros(k, np.float32))
+    if epilogue.residual:
+        args.append(residual)
+    out = tensor(np.zeros(ref.shape, np.float32), dev)
+    ex.mod["main"](*[tensor(np.ascontiguousarray(a), dev) for a in args], out)
+    return float(np.abs(out.numpy() - ref.numpy()).max())

@@ -1,0 +1,101 @@
+"""The ready pipeline and the one-call helper from a PyTorch module to a compiled module.
+
+Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
+
+1. ``FoldBatchnormToConv2D`` + ``FoldConstant``: BN folded into the conv weights and a bias.
+2. :class:`tvm_ext.passes.PatternSparseConv2D`: pattern-sparse convs rewritten and scheduled.
+3. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tvm_ext._compat import Target, from_exported_program, host_target, relax, tensor, tvm
+from tvm_ext.passes import LayerRecord, PatternSparseConv2D
+
+
+def pattern_sparse_pipeline(
+    target: Target | None = None, *, sparse: PatternSparseConv2D | None = None
+) -> tvm.transform.Pass:
+    """BN folding, the pattern-sparse rewrite, then TVM's default Relax pipeline."""
+    target = target or host_target()
+    return tvm.transform.Sequential(
+        [
+            relax.transform.FoldBatchnormToConv2D(),
+            relax.transform.FoldConstant(),
+            sparse if sparse is not None else PatternSparseConv2D(),
+            relax.get_default_pipeline(target),
+        ],
+        name="patsparse_pipeline",
+    )
+
+
+def import_torch(model: Any, example: np.ndarray | Any) -> tvm.IRModule:
+    """``torch.export`` + Relax import with the weights as constants."""
+    import torch
+
+    x = example if isinstance(example, torch.Tensor) else torch.from_numpy(np.asarray(example))
+    exported = torch.export.export(model.eval(), (x,))
+    return from_exported_program(exported, keep_params_as_input=False)
+
+
+@dataclass
+class CompiledModel:
+    """A compiled model: call it with a numpy input; ``records`` says what was rewritten."""
+
+    executable: Any
+    target: Target
+    records: list[LayerRecord]
+    compile_seconds: float
+    device: Any = field(default_factory=tvm.cpu)
+
+    def __post_init__(self) -> None:
+        self.vm = relax.VirtualMachine(self.executable, self.device)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = self.vm["main"](tensor(np.ascontiguousarray(x, dtype=np.float32), self.device))
+        # from_exported_program returns a tuple of outputs
+        if not hasattr(out, "numpy"):
+            out = out[0]
+        return np.asarray(out.numpy())
+
+    def export_library(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.executable.export_library(str(path))
+        return path
+
+
+def compile_torch(
+    model: Any,
+    example: Any,
+    *,
+    target: Target | None = None,
+    sparse: PatternSparseConv2D | None = None,
+    verify: bool = False,
+) -> CompiledModel:
+    """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile."""
+    target = target or host_target()
+    sparse = sparse or PatternSparseConv2D(verify=verify, target=target)
+    start = time.perf_counter()
+    mod = import_torch(model, example)
+    ex = tvm.compile(
+        mod, target=target, relax_pipeline=pattern_sparse_pipeline(target, sparse=sparse)
+    )
+    return CompiledModel(
+        executable=ex,
+        target=target,
+        records=list(sparse.records),
+        compile_seconds=time.perf_counter() - start,
+    )
+
+
+def load_compiled(path: str | Path, device: Any = None) -> Any:
+    """A VirtualMachine over a library written by :meth:`CompiledModel.export_library`."""
+    lib = tvm.runtime.load_module(str(path))
+    return relax.VirtualMachine(lib, device or tvm.cpu())
