@@ -2,7 +2,8 @@
 
 Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
 
-1. ``FoldBatchnormToConv2D`` + ``FoldConstant``: BN folded into the conv weights and a bias.
+1. ``FoldConvBiasBatchNorm`` + ``FoldBatchnormToConv2D`` + ``FoldConstant``: BN folded into
+   the conv weights and a bias (with or without a conv bias before the BN).
 2. :class:`tvm_ext.passes.PatternSparseConv2D`: pattern-sparse convs rewritten and scheduled.
 3. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tvm_ext._compat import Target, from_exported_program, host_target, relax, tensor, tvm
-from tvm_ext.passes import LayerRecord, PatternSparseConv2D
+from tvm_ext.passes import FoldConvBiasBatchNorm, LayerRecord, PatternSparseConv2D
 
 
 def pattern_sparse_pipeline(
@@ -27,6 +28,8 @@ def pattern_sparse_pipeline(
     target = target or host_target()
     return tvm.transform.Sequential(
         [
+            relax.transform.FoldConstant(),  # constant-fold the exported bias reshapes first
+            FoldConvBiasBatchNorm(),
             relax.transform.FoldBatchnormToConv2D(),
             relax.transform.FoldConstant(),
             sparse if sparse is not None else PatternSparseConv2D(),
