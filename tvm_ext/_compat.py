@@ -16,6 +16,7 @@ import tvm.s_tir.meta_schedule as meta_schedule
 from tvm import relax, te, tirx
 from tvm.ir import Constant as IRConstant
 from tvm.relax.frontend.torch import from_exported_program
+from tvm.relax.ir.instrument import WellFormedInstrument
 from tvm.s_tir import Schedule
 from tvm.support import cc, utils
 from tvm.target import Target
@@ -56,6 +57,7 @@ __all__ = [
     "IRConstant",
     "Schedule",
     "Target",
+    "WellFormedInstrument",
     "cc",
     "cpu_threads",
     "from_exported_program",

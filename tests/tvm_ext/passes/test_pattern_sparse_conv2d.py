@@ -1,0 +1,143 @@
+"""PatternSparseConv2D: structural, numeric, 'the dense conv is gone', untouched non-matches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tvm_ext._compat import relax, tvm
+from tvm_ext.layout import analyze_conv_weight
+from tvm_ext.passes import PatternSparseConv2D
+from tvm_ext.passes.pattern_sparse_conv2d import OPAQUE
+from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, layout_arguments, pattern_conv2d_compute
+
+
+def conv_ops(mod):
+    """Names of the relax ops called in ``main`` (a visitor over the bindings)."""
+    ops = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            ops.append(expr.op.name)
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return ops
+
+
+def test_structural_before_expected(h, well_formed):
+    w = h.pattern_weight(8, 4, density=0.2, seed=0)
+    bias = np.arange(8, dtype="float32")
+    before = h.conv_module((1, 4, 6, 6), w, bias=bias, relu=True)
+    after = PatternSparseConv2D(schedule=False)(before)
+
+    lay = analyze_conv_weight(w)
+    geo = ConvGeometry((1, 4, 6, 6), (1, 1), (1, 1, 1, 1))
+    ep = Epilogue(bias=True, relu=True)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 6, 6), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit_te(
+                lambda *t: pattern_conv2d_compute(t, geo, lay, ep),
+                x,
+                *[relax.const(a) for a in layout_arguments(lay)],
+                relax.const(bias),
+                primfunc_name_hint="pattern_sparse_conv2d_0",
+            )
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    expected = bb.get()
+    gv = expected.get_global_var("pattern_sparse_conv2d_0")
+    expected[gv] = expected[gv].with_attr("op_pattern", OPAQUE)
+    tvm.ir.assert_structural_equal(after, expected)
+
+
+@pytest.mark.parametrize("block", [None, 4])
+def test_numeric_before_vs_after_and_dense_conv_is_gone(h, well_formed, block):
+    rng = np.random.default_rng(0)
+    w = h.pattern_weight(8, 6, density=0.2, block=block, seed=2)
+    bias = rng.standard_normal(8).astype("float32")
+    before = h.conv_module((1, 6, 7, 9), w, bias=bias, residual=True, relu=True)
+    sparse = PatternSparseConv2D()
+    after = sparse(before)
+    assert "relax.nn.conv2d" in conv_ops(before)
+    assert "relax.nn.conv2d" not in conv_ops(after)
+    assert "relax.nn.relu" not in conv_ops(after) and "relax.add" not in conv_ops(after)
+    rec = sparse.records[0]
+    assert rec.rewritten and rec.fused == ("conv2d", "bias_add", "residual_add", "relu")
+    assert rec.kind == ("block" if block else "kernel")
+    x = rng.standard_normal((1, 6, 7, 9)).astype("float32")
+    r = rng.standard_normal((1, 8, 7, 9)).astype("float32")
+    np.testing.assert_allclose(
+        h.run_module(after, x, r), h.run_module(before, x, r), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_non_matching_convs_are_untouched(h, well_formed):
+    rng = np.random.default_rng(0)
+    cases = {
+        "1x1 kernel": (
+            h.conv_module((1, 4, 5, 5), rng.standard_normal((8, 4, 1, 1)), padding=(0, 0, 0, 0)),
+            {},
+        ),
+        "depthwise": (
+            h.conv_module((1, 4, 5, 5), h.pattern_weight(4, 1, density=0.4), groups=4),
+            {},
+        ),
+        "not 4-weight patterns": (
+            h.conv_module((1, 4, 5, 5), rng.standard_normal((8, 4, 3, 3))),
+            {},
+        ),
+        "bind the parameters": (
+            h.conv_module((1, 4, 5, 5), h.pattern_weight(8, 4), weight_as_input=True),
+            {},
+        ),
+    }
+    for reason, (mod, _) in cases.items():
+        sparse = PatternSparseConv2D()
+        after = sparse(mod)
+        tvm.ir.assert_structural_equal(after, mod)
+        assert len(sparse.records) == 1 and not sparse.records[0].rewritten
+        assert reason in sparse.records[0].reason, sparse.records[0].reason
+
+
+def test_mixed_model_rewrites_only_eligible_convs(h, well_formed):
+    rng = np.random.default_rng(1)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 8, 8), "float32"))
+    sparse_w = h.pattern_weight(8, 4, density=0.2)
+    dense_w = rng.standard_normal((8, 8, 3, 3)).astype("float32")
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            a = bb.emit(relax.op.nn.conv2d(x, relax.const(sparse_w), padding=1))
+            b = bb.emit(relax.op.nn.conv2d(a, relax.const(dense_w), padding=1))
+            c = bb.emit(relax.op.nn.relu(b))
+            out = bb.emit_output(c)
+        bb.emit_func_output(out)
+    mod = bb.get()
+    sparse = PatternSparseConv2D()
+    after = sparse(mod)
+    assert conv_ops(mod).count("relax.nn.conv2d") == 2
+    assert conv_ops(after).count("relax.nn.conv2d") == 1  # the dense one stays
+    assert [r.rewritten for r in sparse.records] == [True, False]
+    xv = rng.standard_normal((1, 4, 8, 8)).astype("float32")
+    np.testing.assert_allclose(h.run_module(after, xv), h.run_module(mod, xv), rtol=1e-5, atol=1e-4)
+
+
+def test_records_report_storage_and_histogram(h):
+    w = h.pattern_weight(32, 32, density=1 / 8, seed=4)
+    sparse = PatternSparseConv2D()
+    sparse(h.conv_module((1, 32, 8, 8), w))
+    rec = sparse.records[0]
+    assert rec.storage_bytes["ours"] < rec.storage_bytes["csr"] < rec.storage_bytes["dense"]
+    assert sum(rec.pattern_histogram.values()) == rec.kept_kernels
+    d = rec.to_dict()
+    assert d["rewritten"] is True and d["weight_shape"] == [32, 32, 3, 3]
+
+
+def test_verification_passes_and_reports_error(h):
+    w = h.pattern_weight(8, 4, density=0.3, seed=5)
+    sparse = PatternSparseConv2D(verify=True)
+    sparse(h.conv_module((1, 4, 6, 6), w, bias=np.ones(8, "float32"), relu=True))
+    rec = sparse.records[0]
+    assert rec.rewritten and rec.max_abs_error is not None and rec.max_abs_error < 1e-4

@@ -1,0 +1,84 @@
+"""The TE compute on its own: numerics, branch-free pattern code, default schedule."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from tvm_ext._compat import Schedule, host_target, te, tensor, tvm
+from tvm_ext.layout import analyze_conv_weight
+from tvm_ext.schedules.cpu import schedule_pattern_conv
+from tvm_ext.te.pattern_conv import (
+    ConvGeometry,
+    Epilogue,
+    layout_arguments,
+    pattern_conv2d_te,
+)
+
+
+def _run(func, args, out_shape):
+    ex = tvm.compile(func, target=host_target())
+    dev = tvm.cpu()
+    out = tensor(np.zeros(out_shape, "float32"), dev)
+    ex.mod["main"](*[tensor(np.ascontiguousarray(a), dev) for a in args], out)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("block", [None, 8])
+@pytest.mark.parametrize("scheduled", [False, True])
+@pytest.mark.parametrize(
+    ("stride", "padding", "epilogue"),
+    [
+        ((1, 1), (1, 1, 1, 1), Epilogue()),
+        ((2, 2), (0, 1, 2, 0), Epilogue(bias=True, relu=True)),
+        ((1, 2), (0, 0, 0, 0), Epilogue(bias=True, residual=True, relu=True)),
+    ],
+)
+def test_matches_dense_conv(h, block, scheduled, stride, padding, epilogue):
+    k, c, hh, ww = 16, 5, 9, 16
+    w = h.pattern_weight(k, c, density=0.2, block=block, seed=7)
+    lay = analyze_conv_weight(w, block=block)
+    geo = ConvGeometry((1, c, hh, ww), stride, padding)
+    func = te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue))
+    if scheduled:
+        sch = Schedule(func)
+        schedule_pattern_conv(sch)
+        func = sch.mod["main"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, c, hh, ww)).astype("float32")
+    bias = rng.standard_normal(k).astype("float32")
+    oh, ow = geo.out_hw
+    res = rng.standard_normal((1, k, oh, ow)).astype("float32")
+    args = [x, *layout_arguments(lay)]
+    args += [bias] if epilogue.bias else []
+    args += [res] if epilogue.residual else []
+    got = _run(func, args, (1, k, oh, ow))
+    ref = h.torch_reference(
+        x,
+        w,
+        stride=stride,
+        padding=padding,
+        bias=bias if epilogue.bias else None,
+        residual=res if epilogue.residual else None,
+        relu=epilogue.relu,
+    )
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_pattern_code_has_no_branches(h):
+    # Without padding the only stages are the per-pattern reductions and the epilogue:
+    # taps are constant offsets, so the function has no conditional at all.
+    w = h.pattern_weight(8, 6, density=0.3, seed=1)
+    lay = analyze_conv_weight(w)
+    func = te.create_prim_func(
+        pattern_conv2d_te(
+            ConvGeometry((1, 6, 8, 8), (1, 1), (0, 0, 0, 0)), lay, Epilogue(relu=True)
+        )
+    )
+    text = func.script()
+    assert not re.search(r"if_then_else|T\.Select|\bif\b", text)
+    assert len(re.findall(r"ps_conv_\d+", text)) >= len(lay.codes)
+    # each pattern's taps appear as literal offsets, e.g. "v_y + 1"
+    assert "T.max" in text
