@@ -136,6 +136,28 @@ def _run_prune(args: argparse.Namespace) -> dict[str, Any]:
     return run_prune(job, progress=True)
 
 
+def _demo_tvm(checkpoint: str) -> dict[str, Any]:
+    """Import the pruned checkpoint into TVM, rewrite, verify, run the digits test set."""
+    from patsparse.data import load_digits_split, make_loaders
+    from patsparse.deploy import compile_model, compiled_accuracy, load_model_spec
+
+    model, arch, _ = load_model_spec(checkpoint)
+    result = compile_model(model, arch, verify=True)
+    _, test = make_loaders(*load_digits_split(seed=0), seed=0)
+    s = result.summary
+    return {
+        "rewritten_convs": s["rewritten"],
+        "convs": s["convs"],
+        "max_abs_error_vs_pytorch": s["max_abs_error_vs_pytorch"],
+        "max_layer_error": max(
+            (r["max_abs_error"] or 0.0 for r in s["layers"] if r["rewritten"]), default=0.0
+        ),
+        "accuracy": round(compiled_accuracy(result.compiled, test), 3),
+        "storage_bytes_rewritten_layers": s["storage_bytes_rewritten_layers"],
+        "compile_seconds": s["compile_seconds"],
+    }
+
+
 def _print_prune(summary: dict[str, Any], as_json: bool) -> None:
     text = summary.pop("_report_text")
     if as_json:
@@ -151,6 +173,15 @@ def _print_prune(summary: dict[str, Any], as_json: bool) -> None:
     )
     if "checkpoint" in summary:
         print(f"saved {summary['checkpoint']}")
+    if "tvm" in summary:
+        t = summary["tvm"]
+        st = t["storage_bytes_rewritten_layers"]
+        print(
+            f"TVM (host): {t['rewritten_convs']}/{t['convs']} convs rewritten to pattern-sparse "
+            f"kernels, accuracy {t['accuracy']:.2f}%, max abs error vs PyTorch "
+            f"{t['max_abs_error_vs_pytorch']:.1e}; weights of rewritten layers: dense "
+            f"{st['dense']} B, CSR {st['csr']} B, ours {st['ours']} B"
+        )
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -224,6 +255,42 @@ def _cmd_extract(args: argparse.Namespace) -> None:
     print(f"overlap with the designed 8: {result.overlap_with_designed}/8")
 
 
+def _compile_parser(sub: argparse._SubParsersAction) -> None:
+    from patsparse.schemes import scheme_names
+
+    p = sub.add_parser(
+        "compile",
+        help="compile a pruned model with TVM (pattern-sparse kernels) and report per layer",
+        description="MODEL is a checkpoint written by 'patsparse prune --out' or a zoo name "
+        "(pruned one-shot with --scheme/--compression on random weights). Prints, per conv: "
+        "rewritten or why not, fused ops, storage (dense/CSR/ours), max abs error.",
+    )
+    p.add_argument("model", help="checkpoint path or zoo model name")
+    p.add_argument("--target", default="host", help="compilation target (host)")
+    p.add_argument("--scheme", default="pattern+connectivity", choices=scheme_names())
+    p.add_argument("--compression", type=float, default=8.0, help="for zoo models")
+    p.add_argument("--library", default="designed-8")
+    p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--no-verify", action="store_true", help="skip per-layer numeric checks")
+    p.add_argument("--out", default=None, help="export the compiled library here (.so)")
+    _add_json(p)
+
+
+def _cmd_compile(args: argparse.Namespace) -> None:
+    from patsparse.deploy import compile_model, format_compile, load_model_spec
+
+    scheme = _scheme_from_args(args.scheme, args.compression, args.library, args.block_size)
+    model, arch, source = load_model_spec(args.model, scheme=scheme)
+    result = compile_model(
+        model, arch, target=args.target, verify=not args.no_verify, export=args.out
+    )
+    summary = {"source": source, **result.summary}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{source}\n{format_compile(summary)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patsparse",
@@ -234,15 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: prune a CNN on real digits with ADMM and report",
+        help="the main job: prune a CNN on real digits with ADMM, compile it with TVM, run",
         description="Train a small CNN on scikit-learn's digits, prune it to pattern+"
-        "connectivity sparsity with ADMM, retrain, report and save runs/demo.pt.",
+        "connectivity sparsity with ADMM, retrain, save runs/demo.pt, then import it into "
+        "TVM, rewrite its convs into pattern-sparse kernels, verify them and run the test set.",
     )
     demo.add_argument("--compression", type=float, default=6.0)
     demo.add_argument("--out", default=None, help="checkpoint path (default runs/demo.pt)")
     _add_json(demo)
 
     _prune_parser(sub)
+    _compile_parser(sub)
 
     rep = sub.add_parser("report", help="sparsity report of a saved checkpoint")
     rep.add_argument("checkpoint")
@@ -275,7 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ns = build_parser().parse_args(["prune"])
             ns.compression = args.compression
             ns.out = args.out or str(default_out_dir() / "demo.pt")
-            _print_prune(_run_prune(ns), args.json)
+            summary = _run_prune(ns)
+            summary["tvm"] = _demo_tvm(ns.out)
+            _print_prune(summary, args.json)
+        elif args.command == "compile":
+            _cmd_compile(args)
         elif args.command == "prune":
             _print_prune(_run_prune(args), args.json)
         elif args.command == "report":

@@ -81,7 +81,42 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cmd", ["demo", "prune", "report", "patterns", "extract"])
+def test_compile_zoo_model_json(tmp_path, capsys):
+    lib = tmp_path / "m.so"
+    assert (
+        main(["compile", "resnet18-cifar", "--compression", "8", "--json", "--out", str(lib)]) == 0
+    )
+    data = _json(capsys)
+    layers = data["layers"]
+    assert data["rewritten"] == 16 and data["convs"] == 20  # stem skipped, 3 downsample 1x1
+    assert all(r["max_abs_error"] < 1e-4 for r in layers if r["rewritten"])
+    kept = [r for r in layers if not r["rewritten"]]
+    assert {r["reason"].split(":")[0] for r in kept} >= {"1x1 kernel"}
+    assert data["max_abs_error_vs_pytorch"] < 1e-4 and lib.is_file()
+
+
+def test_compile_checkpoint_table(tmp_path, capsys):
+    ckpt = tmp_path / "p.pt"
+    assert main(["prune", "--compression", "5", "--out", str(ckpt), "--json", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["compile", str(ckpt), "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "2/3 convs rewritten" in out and "checkpoint" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compile", "resnet18-cifar", "--target", "phone"], "not supported"),
+        (["compile", "no-such-model"], "neither a checkpoint"),
+    ],
+)
+def test_compile_bad_input(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", ["demo", "prune", "compile", "report", "patterns", "extract"])
 def test_every_subcommand_has_help(cmd):
     out = subprocess.run(
         [sys.executable, "-m", "patsparse", cmd, "--help"],
@@ -112,3 +147,9 @@ def test_demo_console_script(tmp_path):
     assert data["pattern_violations"] == 0
     assert data["accuracy_drop"] <= 1.5
     assert (tmp_path / "demo.pt").is_file()
+    tvm = data["tvm"]  # prune -> import -> rewrite -> verify -> run on the host
+    assert tvm["rewritten_convs"] == 2 and tvm["convs"] == 3  # the first conv stays dense
+    assert tvm["max_layer_error"] < 1e-4 and tvm["max_abs_error_vs_pytorch"] < 1e-4
+    assert abs(tvm["accuracy"] - data["pruned_accuracy"]) <= 0.3
+    st = tvm["storage_bytes_rewritten_layers"]
+    assert st["ours"] < st["csr"] < st["dense"]

@@ -1,0 +1,141 @@
+"""Bridge to the TVM side: compile a pruned model with tvm_ext and report per layer.
+
+Used by ``patsparse compile`` and ``patsparse demo``. tvm_ext is imported lazily so the
+PyTorch half of patsparse works without loading TVM.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from patsparse.errors import PatsparseError
+from patsparse.models import MODEL_NAMES, build_model, default_input_shape
+from patsparse.pruning.pruners import MagnitudePruner
+from patsparse.schemes.base import Scheme
+from patsparse.schemes.plan import PruningPlan
+
+TARGETS = ("host",)
+
+
+@dataclass
+class CompileResult:
+    compiled: Any  # tvm_ext.pipeline.CompiledModel
+    summary: dict[str, Any]
+
+
+def load_model_spec(
+    spec: str, *, scheme: Scheme | None = None, seed: int = 0
+) -> tuple[nn.Module, str, str]:
+    """A checkpoint path, or a zoo name pruned one-shot with ``scheme`` (random weights).
+
+    Returns (model, architecture name, where it came from).
+    """
+    path = Path(spec)
+    if path.suffix in (".pt", ".pth") or path.exists():
+        from patsparse.export import load_pruned
+
+        loaded = load_pruned(path)
+        if loaded.arch is None:
+            raise PatsparseError(f"{spec}: checkpoint of a model outside the zoo")
+        return loaded.model, loaded.arch, f"checkpoint {spec}"
+    if spec not in MODEL_NAMES:
+        raise PatsparseError(
+            f"{spec!r} is neither a checkpoint file nor a zoo model; zoo models: "
+            f"{', '.join(MODEL_NAMES)}"
+        )
+    torch.manual_seed(seed)
+    model = build_model(spec).eval()
+    if scheme is not None:
+        pruner = MagnitudePruner(PruningPlan(default=scheme))
+        pruner.prepare(model)
+        pruner.step()
+        pruner.squash_mask()
+    return (
+        model.eval(),
+        spec,
+        f"zoo {spec} with random weights, {scheme.describe() if scheme else 'dense'}",
+    )
+
+
+def compile_model(
+    model: nn.Module,
+    arch: str,
+    *,
+    target: str = "host",
+    verify: bool = True,
+    export: str | None = None,
+) -> CompileResult:
+    """Compile with the pattern-sparse pipeline; report rewrites, storage and errors."""
+    if target not in TARGETS:
+        raise PatsparseError(
+            f"target {target!r} is not supported by compile yet; use one of {', '.join(TARGETS)}"
+        )
+    from tvm_ext.pipeline import compile_torch
+
+    x = torch.randn(default_input_shape(arch), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model.eval()(x).numpy()
+    start = time.perf_counter()
+    compiled = compile_torch(model, x, verify=verify)
+    seconds = time.perf_counter() - start
+    out = compiled(x.numpy())
+    layers = [r.to_dict() for r in compiled.records]
+    storage = {"dense": 0, "csr": 0, "ours": 0}
+    for r in compiled.records:
+        for key in storage:
+            storage[key] += int(r.storage_bytes.get(key, 0))
+    summary: dict[str, Any] = {
+        "model": arch,
+        "target": target,
+        "layers": layers,
+        "rewritten": sum(r.rewritten for r in compiled.records),
+        "convs": len(compiled.records),
+        "storage_bytes_rewritten_layers": storage,
+        "max_abs_error_vs_pytorch": float(np.abs(out - ref).max()),
+        "compile_seconds": round(seconds, 2),
+    }
+    if export:
+        summary["library"] = str(compiled.export_library(export))
+    return CompileResult(compiled, summary)
+
+
+def format_compile(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{'conv':<5}{'weight':<20}{'result':<10}{'kind':<8}{'fused':<34}"
+        f"{'dense/CSR/ours bytes':>26}{'max err':>10}  reason"
+    ]
+    for r in summary["layers"]:
+        sb = r["storage_bytes"]
+        store = f"{sb['dense']}/{sb['csr']}/{sb['ours']}" if sb else "-"
+        err = f"{r['max_abs_error']:.1e}" if r["max_abs_error"] is not None else "-"
+        lines.append(
+            f"{r['index']:<5}{'x'.join(map(str, r['weight_shape'])):<20}"
+            f"{'rewritten' if r['rewritten'] else 'kept':<10}{r['kind'] or '-':<8}"
+            f"{'+'.join(r['fused']) or '-':<34}{store:>26}{err:>10}  "
+            f"{'' if r['rewritten'] else r['reason']}"
+        )
+    st = summary["storage_bytes_rewritten_layers"]
+    lines.append(
+        f"{summary['rewritten']}/{summary['convs']} convs rewritten; rewritten weights: dense "
+        f"{st['dense']} B, CSR {st['csr']} B, ours {st['ours']} B; max abs error vs PyTorch "
+        f"{summary['max_abs_error_vs_pytorch']:.2e}; compile {summary['compile_seconds']} s"
+    )
+    return "\n".join(lines)
+
+
+def compiled_accuracy(compiled: Any, loader: Any) -> float:
+    """Top-1 accuracy (%) of a compiled model, one image at a time (batch 1, as compiled)."""
+    correct = count = 0
+    for x, y in loader:
+        for i in range(len(y)):
+            logits = compiled(x[i : i + 1].numpy())
+            correct += int(int(np.argmax(logits)) == int(y[i]))
+            count += 1
+    return 100.0 * correct / max(count, 1)
