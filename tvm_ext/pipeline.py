@@ -5,7 +5,8 @@ Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
 1. ``FoldConvBiasBatchNorm`` + ``FoldBatchnormToConv2D`` + ``FoldConstant``: BN folded into
    the conv weights and a bias (with or without a conv bias before the BN).
 2. :class:`tvm_ext.passes.PatternSparseConv2D`: pattern-sparse convs rewritten and scheduled.
-3. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
+3. :class:`tvm_ext.passes.CompactStructuredConv2D`: filter/channel-pruned convs shrunk.
+4. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
 """
 
 from __future__ import annotations
@@ -18,13 +19,22 @@ from typing import Any
 import numpy as np
 
 from tvm_ext._compat import Target, from_exported_program, host_target, relax, tensor, tvm
-from tvm_ext.passes import FoldConvBiasBatchNorm, LayerRecord, PatternSparseConv2D
+from tvm_ext.passes import (
+    CompactStructuredConv2D,
+    FoldConvBiasBatchNorm,
+    LayerRecord,
+    PatternSparseConv2D,
+)
+from tvm_ext.passes.compact_structured_conv2d import CompactRecord
 
 
 def pattern_sparse_pipeline(
-    target: Target | None = None, *, sparse: PatternSparseConv2D | None = None
+    target: Target | None = None,
+    *,
+    sparse: PatternSparseConv2D | None = None,
+    compact: CompactStructuredConv2D | None = None,
 ) -> tvm.transform.Pass:
-    """BN folding, the pattern-sparse rewrite, then TVM's default Relax pipeline."""
+    """BN folding, the pattern-sparse rewrite, structured compaction, TVM's default pipeline."""
     target = target or host_target()
     return tvm.transform.Sequential(
         [
@@ -33,6 +43,7 @@ def pattern_sparse_pipeline(
             relax.transform.FoldBatchnormToConv2D(),
             relax.transform.FoldConstant(),
             sparse if sparse is not None else PatternSparseConv2D(),
+            compact if compact is not None else CompactStructuredConv2D(),
             relax.get_default_pipeline(target),
         ],
         name="patsparse_pipeline",
@@ -56,6 +67,7 @@ class CompiledModel:
     target: Target
     records: list[LayerRecord]
     compile_seconds: float
+    compact_records: list[CompactRecord] = field(default_factory=list)
     device: Any = field(default_factory=tvm.cpu)
 
     def __post_init__(self) -> None:
@@ -85,16 +97,17 @@ def compile_torch(
     """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile."""
     target = target or host_target()
     sparse = sparse or PatternSparseConv2D(verify=verify, target=target)
+    compact = CompactStructuredConv2D()
     start = time.perf_counter()
     mod = import_torch(model, example)
-    ex = tvm.compile(
-        mod, target=target, relax_pipeline=pattern_sparse_pipeline(target, sparse=sparse)
-    )
+    pipeline = pattern_sparse_pipeline(target, sparse=sparse, compact=compact)
+    ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     return CompiledModel(
         executable=ex,
         target=target,
         records=list(sparse.records),
         compile_seconds=time.perf_counter() - start,
+        compact_records=list(compact.records),
     )
 
 
