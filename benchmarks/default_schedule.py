@@ -53,16 +53,25 @@ def main() -> None:
         compiled = compile_torch(model, x)
         xt = tensor(x.numpy(), tvm.cpu())
         vm = compiled.vm
-        sparse_ms = _times(lambda: vm["main"](xt))
+        sparse_ms = _times(lambda vm=vm, xt=xt: vm["main"](xt))
         with torch.no_grad():
-            torch_ms = _times(lambda: dense(x))
-        print(json.dumps({
-            "model": name, "scheme": scheme.describe(), "threads": THREADS,
-            "pytorch_dense_ms": [round(v, 2) for v in torch_ms],
-            "patsparse_default_schedule_ms": [round(v, 2) for v in sparse_ms],
-            "speedup_vs_pytorch": round(torch_ms[0] / sparse_ms[0], 2),
-            "max_abs_error": float(np.abs(compiled(x.numpy()) - model(x).detach().numpy()).max()),
-        }), flush=True)
+            torch_ms = _times(lambda dense=dense, x=x: dense(x))
+        print(
+            json.dumps(
+                {
+                    "model": name,
+                    "scheme": scheme.describe(),
+                    "threads": THREADS,
+                    "pytorch_dense_ms": [round(v, 2) for v in torch_ms],
+                    "patsparse_default_schedule_ms": [round(v, 2) for v in sparse_ms],
+                    "speedup_vs_pytorch": round(torch_ms[0] / sparse_ms[0], 2),
+                    "max_abs_error": float(
+                        np.abs(compiled(x.numpy()) - model(x).detach().numpy()).max()
+                    ),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,12 @@ from patsparse.formats import PatternSparseWeight, csr_nbytes, dense_nbytes
 from patsparse.models import build_model
 from patsparse.schemes import PatternConnectivityScheme
 
-MODELS = [("vgg16-imagenet", 12.0), ("resnet18-imagenet", 8.0), ("resnet50-imagenet", 5.8),
-          ("resnet18-cifar", 8.0)]
+MODELS = [
+    ("vgg16-imagenet", 12.0),
+    ("resnet18-imagenet", 8.0),
+    ("resnet50-imagenet", 5.8),
+    ("resnet18-cifar", 8.0),
+]
 
 
 def main() -> None:
@@ -36,9 +40,13 @@ def main() -> None:
                 total["csr"] += csr_nbytes(w)
                 total["ours"] += PatternSparseWeight.from_dense(w).nbytes()
                 total["layers"] += 1
-        row = {"model": name, "compression": rate, **total,
-               "csr_over_ours": round(total["csr"] / total["ours"], 2),
-               "dense_over_ours": round(total["dense"] / total["ours"], 2)}
+        row = {
+            "model": name,
+            "compression": rate,
+            **total,
+            "csr_over_ours": round(total["csr"] / total["ours"], 2),
+            "dense_over_ours": round(total["dense"] / total["ours"], 2),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
 

@@ -141,3 +141,46 @@ def test_verification_passes_and_reports_error(h):
     sparse(h.conv_module((1, 4, 6, 6), w, bias=np.ones(8, "float32"), relu=True))
     rec = sparse.records[0]
     assert rec.rewritten and rec.max_abs_error is not None and rec.max_abs_error < 1e-4
+
+
+def test_dynamic_shape_is_left_with_reason(h, well_formed):
+    from tvm_ext._compat import tirx
+
+    n = tirx.Var("n", "int64")
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((n, 4, 6, 6), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d(x, relax.const(h.pattern_weight(8, 4)), padding=1))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    mod = bb.get()
+    sparse = PatternSparseConv2D()
+    tvm.ir.assert_structural_equal(sparse(mod), mod)
+    assert "dynamic input shape" in sparse.records[0].reason
+
+
+def test_internal_failure_leaves_the_layer_and_says_why(h, well_formed, monkeypatch):
+    import tvm_ext.passes.pattern_sparse_conv2d as P
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("codegen exploded")
+
+    monkeypatch.setattr(P, "pattern_conv2d_compute", boom)
+    mod = h.conv_module((1, 4, 6, 6), h.pattern_weight(8, 4))
+    sparse = PatternSparseConv2D()
+    tvm.ir.assert_structural_equal(sparse(mod), mod)
+    assert "rewrite failed" in sparse.records[0].reason
+    assert "codegen exploded" in sparse.records[0].reason
+
+
+def test_failed_verification_keeps_the_dense_conv(h, monkeypatch):
+    import tvm_ext.passes.pattern_sparse_conv2d as P
+
+    monkeypatch.setattr(P, "verify_layer", lambda *a, **k: 1.0)
+    mod = h.conv_module((1, 4, 6, 6), h.pattern_weight(8, 4), relu=True)
+    sparse = PatternSparseConv2D(verify=True)
+    after = sparse(mod)
+    assert "relax.nn.conv2d" in conv_ops(after)
+    assert not sparse.records[0].rewritten
+    assert "verification failed" in sparse.records[0].reason
