@@ -95,6 +95,18 @@ def torch_reference(x, weight, *, stride, padding, bias=None, residual=None, rel
     return y.numpy()
 
 
+def relax_ops(mod):
+    """Names of the Relax ops ``main`` calls (a visitor over the whole function)."""
+    ops = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            ops.append(expr.op.name)
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return ops
+
+
 @pytest.fixture(scope="session")
 def h():
     """Helpers for building and running small Relax modules (see the functions above)."""
@@ -105,4 +117,5 @@ def h():
         conv_module=conv_module,
         run_module=run_module,
         torch_reference=torch_reference,
+        relax_ops=relax_ops,
     )

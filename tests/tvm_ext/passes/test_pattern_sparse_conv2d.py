@@ -12,18 +12,6 @@ from tvm_ext.passes.pattern_sparse_conv2d import OPAQUE
 from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, layout_arguments, pattern_conv2d_compute
 
 
-def conv_ops(mod):
-    """Names of the relax ops called in ``main`` (a visitor over the bindings)."""
-    ops = []
-
-    def visit(expr):
-        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-            ops.append(expr.op.name)
-
-    relax.analysis.post_order_visit(mod["main"], visit)
-    return ops
-
-
 def test_structural_before_expected(h, well_formed):
     w = h.pattern_weight(8, 4, density=0.2, seed=0)
     bias = np.arange(8, dtype="float32")
@@ -60,9 +48,9 @@ def test_numeric_before_vs_after_and_dense_conv_is_gone(h, well_formed, block):
     before = h.conv_module((1, 6, 7, 9), w, bias=bias, residual=True, relu=True)
     sparse = PatternSparseConv2D()
     after = sparse(before)
-    assert "relax.nn.conv2d" in conv_ops(before)
-    assert "relax.nn.conv2d" not in conv_ops(after)
-    assert "relax.nn.relu" not in conv_ops(after) and "relax.add" not in conv_ops(after)
+    assert "relax.nn.conv2d" in h.relax_ops(before)
+    assert "relax.nn.conv2d" not in h.relax_ops(after)
+    assert "relax.nn.relu" not in h.relax_ops(after) and "relax.add" not in h.relax_ops(after)
     rec = sparse.records[0]
     assert rec.rewritten and rec.fused == ("conv2d", "bias_add", "residual_add", "relu")
     assert rec.kind == ("block" if block else "kernel")
@@ -117,8 +105,8 @@ def test_mixed_model_rewrites_only_eligible_convs(h, well_formed):
     mod = bb.get()
     sparse = PatternSparseConv2D()
     after = sparse(mod)
-    assert conv_ops(mod).count("relax.nn.conv2d") == 2
-    assert conv_ops(after).count("relax.nn.conv2d") == 1  # the dense one stays
+    assert h.relax_ops(mod).count("relax.nn.conv2d") == 2
+    assert h.relax_ops(after).count("relax.nn.conv2d") == 1  # the dense one stays
     assert [r.rewritten for r in sparse.records] == [True, False]
     xv = rng.standard_normal((1, 4, 8, 8)).astype("float32")
     np.testing.assert_allclose(h.run_module(after, xv), h.run_module(mod, xv), rtol=1e-5, atol=1e-4)
@@ -181,6 +169,6 @@ def test_failed_verification_keeps_the_dense_conv(h, monkeypatch):
     mod = h.conv_module((1, 4, 6, 6), h.pattern_weight(8, 4), relu=True)
     sparse = PatternSparseConv2D(verify=True)
     after = sparse(mod)
-    assert "relax.nn.conv2d" in conv_ops(after)
+    assert "relax.nn.conv2d" in h.relax_ops(after)
     assert not sparse.records[0].rewritten
     assert "verification failed" in sparse.records[0].reason
