@@ -26,6 +26,7 @@ CONV_BLOCK_PREFIX = "ps_conv_"
 EPILOGUE_BLOCK = "ps_epilogue"
 PAD_BLOCK = "ps_pad"
 SCHEDULE_RULE = "patsparse.pattern_conv2d"
+PAD_RULE = "patsparse.pattern_pad"
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def pattern_conv2d_compute(
                 tirx.const(0.0, dtype),
             ),
             name=PAD_BLOCK,
+            attrs={"schedule_rule": PAD_RULE},
         )
     else:
         xp = x

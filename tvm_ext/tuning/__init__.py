@@ -1,0 +1,1 @@
+"""MetaSchedule tuning of pattern-sparse models: rules, builder/runner, databases, pipelines."""

@@ -1,0 +1,69 @@
+"""MetaSchedule rules for the pattern-sparse conv blocks (CPU), registered on import.
+
+The TE compute tags each per-pattern reduction block with
+``schedule_rule = "patsparse.pattern_conv2d"`` and the padding block with
+``"patsparse.pattern_pad"``; MetaSchedule's ``ApplyCustomRule`` looks them up as
+``s_tir.meta_schedule.cpu.<name>``. Knobs (sampled, mutated by the search):
+
+- output-width tile (``zi``): the register tile along the output row;
+- row tile (``ri``): filters (per-kernel layers) or blocks (block layers) sharing a loop nest;
+- the accumulator lives in a local buffer written back once per tile.
+
+Block layers vectorise over the block's output-channel lanes; per-kernel layers over the
+output width. Rows x output rows run in parallel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tvm_ext._compat import Schedule, tvm
+from tvm_ext.te.pattern_conv import PAD_RULE, SCHEDULE_RULE
+
+
+def _extent(sch: Schedule, loop: Any) -> int:
+    return int(sch.get(loop).extent)
+
+
+def pattern_conv_rule(sch: Schedule, block: Any) -> list[Schedule]:
+    """Design space of one ``ps_conv_<p>`` block."""
+    n, r, y, z, lane, j = sch.get_loops(block)
+    block_layer = _extent(sch, lane) > 1
+    zo, zi = sch.split(
+        z, sch.sample_perfect_tile(z, n=2, max_innermost_factor=8 if block_layer else 16)
+    )
+    ro, ri = sch.split(
+        r, sch.sample_perfect_tile(r, n=2, max_innermost_factor=2 if block_layer else 4)
+    )
+    if block_layer:
+        sch.reorder(n, ro, y, zo, j, ri, zi, lane)
+    else:
+        sch.reorder(n, ro, y, zo, lane, j, ri, zi)
+    acc = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(acc, zo)
+    if block_layer:
+        sch.vectorize(lane)
+        sch.unroll(zi)
+        sch.unroll(ri)
+    else:
+        sch.vectorize(zi)
+        sch.unroll(ri)
+    sch.parallel(sch.fuse(n, ro, y))
+    sch.decompose_reduction(block, j)
+    return [sch]
+
+
+def pattern_pad_rule(sch: Schedule, block: Any) -> list[Schedule]:
+    """Keep the padded input materialised (inlining puts a branch in the hot loop)."""
+    n, c, _, _ = sch.get_loops(block)
+    sch.parallel(sch.fuse(n, c))
+    return [sch]
+
+
+def register() -> None:
+    """Register the rules (idempotent)."""
+    for name, fn in ((SCHEDULE_RULE, pattern_conv_rule), (PAD_RULE, pattern_pad_rule)):
+        tvm.register_global_func(f"s_tir.meta_schedule.cpu.{name}", fn, override=True)
+
+
+register()
