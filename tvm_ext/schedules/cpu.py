@@ -21,7 +21,7 @@ def _extent(sch: Schedule, loop) -> int:  # type: ignore[no-untyped-def]
 
 def schedule_pattern_conv(sch: Schedule) -> None:
     """Schedule every ``ps_*`` block of the function in ``sch`` in place."""
-    for name in _blocks(sch):
+    for name in pattern_blocks(sch):
         if name == PAD_BLOCK:
             blk = sch.get_sblock(name)
             n, c, _, _ = sch.get_loops(blk)
@@ -38,7 +38,7 @@ def schedule_pattern_conv(sch: Schedule) -> None:
                 sch.vectorize(wi)
 
 
-def _blocks(sch: Schedule) -> list[str]:
+def pattern_blocks(sch: Schedule) -> list[str]:
     """Names of the ``ps_*`` blocks directly under the function's root block."""
     root = sch.get_sblock("root")
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]

@@ -9,6 +9,9 @@ The TE compute tags each per-pattern reduction block with
 - row tile (``ri``): filters (per-kernel layers) or blocks (block layers) sharing a loop nest;
 - the accumulator lives in a local buffer written back once per tile.
 
+Parallel loops and reduction init come from the target's postprocs, driven by the root
+block's annotations (the default ParallelizeVectorizeUnroll rule samples them).
+
 Block layers vectorise over the block's output-channel lanes; per-kernel layers over the
 output width. Rows x output rows run in parallel.
 """
@@ -48,16 +51,14 @@ def pattern_conv_rule(sch: Schedule, block: Any) -> list[Schedule]:
     else:
         sch.vectorize(zi)
         sch.unroll(ri)
-    sch.parallel(sch.fuse(n, ro, y))
-    sch.decompose_reduction(block, j)
+    # No parallel() or decompose_reduction() here: the target's postprocs
+    # (RewriteParallelVectorizeUnroll, RewriteReductionBlock) do both, and fail if we did.
     return [sch]
 
 
 def pattern_pad_rule(sch: Schedule, block: Any) -> list[Schedule]:
     """Keep the padded input materialised (inlining puts a branch in the hot loop)."""
-    n, c, _, _ = sch.get_loops(block)
-    sch.parallel(sch.fuse(n, c))
-    return [sch]
+    return [sch]  # parallelised by the postproc from the root annotation
 
 
 def register() -> None:

@@ -1,0 +1,215 @@
+"""Tune a (pattern-sparse) Relax module with MetaSchedule and apply the resulting logs.
+
+Logs are plain MetaSchedule JSON databases (``database_workload.json`` +
+``database_tuning_record.json``), one directory per (model family or task set, target):
+``tuning_logs/<family>/<target key>/``, so logs for several targets never mix. Workloads are
+keyed by structure (MetaSchedule's structural hash of each PrimFunc: weight *values* are
+arguments, not part of the key), which makes a second run on the same model tune nothing and
+lets an interrupted run resume: each task is tuned up to ``trials_per_task`` records, counting
+what the database already holds (``patsparse_budgets.json`` beside the database remembers
+tasks tuned to completion whose search space is smaller than the budget).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tvm_ext._compat import Target, relax, tvm
+from tvm_ext._compat import meta_schedule as ms
+from tvm_ext.passes import CompactStructuredConv2D, FoldConvBiasBatchNorm, PatternSparseConv2D
+from tvm_ext.tuning.measure import make_builder, make_runner
+
+DEFAULT_LOG_ROOT = Path("tuning_logs")
+
+
+def target_key(target: Target) -> str:
+    """A directory name for a target, e.g. ``llvm-znver4-2c`` or ``llvm-aarch64-cortex-a76``."""
+    cfg = dict(target.export())
+    parts = [str(cfg.get("kind", "target"))]
+    if cfg.get("mtriple"):
+        parts.append(str(cfg["mtriple"]).split("-")[0])
+    if cfg.get("mcpu"):
+        parts.append(str(cfg["mcpu"]))
+    if cfg.get("num-cores"):
+        parts.append(f"{int(cfg['num-cores'])}c")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
+
+
+def log_dir(family: str, target: Target, root: Path | str = DEFAULT_LOG_ROOT) -> Path:
+    return Path(root) / re.sub(r"[^A-Za-z0-9._-]+", "_", family) / target_key(target)
+
+
+def lower_for_tuning(
+    mod: tvm.IRModule,
+    target: Target,
+    *,
+    sparse: PatternSparseConv2D | None = None,
+    compact: CompactStructuredConv2D | None = None,
+) -> tvm.IRModule:
+    """Our rewrites (sparse kernels left unscheduled), then legalise and fuse: tasks ready."""
+    seq = tvm.transform.Sequential(
+        [
+            relax.transform.FoldConstant(),
+            FoldConvBiasBatchNorm(),
+            relax.transform.FoldBatchnormToConv2D(),
+            relax.transform.FoldConstant(),
+            sparse if sparse is not None else PatternSparseConv2D(schedule=False),
+            compact if compact is not None else CompactStructuredConv2D(),
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )
+    with target:
+        return seq(mod)
+
+
+@dataclass
+class TuneReport:
+    """What one tuning run did."""
+
+    work_dir: str
+    tasks: int
+    tuned: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    trials: int = 0
+    seconds: float = 0.0
+    best_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+BUDGET_FILE = "patsparse_budgets.json"
+
+
+def _workload_key(db: Any, mod: tvm.IRModule) -> str:
+    """MetaSchedule's structural hash of a task (the key its JSON database uses)."""
+    return str(db.commit_workload(mod).as_json()[0])
+
+
+def _records_for(db: Any, mod: tvm.IRModule, records: list[Any]) -> int:
+    """Tuning records the database holds for ``mod``'s workload (structural match)."""
+    if not db.has_workload(mod):
+        return 0
+    workload = db.commit_workload(mod)
+    return sum(1 for rec in records if rec.workload.same_as(workload))
+
+
+def _read_budgets(work: Path) -> dict[str, int]:
+    path = work / BUDGET_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}  # a torn write: fall back to counting records
+    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_budgets(work: Path, budgets: dict[str, int]) -> None:
+    tmp = work / (BUDGET_FILE + ".tmp")
+    tmp.write_text(json.dumps(budgets, indent=1, sort_keys=True))
+    tmp.replace(work / BUDGET_FILE)
+
+
+def tune_module(
+    mod: tvm.IRModule,
+    target: Target,
+    work_dir: Path | str,
+    *,
+    trials_per_task: int,
+    seed: int = 1,
+    num_trials_per_iter: int = 16,
+) -> TuneReport:
+    """Tune every task of a lowered module (see :func:`lower_for_tuning`) into ``work_dir``."""
+    import tvm_ext.tuning.rules  # noqa: F401  (registers the pattern-sparse rules)
+
+    if trials_per_task < 1:
+        raise ValueError(f"trials_per_task must be >= 1, got {trials_per_task}")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    db = ms.database.JSONDatabase(work_dir=str(work))
+    records = db.get_all_tuning_records()
+    # A task whose space is smaller than the budget never reaches it in records; the
+    # budget file remembers that it was tuned to completion.
+    budgets = _read_budgets(work)
+    report = TuneReport(work_dir=str(work), tasks=len(tasks))
+    todo, budget = [], 0
+    for task in tasks:
+        have = _records_for(db, task.dispatched[0], records)
+        finished = budgets.get(_workload_key(db, task.dispatched[0]), 0)
+        if have >= trials_per_task or finished >= trials_per_task:
+            report.skipped.append(task.task_name)
+            continue
+        todo.append(task)
+        budget += trials_per_task - have
+        report.tuned.append(task.task_name)
+    if todo:
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted_tasks=todo,
+            work_dir=str(work),
+            space="post-order-apply",
+            strategy="evolutionary",
+            seed=seed,
+        )
+        before = len(db.get_all_tuning_records())
+        ms.tune.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=str(work),
+            max_trials_global=budget,
+            max_trials_per_task=trials_per_task,
+            num_trials_per_iter=min(num_trials_per_iter, trials_per_task),
+            builder=make_builder(),
+            runner=make_runner(),
+            database=db,
+            cost_model=ms.cost_model.XGBModel(
+                num_warmup_samples=min(16, trials_per_task), num_tuning_cores=2
+            ),
+        )
+        report.trials = len(db.get_all_tuning_records()) - before
+        for task in todo:
+            key = _workload_key(db, task.dispatched[0])
+            budgets[key] = max(budgets.get(key, 0), trials_per_task)
+        _write_budgets(work, budgets)
+    for task in tasks:
+        m = task.dispatched[0]
+        if db.has_workload(m):
+            top = db.get_top_k(db.commit_workload(m), 1)
+            if top and top[0].run_secs:
+                report.best_ms[task.task_name] = float(top[0].run_secs[0]) * 1e3
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def tuned_pipeline(
+    target: Target,
+    work_dir: Path | str | None,
+    *,
+    sparse: PatternSparseConv2D | None = None,
+    compact: CompactStructuredConv2D | None = None,
+) -> tvm.transform.Pass:
+    """Rewrite, apply the tuning logs in ``work_dir`` (if any), schedule what has no record
+    with the defaults, then TVM's default pipeline."""
+    from tvm_ext.passes.schedule_leftovers import ScheduleUntunedPatternConvs
+
+    @tvm.transform.module_pass(opt_level=0, name="patsparse_tuned_pipeline")
+    def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        mod = lower_for_tuning(mod, target, sparse=sparse, compact=compact)
+        with target:
+            if work_dir is not None and Path(work_dir).is_dir():
+                mod = relax.transform.MetaScheduleApplyDatabase(str(work_dir))(mod)
+            mod = ScheduleUntunedPatternConvs()(mod)  # type: ignore[operator]
+        return relax.get_default_pipeline(target)(mod)
+
+    return _pipeline
