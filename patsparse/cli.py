@@ -273,16 +273,64 @@ def _compile_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-size", type=int, default=None)
     p.add_argument("--no-verify", action="store_true", help="skip per-layer numeric checks")
     p.add_argument("--out", default=None, help="export the compiled library here (.so)")
+    p.add_argument(
+        "--logs",
+        default=None,
+        help="apply MetaSchedule logs: a directory, or 'auto' for tuning_logs/<model>/<target>",
+    )
     _add_json(p)
 
 
+def _tune_parser(sub: argparse._SubParsersAction) -> None:
+    from patsparse.schemes import scheme_names
+
+    p = sub.add_parser(
+        "tune",
+        help="tune every task of a pruned model with MetaSchedule (XGBoost cost model)",
+        description="Writes a MetaSchedule JSON database to tuning_logs/<model>/<target key>. "
+        "A second run tunes nothing; an interrupted run resumes. MODEL as for compile.",
+    )
+    p.add_argument("model", help="checkpoint path or zoo model name")
+    p.add_argument("--target", default="host")
+    p.add_argument("--trials", type=int, default=32, help="trials per task")
+    p.add_argument("--scheme", default="pattern+connectivity", choices=scheme_names())
+    p.add_argument("--compression", type=float, default=8.0)
+    p.add_argument("--library", default="designed-8")
+    p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--logs-root", default="tuning_logs")
+    _add_json(p)
+
+
+def _cmd_tune(args: argparse.Namespace) -> None:
+    from patsparse.deploy import load_model_spec, tune_model
+
+    if args.trials < 1:
+        raise PatsparseError(f"--trials must be >= 1, got {args.trials}")
+    scheme = _scheme_from_args(args.scheme, args.compression, args.library, args.block_size)
+    model, arch, source = load_model_spec(args.model, scheme=scheme)
+    report = tune_model(
+        model, arch, target=args.target, trials_per_task=args.trials, logs_root=args.logs_root
+    )
+    if args.json:
+        print(json.dumps({"source": source, **report}, indent=2))
+        return
+    print(
+        f"{source}: {report['tasks']} tasks, tuned {len(report['tuned'])}, skipped "
+        f"{len(report['skipped'])} (already tuned), {report['trials']} new trials in "
+        f"{report['seconds']:.0f} s -> {report['work_dir']}"
+    )
+    for name, ms in sorted(report["best_ms"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<40} {ms:9.4f} ms")
+
+
 def _cmd_compile(args: argparse.Namespace) -> None:
-    from patsparse.deploy import compile_model, format_compile, load_model_spec
+    from patsparse.deploy import compile_model, format_compile, load_model_spec, logs_for
 
     scheme = _scheme_from_args(args.scheme, args.compression, args.library, args.block_size)
     model, arch, source = load_model_spec(args.model, scheme=scheme)
+    logs = logs_for(arch, args.target) if args.logs == "auto" else args.logs
     result = compile_model(
-        model, arch, target=args.target, verify=not args.no_verify, export=args.out
+        model, arch, target=args.target, verify=not args.no_verify, export=args.out, logs=logs
     )
     summary = {"source": source, **result.summary}
     if args.json:
@@ -312,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _prune_parser(sub)
     _compile_parser(sub)
+    _tune_parser(sub)
 
     rep = sub.add_parser("report", help="sparsity report of a saved checkpoint")
     rep.add_argument("checkpoint")
@@ -347,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = _run_prune(ns)
             summary["tvm"] = _demo_tvm(ns.out)
             _print_prune(summary, args.json)
+        elif args.command == "tune":
+            _cmd_tune(args)
         elif args.command == "compile":
             _cmd_compile(args)
         elif args.command == "prune":

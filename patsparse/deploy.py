@@ -64,6 +64,44 @@ def load_model_spec(
     )
 
 
+def resolve_target(target: str) -> Any:
+    """A TVM target for a preset name (``host``)."""
+    if target not in TARGETS:
+        raise PatsparseError(
+            f"target {target!r} is not supported yet; use one of {', '.join(TARGETS)}"
+        )
+    from tvm_ext._compat import host_target
+
+    return host_target()
+
+
+def logs_for(arch: str, target: str, root: str | Path = "tuning_logs") -> Path:
+    """``tuning_logs/<model family>/<target key>``: where ``tune`` writes and ``compile`` reads."""
+    from tvm_ext.tuning.tune import log_dir
+
+    return log_dir(arch, resolve_target(target), root)
+
+
+def tune_model(
+    model: nn.Module,
+    arch: str,
+    *,
+    target: str = "host",
+    trials_per_task: int,
+    logs_root: str | Path = "tuning_logs",
+) -> dict[str, Any]:
+    """Tune every task of the (pruned) model into ``tuning_logs/<arch>/<target key>``."""
+    from tvm_ext.pipeline import import_torch
+    from tvm_ext.tuning.tune import lower_for_tuning, tune_module
+
+    tgt = resolve_target(target)
+    x = torch.randn(default_input_shape(arch), generator=torch.Generator().manual_seed(0))
+    lowered = lower_for_tuning(import_torch(model, x), tgt)
+    work = logs_for(arch, target, logs_root)
+    report = tune_module(lowered, tgt, work, trials_per_task=trials_per_task)
+    return {"model": arch, "target": target, **report.to_dict()}
+
+
 def compile_model(
     model: nn.Module,
     arch: str,
@@ -71,19 +109,22 @@ def compile_model(
     target: str = "host",
     verify: bool = True,
     export: str | None = None,
+    logs: str | Path | None = None,
 ) -> CompileResult:
     """Compile with the pattern-sparse pipeline; report rewrites, storage and errors."""
-    if target not in TARGETS:
-        raise PatsparseError(
-            f"target {target!r} is not supported by compile yet; use one of {', '.join(TARGETS)}"
-        )
+    tgt = resolve_target(target)
     from tvm_ext.pipeline import compile_torch
 
     x = torch.randn(default_input_shape(arch), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = model.eval()(x).numpy()
     start = time.perf_counter()
-    compiled = compile_torch(model, x, verify=verify)
+    if logs is not None and not Path(logs).is_dir():
+        raise PatsparseError(
+            f"tuning logs {str(logs)!r} do not exist; run 'patsparse tune {arch} --target "
+            f"{target}' first, or leave --logs out"
+        )
+    compiled = compile_torch(model, x, verify=verify, target=tgt, logs=logs)
     seconds = time.perf_counter() - start
     out = compiled(x.numpy())
     layers = [r.to_dict() for r in compiled.records]
@@ -101,6 +142,7 @@ def compile_model(
         "storage_bytes_rewritten_layers": storage,
         "max_abs_error_vs_pytorch": float(np.abs(out - ref).max()),
         "compile_seconds": round(seconds, 2),
+        "logs": str(logs) if logs is not None else None,
     }
     if export:
         summary["library"] = str(compiled.export_library(export))

@@ -93,14 +93,25 @@ def compile_torch(
     target: Target | None = None,
     sparse: PatternSparseConv2D | None = None,
     verify: bool = False,
+    logs: str | Path | None = None,
 ) -> CompiledModel:
-    """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile."""
+    """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile.
+
+    ``logs``: a MetaSchedule database directory (``patsparse tune``); its schedules are
+    applied, and functions without a record get the default schedules.
+    """
+    from tvm_ext.tuning.tune import tuned_pipeline
+
     target = target or host_target()
-    sparse = sparse or PatternSparseConv2D(verify=verify, target=target)
+    sparse = sparse or PatternSparseConv2D(verify=verify, target=target, schedule=logs is None)
     compact = CompactStructuredConv2D()
     start = time.perf_counter()
     mod = import_torch(model, example)
-    pipeline = pattern_sparse_pipeline(target, sparse=sparse, compact=compact)
+    pipeline = (
+        tuned_pipeline(target, logs, sparse=sparse, compact=compact)
+        if logs is not None
+        else pattern_sparse_pipeline(target, sparse=sparse, compact=compact)
+    )
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     return CompiledModel(
         executable=ex,

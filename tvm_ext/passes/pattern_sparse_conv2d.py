@@ -326,6 +326,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
                 sch = Schedule(func.with_attr("global_symbol", "main"))
                 schedule_pattern_conv(sch)
                 func = sch.mod["main"].with_attr("global_symbol", gv.name_hint)
+                func = func.with_attr("patsparse.scheduled", 1)
             mod[gv] = func
         return mod
 
@@ -505,6 +506,11 @@ def verify_layer(
     if epilogue.relu:
         ref = torch.relu(ref)
     func = mod[gv].with_attr("global_symbol", "main")
+    if not func.attrs.get("patsparse.scheduled", 0):
+        # unscheduled (tuning mode): the default schedule keeps the check fast
+        sch = Schedule(func)
+        schedule_pattern_conv(sch)
+        func = sch.mod["main"]
     ex = tvm.compile(tvm.IRModule({"main": func}), target=target or host_target())
     dev = tvm.cpu()
     args = [x, *layout_arguments(layout)]

@@ -144,7 +144,7 @@ def tune_module(
     # budget file remembers that it was tuned to completion.
     budgets = _read_budgets(work)
     report = TuneReport(work_dir=str(work), tasks=len(tasks))
-    todo, budget = [], 0
+    todo, budget, most = [], 0, 0
     for task in tasks:
         have = _records_for(db, task.dispatched[0], records)
         finished = budgets.get(_workload_key(db, task.dispatched[0]), 0)
@@ -153,13 +153,19 @@ def tune_module(
             continue
         todo.append(task)
         budget += trials_per_task - have
+        most = max(most, trials_per_task - have)
         report.tuned.append(task.task_name)
     if todo:
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             extracted_tasks=todo,
             work_dir=str(work),
             space="post-order-apply",
-            strategy="evolutionary",
+            # A small population keeps the search cheap on 2 cores; scaled with the budget.
+            strategy=ms.search_strategy.EvolutionarySearch(
+                population_size=min(512, max(64, 8 * trials_per_task)),
+                init_min_unmeasured=min(50, max(8, trials_per_task)),
+                genetic_num_iters=3,
+            ),
             seed=seed,
         )
         before = len(db.get_all_tuning_records())
@@ -168,8 +174,8 @@ def tune_module(
             task_weights=weights,
             work_dir=str(work),
             max_trials_global=budget,
-            max_trials_per_task=trials_per_task,
-            num_trials_per_iter=min(num_trials_per_iter, trials_per_task),
+            max_trials_per_task=most,
+            num_trials_per_iter=min(num_trials_per_iter, most),
             builder=make_builder(),
             runner=make_runner(),
             database=db,

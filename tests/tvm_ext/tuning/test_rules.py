@@ -1,0 +1,68 @@
+"""Design spaces of the pattern-sparse rules, generated without tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tvm_ext.tuning.rules  # noqa: F401  (registers the rules)
+from tvm_ext._compat import host_target, te, tensor, tvm
+from tvm_ext._compat import meta_schedule as ms
+from tvm_ext.layout import analyze_conv_weight
+from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, layout_arguments, pattern_conv2d_te
+
+
+def _space(h, block):
+    w = h.pattern_weight(32, 16, density=1 / 8, block=block, seed=0)
+    lay = analyze_conv_weight(w, block=block)
+    geo = ConvGeometry((1, 16, 12, 12), (1, 1), (1, 1, 1, 1))
+    func = te.create_prim_func(pattern_conv2d_te(geo, lay, Epilogue(relu=True)))
+    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    ctx = ms.TuneContext(
+        mod=mod,
+        target=host_target(),
+        space_generator=ms.space_generator.PostOrderApply(
+            sch_rules="from-target", postprocs="from-target", mutator_probs="from-target"
+        ),
+        task_name="pattern_conv",
+    )
+    return ctx, w, lay
+
+
+@pytest.mark.parametrize("block", [None, 16])
+def test_design_space_samples_tiles_and_passes_postprocs(h, block):
+    ctx, w, lay = _space(h, block)
+    spaces = ctx.generate_design_space()
+    assert len(spaces) == 1
+    kinds = [str(inst.kind.name) for inst in spaces[0].trace.insts]
+    # per pattern stage: two sampled tiles, a local accumulator, vectorised inner loop
+    assert kinds.count("SamplePerfectTile") >= 2 * len(lay.codes)
+    assert kinds.count("CacheWrite") >= len(lay.codes)
+    assert "Vectorize" in kinds and "DecomposeReduction" not in kinds
+    sch = spaces[0].copy()
+    for postproc in ctx.space_generator.postprocs:
+        assert postproc.apply(sch), type(postproc).__name__
+    # the postprocessed candidate compiles and computes the conv
+    ex = tvm.compile(sch.mod, target=host_target())
+    dev = tvm.cpu()
+    x = np.random.default_rng(0).standard_normal((1, 16, 12, 12)).astype("float32")
+    out = tensor(np.zeros((1, 32, 12, 12), "float32"), dev)
+    ex.mod["main"](tensor(x, dev), *[tensor(a, dev) for a in layout_arguments(lay)], out)
+    ref = h.torch_reference(x, w, stride=(1, 1), padding=(1, 1, 1, 1), relu=True)
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_runner_arguments_are_valid_indices():
+    from tvm_ext.tuning.measure import alloc_sparse_arguments
+
+    info = [
+        ["TENSOR", "float32", [1, 6, 5, 5]],
+        ["TENSOR", "int32", [4, 3]],
+        ["TENSOR", "int32", [8]],
+        ["TENSOR", "float32", [1, 8, 5, 5]],
+    ]
+    args = alloc_sparse_arguments(tvm.cpu(), info, 2)
+    assert len(args) == 2
+    idx, inv = args[0][1].numpy(), args[0][2].numpy()
+    assert idx.min() >= 0 and idx.max() < 6
+    assert sorted(inv.tolist()) == list(range(8))
