@@ -68,31 +68,43 @@ def main() -> None:
             x = torch.randn(1, c, hw, hw)
             xt = tensor(x.numpy(), tvm.cpu())
             with torch.no_grad():
-                torch_ms = _median_ms(lambda: dense(x))
+                torch_ms = _median_ms(lambda d=dense, x=x: d(x))
             default = compile_torch(sparse, x)
-            default_ms = _median_ms(lambda: default.vm["main"](xt))
+            default_ms = _median_ms(lambda m=default, xt=xt: m.vm["main"](xt))
             work = tempfile.mkdtemp(prefix="patsparse-layer-")
             start = time.perf_counter()
-            tune_module(lower_for_tuning(import_torch(sparse, x), target), target, work,
-                        trials_per_task=args.trials)
+            tune_module(
+                lower_for_tuning(import_torch(sparse, x), target),
+                target,
+                work,
+                trials_per_task=args.trials,
+            )
             tune_s = time.perf_counter() - start
             tuned = compile_torch(sparse, x, logs=work)
-            tuned_ms = _median_ms(lambda: tuned.vm["main"](xt))
+            tuned_ms = _median_ms(lambda m=tuned, xt=xt: m.vm["main"](xt))
             err = float(np.abs(tuned(x.numpy()) - sparse(x).detach().numpy()).max())
             shutil.rmtree(work, ignore_errors=True)
             flops = 2 * c * c * 9 * hw * hw
-            print(json.dumps({
-                "layer": f"{c}->{c} @ {hw}x{hw}", "scheme": scheme.name, "threads": THREADS,
-                "trials": args.trials, "tune_seconds": round(tune_s),
-                "pytorch_dense_ms": [round(v, 3) for v in torch_ms],
-                "default_ms": [round(v, 3) for v in default_ms],
-                "tuned_ms": [round(v, 3) for v in tuned_ms],
-                "speedup_tuned_vs_pytorch": round(torch_ms[0] / tuned_ms[0], 2),
-                "flop_reduction": 8.0,
-                "efficiency": round(torch_ms[0] / tuned_ms[0] / 8.0, 2),
-                "pytorch_gflops": round(flops / torch_ms[0] / 1e6, 1),
-                "max_abs_error": err,
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "layer": f"{c}->{c} @ {hw}x{hw}",
+                        "scheme": scheme.name,
+                        "threads": THREADS,
+                        "trials": args.trials,
+                        "tune_seconds": round(tune_s),
+                        "pytorch_dense_ms": [round(v, 3) for v in torch_ms],
+                        "default_ms": [round(v, 3) for v in default_ms],
+                        "tuned_ms": [round(v, 3) for v in tuned_ms],
+                        "speedup_tuned_vs_pytorch": round(torch_ms[0] / tuned_ms[0], 2),
+                        "flop_reduction": 8.0,
+                        "efficiency": round(torch_ms[0] / tuned_ms[0] / 8.0, 2),
+                        "pytorch_gflops": round(flops / torch_ms[0] / 1e6, 1),
+                        "max_abs_error": err,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Rows (filters or blocks) run in parallel. Tuned schedules replace this one (issu
 
 from __future__ import annotations
 
+from typing import Any
+
 from tvm_ext._compat import Schedule
 from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
 
@@ -45,8 +47,31 @@ def pattern_blocks(sch: Schedule) -> list[str]:
     return [n for n in names if n.startswith("ps_")]
 
 
+def _register_tile(extent: int, limit: int = 12) -> int:
+    """Largest divisor of ``extent`` up to ``limit``: accumulators kept in registers."""
+    return max(d for d in range(1, min(extent, limit) + 1) if extent % d == 0)
+
+
+def _schedule_block_stage(sch: Schedule, blk: Any) -> None:
+    """``ps_conv_all``: a tile of output columns x 16 lanes accumulated in registers."""
+    n, r, y, z, lane, k2, p, t = sch.get_loops(blk)
+    zo, zi = sch.split(z, [None, _register_tile(_extent(sch, z))])
+    sch.reorder(n, r, y, zo, k2, p, t, zi, lane)
+    acc = sch.cache_write(blk, 0, "local")
+    sch.reverse_compute_at(acc, zo)
+    sch.unroll(p)
+    sch.unroll(t)
+    sch.unroll(zi)
+    sch.vectorize(lane)
+    sch.parallel(sch.fuse(n, r, y))
+    sch.decompose_reduction(blk, k2)
+
+
 def _schedule_conv_stage(sch: Schedule, name: str) -> None:
     blk = sch.get_sblock(name)
+    if len(sch.get_loops(blk)) == 8:
+        _schedule_block_stage(sch, blk)
+        return
     n, r, y, z, lane, j = sch.get_loops(blk)
     lanes = _extent(sch, lane)
     if lanes > 1:

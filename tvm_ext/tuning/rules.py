@@ -28,8 +28,24 @@ def _extent(sch: Schedule, loop: Any) -> int:
     return int(sch.get(loop).extent)
 
 
+def _block_all_rule(sch: Schedule, block: Any) -> list[Schedule]:
+    """``ps_conv_all``: register tile (output columns x rows) x lanes, pattern/tap unrolled."""
+    n, r, y, z, lane, k2, p, t = sch.get_loops(block)
+    zo, zi = sch.split(z, sch.sample_perfect_tile(z, n=2, max_innermost_factor=14))
+    ro, ri = sch.split(r, sch.sample_perfect_tile(r, n=2, max_innermost_factor=2))
+    sch.reorder(n, ro, y, zo, k2, p, t, ri, zi, lane)
+    acc = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(acc, zo)
+    for loop in (p, t, ri, zi):
+        sch.unroll(loop)
+    sch.vectorize(lane)
+    return [sch]
+
+
 def pattern_conv_rule(sch: Schedule, block: Any) -> list[Schedule]:
-    """Design space of one ``ps_conv_<p>`` block."""
+    """Design space of one ``ps_conv_<p>`` / ``ps_conv_all`` block."""
+    if len(sch.get_loops(block)) == 8:
+        return _block_all_rule(sch, block)
     n, r, y, z, lane, j = sch.get_loops(block)
     block_layer = _extent(sch, lane) > 1
     zo, zi = sch.split(
