@@ -25,6 +25,18 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 
 
+def _add_scheme_args(
+    p: argparse.ArgumentParser, *, compression: float | None, help_compression: str
+) -> None:
+    """--scheme/--compression/--library/--block-size, shared by prune, compile and tune."""
+    from patsparse.schemes import scheme_names
+
+    p.add_argument("--scheme", default="pattern+connectivity", choices=scheme_names())
+    p.add_argument("--compression", type=float, default=compression, help=help_compression)
+    p.add_argument("--library", default="designed-8", help="pattern library name")
+    p.add_argument("--block-size", type=int, default=None, help="filters per block")
+
+
 def _scheme_from_args(
     name: str, compression: float | None, library: str, block: int | None
 ) -> Scheme:
@@ -65,7 +77,6 @@ def _parse_layer(spec: str, library: str, block: int | None) -> tuple[str, Schem
 
 def _prune_parser(sub: argparse._SubParsersAction) -> None:
     from patsparse.models import MODEL_NAMES
-    from patsparse.schemes import scheme_names
 
     p = sub.add_parser(
         "prune",
@@ -76,12 +87,7 @@ def _prune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="digits-cnn", choices=MODEL_NAMES)
     p.add_argument("--data", default="digits", help="digits (bundled), cifar10 or imagefolder")
     p.add_argument("--data-root", default=None, help="folder of an on-disk dataset")
-    p.add_argument("--scheme", default="pattern+connectivity", choices=scheme_names())
-    p.add_argument(
-        "--compression", type=float, default=None, help="target compression of pruned layers"
-    )
-    p.add_argument("--library", default="designed-8", help="pattern library name")
-    p.add_argument("--block-size", type=int, default=None, help="filters per block")
+    _add_scheme_args(p, compression=None, help_compression="target compression of pruned layers")
     p.add_argument("--method", default="admm", choices=("admm", "magnitude"))
     p.add_argument(
         "--layer",
@@ -256,7 +262,6 @@ def _cmd_extract(args: argparse.Namespace) -> None:
 
 
 def _compile_parser(sub: argparse._SubParsersAction) -> None:
-    from patsparse.schemes import scheme_names
 
     p = sub.add_parser(
         "compile",
@@ -267,10 +272,7 @@ def _compile_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="checkpoint path or zoo model name")
     p.add_argument("--target", default="host", help="compilation target (host)")
-    p.add_argument("--scheme", default="pattern+connectivity", choices=scheme_names())
-    p.add_argument("--compression", type=float, default=8.0, help="for zoo models")
-    p.add_argument("--library", default="designed-8")
-    p.add_argument("--block-size", type=int, default=None)
+    _add_scheme_args(p, compression=8.0, help_compression="compression of a zoo model")
     p.add_argument("--no-verify", action="store_true", help="skip per-layer numeric checks")
     p.add_argument("--out", default=None, help="export the compiled library here (.so)")
     p.add_argument(
@@ -282,7 +284,6 @@ def _compile_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _tune_parser(sub: argparse._SubParsersAction) -> None:
-    from patsparse.schemes import scheme_names
 
     p = sub.add_parser(
         "tune",
@@ -293,10 +294,7 @@ def _tune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="checkpoint path or zoo model name")
     p.add_argument("--target", default="host")
     p.add_argument("--trials", type=int, default=32, help="trials per task")
-    p.add_argument("--scheme", default="pattern+connectivity", choices=scheme_names())
-    p.add_argument("--compression", type=float, default=8.0)
-    p.add_argument("--library", default="designed-8")
-    p.add_argument("--block-size", type=int, default=None)
+    _add_scheme_args(p, compression=8.0, help_compression="compression of a zoo model")
     p.add_argument("--logs-root", default="tuning_logs")
     _add_json(p)
 
