@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from patsparse.formats.fkw import reorder_filters
+from patsparse.formats.fkw import kernel_codes_np, reorder_filters
 from patsparse.patterns.library import NUM_POSITIONS, PatternLibrary, positions_from_code
 
 
@@ -71,11 +71,6 @@ class Rejection:
     """Why a weight cannot take the pattern-sparse kernel."""
 
     reason: str
-
-
-def kernel_codes_np(weight: np.ndarray) -> np.ndarray:
-    bits = (weight != 0).reshape(*weight.shape[:2], NUM_POSITIONS).astype(np.int64)
-    return (bits << np.arange(NUM_POSITIONS)).sum(-1)
 
 
 def analyze_conv_weight(

@@ -23,7 +23,11 @@ from patsparse.errors import PatternLibraryError
 from patsparse.patterns.library import NUM_POSITIONS, PatternLibrary, positions_from_code
 
 
-def _codes(dense: np.ndarray) -> np.ndarray:
+def kernel_codes_np(dense: np.ndarray) -> np.ndarray:
+    """Pattern code of every 3x3 kernel of a ``(K, C, 3, 3)`` array (0 for pruned kernels).
+
+    The numpy twin of :func:`patsparse.patterns.kernel_codes`.
+    """
     bits = (dense != 0).reshape(*dense.shape[:2], NUM_POSITIONS).astype(np.int64)
     return (bits << np.arange(NUM_POSITIONS)).sum(-1)
 
@@ -65,7 +69,7 @@ class PatternSparseWeight:
             raise PatternLibraryError(
                 f"compact pattern storage needs a (K, C, 3, 3) weight, got shape {w.shape}"
             )
-        codes = _codes(w)
+        codes = kernel_codes_np(w)
         used = sorted({int(c) for c in np.unique(codes)} - {0})
         if library is None:
             if not used:

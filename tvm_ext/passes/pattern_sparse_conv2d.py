@@ -23,7 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from patsparse.formats.fkw import PatternSparseWeight, csr_nbytes, dense_nbytes
+from patsparse.formats.fkw import (
+    PatternSparseWeight,
+    csr_nbytes,
+    dense_nbytes,
+    kernel_codes_np,
+)
 from patsparse.patterns.library import PatternLibrary
 from tvm_ext._compat import IRConstant, Schedule, relax, te, tirx, tvm
 from tvm_ext.layout import Rejection, SparseConvLayout, analyze_conv_weight
@@ -362,8 +367,6 @@ def _bias_of(
 
 
 def _histogram(weight: np.ndarray) -> dict[int, int]:
-    from tvm_ext.layout import kernel_codes_np
-
     codes = kernel_codes_np(weight)
     vals, counts = np.unique(codes[codes != 0], return_counts=True)
     return {int(v): int(c) for v, c in zip(vals, counts, strict=True)}
