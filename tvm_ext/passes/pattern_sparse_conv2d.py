@@ -30,9 +30,9 @@ from patsparse.formats.fkw import (
     kernel_codes_np,
 )
 from patsparse.patterns.library import PatternLibrary
-from tvm_ext._compat import IRConstant, Schedule, relax, te, tirx, tvm
+from tvm_ext._compat import IRConstant, relax, te, tirx, tvm
 from tvm_ext.layout import Rejection, SparseConvLayout, analyze_conv_weight
-from tvm_ext.schedules.cpu import schedule_pattern_conv
+from tvm_ext.schedules.cpu import schedule_pattern_primfunc
 from tvm_ext.te.pattern_conv import (
     ConvGeometry,
     Epilogue,
@@ -328,10 +328,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         for gv in self.new_funcs:
             func = mod[gv].with_attr("op_pattern", OPAQUE)
             if self.options["schedule"]:
-                sch = Schedule(func.with_attr("global_symbol", "main"))
-                schedule_pattern_conv(sch)
-                func = sch.mod["main"].with_attr("global_symbol", gv.name_hint)
-                func = func.with_attr("patsparse.scheduled", 1)
+                func = schedule_pattern_primfunc(func) or func
             mod[gv] = func
         return mod
 
@@ -508,12 +505,9 @@ def verify_layer(
         ref = ref + torch.from_numpy(residual)
     if epilogue.relu:
         ref = torch.relu(ref)
-    func = mod[gv].with_attr("global_symbol", "main")
-    if not func.attrs.get("patsparse.scheduled", 0):
-        # unscheduled (tuning mode): the default schedule keeps the check fast
-        sch = Schedule(func)
-        schedule_pattern_conv(sch)
-        func = sch.mod["main"]
+    # unscheduled in tuning mode: the default schedule keeps the check fast
+    func = schedule_pattern_primfunc(mod[gv]) or mod[gv]
+    func = func.with_attr("global_symbol", "main")
     ex = tvm.compile(tvm.IRModule({"main": func}), target=target or host_target())
     dev = tvm.cpu()
     args = [x, *layout_arguments(layout)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tvm_ext._compat import Schedule
+from tvm_ext._compat import Schedule, tirx
 from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
 
 
@@ -90,3 +90,40 @@ def _schedule_conv_stage(sch: Schedule, name: str) -> None:
     else:
         sch.parallel(sch.fuse(n, r))
         sch.decompose_reduction(blk, j)
+
+
+def _carries_schedule(sch: Schedule, blocks: list[str]) -> bool:
+    """True if any loop around a ``ps_*`` block is no longer a plain serial loop."""
+    serial = tirx.ForKind.SERIAL
+    return any(
+        sch.get(loop).kind != serial
+        for name in blocks
+        for loop in sch.get_loops(sch.get_sblock(name))
+    )
+
+
+#: set on PrimFuncs that already carry the default schedule
+SCHEDULED_ATTR = "patsparse.scheduled"
+
+
+def schedule_pattern_primfunc(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+    """``func`` with the default schedule applied; ``None`` if it has no pattern-sparse block.
+
+    Functions already scheduled (by this helper or by MetaSchedule) come back unchanged.
+    """
+    attrs = func.attrs or {}
+    if int(attrs.get(SCHEDULED_ATTR, 0)) or int(attrs.get("tirx.is_scheduled", 0)):
+        return func
+    symbol = attrs.get("global_symbol")
+    sch = Schedule(func.with_attr("global_symbol", "main"))
+    blocks = pattern_blocks(sch)
+    if not any(name.startswith(CONV_BLOCK_PREFIX) for name in blocks):
+        return None
+    if _carries_schedule(sch, blocks):
+        return func  # e.g. applied from a tuning database (no attribute says so)
+    schedule_pattern_conv(sch)
+    out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1)
+    # the schedule needs a "main"; give the function back its own symbol (or none)
+    if symbol is not None:
+        return out.with_attr("global_symbol", symbol)
+    return out.without_attr("global_symbol")
