@@ -28,6 +28,22 @@ from tvm_ext.passes import (
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
 
 
+def rewrite_passes(
+    *,
+    sparse: PatternSparseConv2D | None = None,
+    compact: CompactStructuredConv2D | None = None,
+) -> list[tvm.transform.Pass]:
+    """Phases 1-3: BN folding, the pattern-sparse rewrite, structured compaction."""
+    return [
+        relax.transform.FoldConstant(),  # constant-fold the exported bias reshapes first
+        FoldConvBiasBatchNorm(),
+        relax.transform.FoldBatchnormToConv2D(),
+        relax.transform.FoldConstant(),
+        sparse if sparse is not None else PatternSparseConv2D(),
+        compact if compact is not None else CompactStructuredConv2D(),
+    ]
+
+
 def pattern_sparse_pipeline(
     target: Target | None = None,
     *,
@@ -37,15 +53,7 @@ def pattern_sparse_pipeline(
     """BN folding, the pattern-sparse rewrite, structured compaction, TVM's default pipeline."""
     target = target or host_target()
     return tvm.transform.Sequential(
-        [
-            relax.transform.FoldConstant(),  # constant-fold the exported bias reshapes first
-            FoldConvBiasBatchNorm(),
-            relax.transform.FoldBatchnormToConv2D(),
-            relax.transform.FoldConstant(),
-            sparse if sparse is not None else PatternSparseConv2D(),
-            compact if compact is not None else CompactStructuredConv2D(),
-            relax.get_default_pipeline(target),
-        ],
+        [*rewrite_passes(sparse=sparse, compact=compact), relax.get_default_pipeline(target)],
         name="patsparse_pipeline",
     )
 

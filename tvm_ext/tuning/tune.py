@@ -21,7 +21,8 @@ from typing import Any
 
 from tvm_ext._compat import Target, relax, tvm
 from tvm_ext._compat import meta_schedule as ms
-from tvm_ext.passes import CompactStructuredConv2D, FoldConvBiasBatchNorm, PatternSparseConv2D
+from tvm_ext.passes import CompactStructuredConv2D, PatternSparseConv2D
+from tvm_ext.pipeline import rewrite_passes
 from tvm_ext.tuning.measure import make_builder, make_runner
 
 DEFAULT_LOG_ROOT = Path("tuning_logs")
@@ -54,12 +55,10 @@ def lower_for_tuning(
     """Our rewrites (sparse kernels left unscheduled), then legalise and fuse: tasks ready."""
     seq = tvm.transform.Sequential(
         [
-            relax.transform.FoldConstant(),
-            FoldConvBiasBatchNorm(),
-            relax.transform.FoldBatchnormToConv2D(),
-            relax.transform.FoldConstant(),
-            sparse if sparse is not None else PatternSparseConv2D(schedule=False),
-            compact if compact is not None else CompactStructuredConv2D(),
+            *rewrite_passes(
+                sparse=sparse if sparse is not None else PatternSparseConv2D(schedule=False),
+                compact=compact,
+            ),
             relax.transform.LegalizeOps(),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
