@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
+from _timing import median_ms
 
 from patsparse.models import build_model, default_input_shape
 from patsparse.pruning import MagnitudePruner
@@ -23,16 +22,6 @@ from tvm_ext._compat import tensor, tvm
 from tvm_ext.pipeline import compile_torch
 
 THREADS = int(os.environ.setdefault("TVM_NUM_THREADS", "2"))
-
-
-def _times(fn, repeat=15):  # type: ignore[no-untyped-def]
-    fn()
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(out), min(out), max(out)
 
 
 def main() -> None:
@@ -53,9 +42,9 @@ def main() -> None:
         compiled = compile_torch(model, x)
         xt = tensor(x.numpy(), tvm.cpu())
         vm = compiled.vm
-        sparse_ms = _times(lambda vm=vm, xt=xt: vm["main"](xt))
+        sparse_ms = median_ms(lambda vm=vm, xt=xt: vm["main"](xt), repeat=15)
         with torch.no_grad():
-            torch_ms = _times(lambda dense=dense, x=x: dense(x))
+            torch_ms = median_ms(lambda dense=dense, x=x: dense(x), repeat=15)
         print(
             json.dumps(
                 {

@@ -12,12 +12,12 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import tempfile
 import time
 
 import numpy as np
 import torch
+from _timing import median_ms
 
 from patsparse.schemes import BlockPatternScheme, PatternConnectivityScheme
 from tvm_ext._compat import host_target, tensor, tvm
@@ -34,16 +34,6 @@ class Layer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.conv(x))
-
-
-def _median_ms(fn, repeat=20):  # type: ignore[no-untyped-def]
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(ts), min(ts), max(ts)
 
 
 def main() -> None:
@@ -68,9 +58,9 @@ def main() -> None:
             x = torch.randn(1, c, hw, hw)
             xt = tensor(x.numpy(), tvm.cpu())
             with torch.no_grad():
-                torch_ms = _median_ms(lambda d=dense, x=x: d(x))
+                torch_ms = median_ms(lambda d=dense, x=x: d(x), repeat=20)
             default = compile_torch(sparse, x)
-            default_ms = _median_ms(lambda m=default, xt=xt: m.vm["main"](xt))
+            default_ms = median_ms(lambda m=default, xt=xt: m.vm["main"](xt), repeat=20)
             work = tempfile.mkdtemp(prefix="patsparse-layer-")
             start = time.perf_counter()
             tune_module(
@@ -81,7 +71,7 @@ def main() -> None:
             )
             tune_s = time.perf_counter() - start
             tuned = compile_torch(sparse, x, logs=work)
-            tuned_ms = _median_ms(lambda m=tuned, xt=xt: m.vm["main"](xt))
+            tuned_ms = median_ms(lambda m=tuned, xt=xt: m.vm["main"](xt), repeat=20)
             err = float(np.abs(tuned(x.numpy()) - sparse(x).detach().numpy()).max())
             shutil.rmtree(work, ignore_errors=True)
             flops = 2 * c * c * 9 * hw * hw
