@@ -23,6 +23,20 @@ def _pruned():
     return model.eval(), masks, schemes, plan
 
 
+def _saved_digits(tmp_path):
+    """A pruned width-8 digits CNN saved as a zoo checkpoint: (path, masks)."""
+    model, masks, schemes, _ = _pruned()
+    path = save_pruned(
+        tmp_path / "m.pt",
+        model,
+        masks,
+        schemes=schemes,
+        arch="digits-cnn",
+        arch_kwargs={"width": 8},
+    )
+    return path, masks
+
+
 def test_round_trip_is_exact(tmp_path):
     model, masks, schemes, plan = _pruned()
     path = save_pruned(
@@ -50,15 +64,7 @@ def test_round_trip_is_exact(tmp_path):
 
 
 def test_attach_masks_for_retraining(tmp_path):
-    model, masks, schemes, _ = _pruned()
-    path = save_pruned(
-        tmp_path / "m.pt",
-        model,
-        masks,
-        schemes=schemes,
-        arch="digits-cnn",
-        arch_kwargs={"width": 8},
-    )
+    path, masks = _saved_digits(tmp_path)
     loaded = load_pruned(path, attach_masks=True)
     layer = loaded.model.features[3]
     with torch.no_grad():
@@ -78,15 +84,7 @@ def test_custom_model_needs_instance(tmp_path):
 
 
 def test_corrupt_and_foreign_files_are_typed_errors(tmp_path):
-    model, masks, schemes, _ = _pruned()
-    good = save_pruned(
-        tmp_path / "m.pt",
-        model,
-        masks,
-        schemes=schemes,
-        arch="digits-cnn",
-        arch_kwargs={"width": 8},
-    )
+    good, _ = _saved_digits(tmp_path)
     data = good.read_bytes()
     truncated = tmp_path / "trunc.pt"
     truncated.write_bytes(data[: len(data) // 2])
