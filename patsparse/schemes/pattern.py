@@ -229,12 +229,20 @@ def cluster_filters(weight: torch.Tensor, block_size: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class BlockPatternScheme(_PatternBudget):
-    """Blocks of ``block_size`` filters share kept input channels and their patterns."""
+    """Blocks of ``block_size`` filters share kept input channels and their patterns.
+
+    ``balanced`` (default) caps how many kept channels of a block may use each pattern at
+    ``ceil(kept / patterns)``: the compiled kernel pads every pattern's channel list to the
+    longest one, so uneven use wastes multiply-adds (measured 2.3x on random 256-channel
+    layers at 8x). The choice is greedy by kept energy (an approximate projection);
+    ``balanced=False`` gives every kept channel its best pattern (the exact projection).
+    """
 
     name: ClassVar[str] = "block-pattern"
     density: float = 0.125
     block_size: int = field(default_factory=default_block_size)
     library: PatternLibrary = DESIGNED_8
+    balanced: bool = True
 
     def __post_init__(self) -> None:
         self._init_pattern_budget()
@@ -262,7 +270,10 @@ class BlockPatternScheme(_PatternBudget):
             block_energy = energy[members].sum(0)  # (C, P)
             best = block_energy.argmax(-1)
             score = block_energy.gather(-1, best[:, None]).squeeze(-1)
-            keeps.append(topk_mask(score, keep_c))
+            keep = topk_mask(score, keep_c)
+            if self.balanced:
+                best = balanced_patterns(block_energy, keep)
+            keeps.append(keep)
             ids.append(best)
         return order, torch.stack(keeps), torch.stack(ids)
 
@@ -274,6 +285,37 @@ class BlockPatternScheme(_PatternBudget):
             members = order[b * self.block_size : (b + 1) * self.block_size]
             mask[members] = pat[b]
         return mask
+
+
+def balanced_patterns(energy: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Pattern id per channel (``energy``: ``(C, P)``) such that no pattern serves more than
+    ``ceil(kept / P)`` of the ``keep``-ed channels; greedy by energy, ties to lower indices.
+
+    Pruned channels keep their best pattern (it is masked out anyway).
+    """
+    ids = energy.argmax(-1).clone()
+    kept = torch.nonzero(keep).flatten()
+    npat = energy.shape[1]
+    cap = -(-int(kept.numel()) // npat)
+    if kept.numel() == 0:
+        return ids
+    sub = energy[kept]  # (kept, P)
+    # Stable descending order over (channel, pattern) pairs.
+    order = torch.sort(-sub.flatten(), stable=True).indices.tolist()
+    used = [0] * npat
+    done = [False] * int(kept.numel())
+    left = int(kept.numel())
+    for flat in order:
+        ch, pat = divmod(flat, npat)
+        if done[ch] or used[pat] >= cap:
+            continue
+        ids[kept[ch]] = pat
+        done[ch] = True
+        used[pat] += 1
+        left -= 1
+        if not left:
+            break
+    return ids
 
 
 def with_options(scheme: Scheme, **changes: Any) -> Scheme:

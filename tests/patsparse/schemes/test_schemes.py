@@ -127,7 +127,7 @@ def test_block_pattern_structure():
     torch.manual_seed(0)
     k, c, g = 16, 12, 4
     w = torch.randn(k, c, 3, 3)
-    scheme = BlockPatternScheme(density=(4 / 9) * 0.25, block_size=g)
+    scheme = BlockPatternScheme(density=(4 / 9) * 0.25, block_size=g, balanced=False)
     order, keep, ids = scheme.layout(w)
     assert sorted(order.tolist()) == list(range(k))
     assert keep.shape == (k // g, c) and keep.sum(1).tolist() == [3] * (k // g)
@@ -143,6 +143,33 @@ def test_block_pattern_structure():
         assert torch.equal(ids[b], energy.argmax(-1))
         score = energy.max(-1).values
         assert score[keep[b]].min() >= score[~keep[b]].max()
+    assert set(kernel_codes(mask.float()).unique().tolist()) <= {0, *DESIGNED_8.codes}
+
+
+def test_block_pattern_balanced_caps_pattern_use():
+    torch.manual_seed(3)
+    k, c, g = 32, 64, 16
+    # Skew the energy towards one pattern so the unbalanced choice is uneven.
+    w = torch.randn(k, c, 3, 3)
+    w[:, :, :2, :2] *= 3
+    free = BlockPatternScheme(density=1 / 8, block_size=g, balanced=False)
+    fair = BlockPatternScheme(density=1 / 8, block_size=g)
+    order_f, keep_f, ids_f = free.layout(w)
+    order_b, keep_b, ids_b = fair.layout(w)
+    # Same filter blocks and kept channels; only the pattern choice changes.
+    assert torch.equal(order_f, order_b) and torch.equal(keep_f, keep_b)
+    kept = int(keep_b[0].sum())
+    cap = -(-kept // len(DESIGNED_8))
+    for b in range(k // g):
+        counts_b = torch.bincount(ids_b[b][keep_b[b]], minlength=len(DESIGNED_8))
+        counts_f = torch.bincount(ids_f[b][keep_f[b]], minlength=len(DESIGNED_8))
+        assert int(counts_b.max()) <= cap < int(counts_f.max())
+        assert int(counts_b.sum()) == kept
+    # Still a valid block-pattern mask with the same density, and every kept weight's
+    # energy is at most what the free choice keeps.
+    mask = fair.mask(w)
+    assert int(mask.sum()) == int(free.mask(w).sum())
+    assert float((w * mask).norm()) <= float((w * free.mask(w)).norm()) + 1e-6
     assert set(kernel_codes(mask.float()).unique().tolist()) <= {0, *DESIGNED_8.codes}
 
 
