@@ -9,6 +9,11 @@ qualifies, builds a :class:`SparseConvLayout`:
 - ``block``: block-shared patterns (``block-pattern`` scheme): ``G`` filters share kept
   channels and their patterns; a row is a block, and weights carry a lane axis of ``G``.
 
+:func:`analyze_blocked_weight` builds the same ``block`` layout for any other conv whose
+kernels are all-zero or fully dense (a dense conv of any kernel size, a 1x1 / 7x7 conv with
+block-shared connectivity pruning): one "pattern" holding every tap of the kernel. Filters
+that do not fill a last block are padded with zero filters the epilogue never reads.
+
 Per pattern ``p`` the layout holds ``values[p]`` of shape ``(rows, cmax_p, taps, G)`` and
 ``channels[p]`` of shape ``(rows, cmax_p)``: the kernels of pattern ``p`` in each row, padded
 with zero weights (channel 0) up to the longest row, so the generated code has no branch.
@@ -35,13 +40,25 @@ class SparseConvLayout:
     channels: tuple[np.ndarray, ...]
     inverse: np.ndarray
     kept_kernels: int
+    #: explicit tap sets (``analyze_blocked_weight``); empty: taps come from ``codes``
+    tap_sets: tuple[tuple[tuple[int, int], ...], ...] = ()
 
     @property
     def rows(self) -> int:
-        return self.shape[0] // self.block
+        return int(self.values[0].shape[0])
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return int(self.shape[2]), int(self.shape[3])
+
+    @property
+    def patterns(self) -> int:
+        return len(self.values)
 
     def taps(self, p: int) -> tuple[tuple[int, int], ...]:
         """(dy, dx) offsets of pattern ``p``: compile-time constants of the kernel."""
+        if self.tap_sets:
+            return self.tap_sets[p]
         return positions_from_code(self.codes[p])
 
     def padded_slots(self) -> int:
@@ -50,15 +67,17 @@ class SparseConvLayout:
 
     def to_dense(self) -> np.ndarray:
         """The weight this layout encodes (inverse of :func:`analyze_conv_weight`)."""
-        k, c = self.shape[:2]
-        out = np.zeros((k, c, NUM_POSITIONS), dtype=np.float32)
+        k, c, kh, kw = self.shape
+        out = np.zeros((k, c, kh * kw), dtype=np.float32)
         pos_of = {int(s): f for f, s in enumerate(self.inverse)}
-        for p in range(len(self.codes)):
-            taps = [r * 3 + cc for r, cc in self.taps(p)]
+        for p in range(self.patterns):
+            taps = [r * kw + cc for r, cc in self.taps(p)]
             vals, chans = self.values[p], self.channels[p]
             for row in range(vals.shape[0]):
                 for lane in range(self.block):
-                    f = pos_of[row * self.block + lane]
+                    f = pos_of.get(row * self.block + lane)
+                    if f is None:
+                        continue  # a padding filter
                     for j in range(vals.shape[1]):
                         v = vals[row, j, :, lane]
                         if np.any(v != 0):
@@ -115,6 +134,70 @@ def analyze_conv_weight(
                     return _build(w, codes, ordered, "block", g, groups)
     order = reorder_filters(codes, PatternLibrary(ordered))
     return _build(w, codes, ordered, "kernel", 1, [[int(f)] for f in order])
+
+
+def analyze_blocked_weight(
+    weight: np.ndarray, *, block: int | None = None
+) -> SparseConvLayout | Rejection:
+    """A ``block`` layout for a conv whose kernels are all-zero or fully dense (any size).
+
+    Filters with the same kept input channels are grouped into blocks of ``block`` lanes
+    (default 16; a dense conv is one group). A group whose size is not a multiple of the
+    lanes is padded with zero filters.
+    """
+    w = np.asarray(weight, dtype=np.float32)
+    if w.ndim != 4:
+        return Rejection(f"weight has {w.ndim} dimensions, not 4 (K, C, kh, kw)")
+    k, c, kh, kw = (int(d) for d in w.shape)
+    g = block or 16
+    nz = w.reshape(k, c, kh * kw) != 0
+    kept = nz.any(-1)  # (K, C)
+    partial = kept & ~nz.all(-1)
+    if partial.any():
+        return Rejection(
+            f"{int(partial.sum())} kernels are partly zero: only all-zero or fully dense "
+            "kernels take the blocked kernel (prune 3x3 convs with a pattern scheme, others "
+            "with block connectivity)"
+        )
+    if not kept.any():
+        return Rejection("every kernel is zero")
+    by_sig: dict[bytes, list[int]] = {}
+    for f in range(k):
+        by_sig.setdefault(kept[f].tobytes(), []).append(f)
+    rows: list[list[int]] = []
+    sigs = sorted(by_sig, key=lambda s: -int(kept[by_sig[s][0]].sum()))
+    for sig in sigs:
+        members = by_sig[sig]
+        rows += [members[i : i + g] for i in range(0, len(members), g)]
+    if len(rows) * g > 2 * max(k, g):
+        return Rejection(
+            f"{len(by_sig)} distinct kept-channel sets across {k} filters: not block "
+            f"structured, {len(rows) * g} lanes for {k} filters (prune with a block scheme "
+            "so blocks of filters share kept channels)"
+        )
+    taps = tuple((dy, dx) for dy in range(kh) for dx in range(kw))
+    per_row = [np.nonzero(kept[members[0]])[0] for members in rows]
+    cmax = max(len(ch) for ch in per_row)
+    flat = w.reshape(k, c, kh * kw)
+    vals = np.zeros((len(rows), cmax, kh * kw, g), dtype=np.float32)
+    chans = np.zeros((len(rows), cmax), dtype=np.int32)
+    inverse = np.zeros(k, dtype=np.int32)
+    for r, (members, ch) in enumerate(zip(rows, per_row, strict=True)):
+        chans[r, : len(ch)] = ch
+        for lane, f in enumerate(members):
+            vals[r, : len(ch), :, lane] = flat[f][ch]
+            inverse[f] = r * g + lane
+    return SparseConvLayout(
+        kind="block",
+        shape=(k, c, kh, kw),
+        block=g,
+        codes=(),
+        values=(vals,),
+        channels=(chans,),
+        inverse=inverse,
+        kept_kernels=int(kept.sum()),
+        tap_sets=(taps,),
+    )
 
 
 def _block_groups(codes: np.ndarray, g: int) -> list[list[int]] | None:

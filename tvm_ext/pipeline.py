@@ -6,7 +6,9 @@ Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
    the conv weights and a bias (with or without a conv bias before the BN).
 2. :class:`tvm_ext.passes.PatternSparseConv2D`: pattern-sparse convs rewritten and scheduled.
 3. :class:`tvm_ext.passes.CompactStructuredConv2D`: filter/channel-pruned convs shrunk.
-4. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
+4. :class:`tvm_ext.passes.BlockedConv2D`: the remaining convs (dense, 1x1, 7x7, block
+   connectivity) on the register-blocked kernel (``blocked=False`` leaves them to TVM).
+5. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from tvm_ext._compat import Target, from_exported_program, host_target, relax, tensor, tvm
 from tvm_ext.passes import (
+    BlockedConv2D,
     CompactStructuredConv2D,
     FoldConvBiasBatchNorm,
     LayerRecord,
@@ -27,14 +30,19 @@ from tvm_ext.passes import (
 )
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
 
+#: ``blocked=False``: leave the convs the pattern pass does not take to TVM's lowering
+Blocked = BlockedConv2D | Literal[False] | None
+
 
 def rewrite_passes(
     *,
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
+    blocked: Blocked = None,
 ) -> list[tvm.transform.Pass]:
-    """Phases 1-3: BN folding, the pattern-sparse rewrite, structured compaction."""
-    return [
+    """Phases 1-4: BN folding, the pattern-sparse rewrite, structured compaction, the
+    blocked kernel for the remaining convs."""
+    passes = [
         relax.transform.FoldConstant(),  # constant-fold the exported bias reshapes first
         FoldConvBiasBatchNorm(),
         relax.transform.FoldBatchnormToConv2D(),
@@ -42,6 +50,9 @@ def rewrite_passes(
         sparse if sparse is not None else PatternSparseConv2D(),
         compact if compact is not None else CompactStructuredConv2D(),
     ]
+    if blocked is not False:
+        passes.append(blocked if blocked is not None else BlockedConv2D())
+    return passes
 
 
 def pattern_sparse_pipeline(
@@ -49,11 +60,16 @@ def pattern_sparse_pipeline(
     *,
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
+    blocked: Blocked = None,
 ) -> tvm.transform.Pass:
-    """BN folding, the pattern-sparse rewrite, structured compaction, TVM's default pipeline."""
+    """BN folding, the pattern-sparse rewrite, structured compaction, the blocked kernel for
+    the remaining convs, TVM's default pipeline."""
     target = target or host_target()
     return tvm.transform.Sequential(
-        [*rewrite_passes(sparse=sparse, compact=compact), relax.get_default_pipeline(target)],
+        [
+            *rewrite_passes(sparse=sparse, compact=compact, blocked=blocked),
+            relax.get_default_pipeline(target),
+        ],
         name="patsparse_pipeline",
     )
 
@@ -76,6 +92,8 @@ class CompiledModel:
     records: list[LayerRecord]
     compile_seconds: float
     compact_records: list[CompactRecord] = field(default_factory=list)
+    #: what :class:`BlockedConv2D` did with the convs the pattern pass left
+    blocked_records: list[LayerRecord] = field(default_factory=list)
     device: Any = field(default_factory=tvm.cpu)
 
     def __post_init__(self) -> None:
@@ -102,23 +120,28 @@ def compile_torch(
     sparse: PatternSparseConv2D | None = None,
     verify: bool = False,
     logs: str | Path | None = None,
+    blocked: bool = True,
 ) -> CompiledModel:
     """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile.
 
     ``logs``: a MetaSchedule database directory (``patsparse tune``); its schedules are
-    applied, and functions without a record get the default schedules.
+    applied, and functions without a record get the default schedules. ``blocked=False``
+    leaves the convs the pattern pass does not take to TVM's own lowering.
     """
     from tvm_ext.tuning.tune import tuned_pipeline
 
     target = target or host_target()
     sparse = sparse or PatternSparseConv2D(verify=verify, target=target, schedule=logs is None)
     compact = CompactStructuredConv2D()
+    dense: Blocked = (
+        BlockedConv2D(verify=verify, target=target, schedule=logs is None) if blocked else False
+    )
     start = time.perf_counter()
     mod = import_torch(model, example)
     pipeline = (
-        tuned_pipeline(target, logs, sparse=sparse, compact=compact)
+        tuned_pipeline(target, logs, sparse=sparse, compact=compact, blocked=dense)
         if logs is not None
-        else pattern_sparse_pipeline(target, sparse=sparse, compact=compact)
+        else pattern_sparse_pipeline(target, sparse=sparse, compact=compact, blocked=dense)
     )
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     return CompiledModel(
@@ -127,6 +150,7 @@ def compile_torch(
         records=list(sparse.records),
         compile_seconds=time.perf_counter() - start,
         compact_records=list(compact.records),
+        blocked_records=list(dense.records) if dense else [],
     )
 
 

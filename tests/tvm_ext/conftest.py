@@ -50,8 +50,8 @@ def conv_module(
         params.append(w)
     k = weight.shape[0]
     h, wd = x_shape[2], x_shape[3]
-    oh = (h + padding[0] + padding[2] - 3) // stride[0] + 1 if weight.shape[2] == 3 else h
-    ow = (wd + padding[1] + padding[3] - 3) // stride[1] + 1 if weight.shape[3] == 3 else wd
+    oh = (h + padding[0] + padding[2] - weight.shape[2]) // stride[0] + 1
+    ow = (wd + padding[1] + padding[3] - weight.shape[3]) // stride[1] + 1
     r = None
     if residual:
         r = relax.Var("r", relax.TensorType((x_shape[0], k, oh, ow), "float32"))

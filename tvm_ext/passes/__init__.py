@@ -1,7 +1,14 @@
 """Relax passes, one per file."""
 
+from tvm_ext.passes.blocked_conv2d import BlockedConv2D
 from tvm_ext.passes.compact_structured_conv2d import CompactStructuredConv2D
 from tvm_ext.passes.fold_conv_bias_batchnorm import FoldConvBiasBatchNorm
 from tvm_ext.passes.pattern_sparse_conv2d import LayerRecord, PatternSparseConv2D
 
-__all__ = ["CompactStructuredConv2D", "FoldConvBiasBatchNorm", "LayerRecord", "PatternSparseConv2D"]
+__all__ = [
+    "BlockedConv2D",
+    "CompactStructuredConv2D",
+    "FoldConvBiasBatchNorm",
+    "LayerRecord",
+    "PatternSparseConv2D",
+]

@@ -31,7 +31,12 @@ from patsparse.formats.fkw import (
 )
 from patsparse.patterns.library import PatternLibrary
 from tvm_ext._compat import IRConstant, relax, te, tirx, tvm
-from tvm_ext.layout import Rejection, SparseConvLayout, analyze_conv_weight
+from tvm_ext.layout import (
+    Rejection,
+    SparseConvLayout,
+    analyze_blocked_weight,
+    analyze_conv_weight,
+)
 from tvm_ext.schedules.cpu import schedule_pattern_primfunc
 from tvm_ext.te.pattern_conv import (
     ConvGeometry,
@@ -41,6 +46,9 @@ from tvm_ext.te.pattern_conv import (
 )
 
 FUNC_PREFIX = "pattern_sparse_conv2d"
+#: what the rewriter looks for: 3x3 pattern-sparse convs, or any all-or-nothing-kernel conv
+PATTERN_MODE, BLOCKED_MODE = "pattern", "blocked"
+_PREFIXES = {PATTERN_MODE: FUNC_PREFIX, BLOCKED_MODE: "blocked_conv2d"}
 #: Opaque op pattern: FuseOps leaves the (already scheduled, already fused) kernel alone.
 OPAQUE = 8
 
@@ -191,10 +199,12 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         if cached is not None:
             return cached
         index = _lookup(self.conv_index, conv)
-        reason = _eligibility(conv) or self.options["exclude"].get(index)
+        reason = _eligibility(conv, self.options["mode"]) or self.options["exclude"].get(index)
         result: SparseConvLayout | Rejection
         if reason is not None:
             result = Rejection(reason)
+        elif self.options["mode"] == BLOCKED_MODE:
+            result = analyze_blocked_weight(conv.args[1].value.numpy(), block=self.options["block"])
         else:
             result = analyze_conv_weight(
                 conv.args[1].value.numpy(),
@@ -247,7 +257,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
 
     def _try_rewrite(self, conv: relax.Call, chain: _Chain | None) -> relax.Expr | None:
         index = _lookup(self.conv_index, conv)
-        reason = _eligibility(conv) or self.options["exclude"].get(index)
+        mode = self.options["mode"]
+        reason = _eligibility(conv, mode) or self.options["exclude"].get(index)
         if reason is not None:
             self._record(conv, rewritten=False, reason=reason)
             return None
@@ -260,6 +271,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             in_shape=_static_shape(x),  # type: ignore[arg-type]
             stride=tuple(int(s) for s in attrs.strides),  # type: ignore[arg-type]
             padding=pad,  # type: ignore[arg-type]
+            kernel=(int(weight.shape[2]), int(weight.shape[3])),
         )
         base = dict(
             weight_shape=tuple(weight.shape),
@@ -276,10 +288,17 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             residual=chain is not None and chain.residual is not None,
             relu=chain is not None and chain.relu,
         )
-        name = f"{FUNC_PREFIX}_{index}"
-        fmt = PatternSparseWeight.from_dense(weight)
-        histogram = _histogram(weight)
-        consts = [relax.const(a) for a in layout_arguments(layout)]
+        name = f"{_PREFIXES[mode]}_{index}"
+        arrays = layout_arguments(layout)
+        storage = {"dense": dense_nbytes(weight), "csr": csr_nbytes(weight)}
+        if mode == PATTERN_MODE:
+            storage["ours"] = PatternSparseWeight.from_dense(weight).nbytes()
+            histogram = _histogram(weight)
+        else:  # kept values (padding lanes included) and one channel index per kept slot
+            storage["ours"] = int(sum(a.nbytes for a in arrays[:-1]))
+            histogram = {}
+        storage["kernel_arrays"] = int(sum(a.nbytes for a in arrays))
+        consts = [relax.const(a) for a in arrays]
         extra = []
         if chain is not None and chain.bias is not None:
             extra.append(relax.const(chain.bias))
@@ -306,12 +325,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             fused=("conv2d", *(chain.ops if chain else ())),
             kept_kernels=layout.kept_kernels,
             pattern_histogram=histogram,
-            storage_bytes={
-                "dense": dense_nbytes(weight),
-                "csr": csr_nbytes(weight),
-                "ours": fmt.nbytes(),
-                "kernel_arrays": int(sum(a.nbytes for a in layout_arguments(layout))),
-            },
+            storage_bytes=storage,
             **base,
         )
         return out
@@ -376,7 +390,7 @@ def _te_fn(geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Epilogue)
     return fn
 
 
-def _eligibility(conv: relax.Call) -> str | None:
+def _eligibility(conv: relax.Call, mode: str = PATTERN_MODE) -> str | None:
     """None if the conv can be rewritten, else the reason (with the fix)."""
     x, w = conv.args
     attrs = conv.attrs
@@ -394,7 +408,9 @@ def _eligibility(conv: relax.Call) -> str | None:
     if int(attrs.groups) != 1:
         kind = "depthwise" if wshape and wshape[1] == 1 else "grouped"
         return f"{kind} convolution (groups={int(attrs.groups)}), only groups=1 is handled"
-    if wshape is None or wshape[2:] != (3, 3):
+    if wshape is None:
+        return "weight shape is not static"
+    if mode == PATTERN_MODE and wshape[2:] != (3, 3):
         size = "x".join(str(s) for s in wshape[2:]) if wshape else "?"
         return f"{size} kernel: patterns are defined for 3x3 kernels only"
     if any(int(d) != 1 for d in attrs.dilation):
@@ -436,6 +452,7 @@ class PatternSparseConv2D:
             "fuse_epilogue": fuse_epilogue,
             "schedule": schedule,
             "exclude": {},
+            "mode": PATTERN_MODE,
         }
         self.verify = verify
         self.target = target
@@ -443,27 +460,39 @@ class PatternSparseConv2D:
         self.records: list[LayerRecord] = []
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        options = dict(self.options, exclude={})
-        rewriter = _Rewriter(mod, options)
-        out = rewriter.run()
-        if self.verify:
-            errors = {
-                i: verify_layer(out, *info, target=self.target)
-                for i, info in rewriter.built.items()
-            }
-            failed = {
-                i: f"verification failed: max abs error {e:.3g} vs the dense conv"
-                for i, e in errors.items()
-                if not e <= self.tolerance * _scale(rewriter.built[i][1])
-            }
-            if failed:  # leave those layers dense: a model must never break
-                rewriter = _Rewriter(mod, dict(options, exclude=failed))
-                out = rewriter.run()
-            for rec in rewriter.records:
-                if rec.rewritten:
-                    rec.max_abs_error = errors.get(rec.index)
-        self.records = sorted(rewriter.records, key=lambda r: r.index)
+        out, self.records = rewrite_convs(
+            mod, self.options, verify=self.verify, target=self.target, tolerance=self.tolerance
+        )
         return out
+
+
+def rewrite_convs(
+    mod: tvm.IRModule,
+    options: dict[str, Any],
+    *,
+    verify: bool,
+    target: Any,
+    tolerance: float,
+) -> tuple[tvm.IRModule, list[LayerRecord]]:
+    """Run the rewriter (one of the modes); with ``verify``, layers whose kernel does not
+    match the dense conv are left dense. Returns the module and one record per conv."""
+    options = dict(options, exclude={})
+    rewriter = _Rewriter(mod, options)
+    out = rewriter.run()
+    if verify:
+        errors = {i: verify_layer(out, *info, target=target) for i, info in rewriter.built.items()}
+        failed = {
+            i: f"verification failed: max abs error {e:.3g} vs the dense conv"
+            for i, e in errors.items()
+            if not e <= tolerance * _scale(rewriter.built[i][1])
+        }
+        if failed:  # leave those layers dense: a model must never break
+            rewriter = _Rewriter(mod, dict(options, exclude=failed))
+            out = rewriter.run()
+        for rec in rewriter.records:
+            if rec.rewritten:
+                rec.max_abs_error = errors.get(rec.index)
+    return out, sorted(rewriter.records, key=lambda r: r.index)
 
 
 def _scale(weight: np.ndarray) -> float:

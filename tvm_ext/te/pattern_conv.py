@@ -40,13 +40,15 @@ class ConvGeometry:
     in_shape: tuple[int, int, int, int]
     stride: tuple[int, int]
     padding: tuple[int, int, int, int]
+    kernel: tuple[int, int] = (3, 3)
 
     @property
     def out_hw(self) -> tuple[int, int]:
         _, _, h, w = self.in_shape
         pt, pl, pb, pr = self.padding
         sh, sw = self.stride
-        return (h + pt + pb - 3) // sh + 1, (w + pl + pr - 3) // sw + 1
+        kh, kw = self.kernel
+        return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
 def merged_block_arrays(layout: SparseConvLayout) -> tuple[np.ndarray, np.ndarray]:
     """Block layers: all patterns in one ``(rows, P, cmax, taps, G)`` weight array and one
     ``(rows, P, cmax)`` channel array, zero-padded to the longest pattern list."""
-    npat = len(layout.values)
+    npat = layout.patterns
     cmax = max(int(v.shape[1]) for v in layout.values)
     ntaps, g = int(layout.values[0].shape[2]), layout.block
     vals = np.zeros((layout.rows, npat, cmax, ntaps, g), dtype=np.float32)

@@ -1,0 +1,505 @@
+"""``patsparse bench``: a pruned model through patsparse vs the dense alternatives, side by side.
+
+One run measures, on the same machine, thread count and input (batch 1, fp32):
+
+- **PyTorch dense** (oneDNN), the unpruned model;
+- **patsparse**: the pruned model (3x3 convs with a pattern scheme at the model's rate, 1x1
+  convs and linear layers block-pruned at the same rate unless ``others="dense"``) compiled
+  by :func:`tvm_ext.pipeline.compile_torch` with the tuning logs found (or made, with
+  ``trials``) under ``tuning_logs/<model>/<target key>``;
+- **TVM dense, blocked kernel**: the unpruned model through the same pipeline (every conv on
+  the register-blocked kernel; hand schedule, or tuned records when present);
+- **TVM dense, stock**: the unpruned model through TVM's own lowering, tuned with the same
+  trial budget (measured only when tuning records exist or ``trials > 0``: untuned it runs
+  naive loops).
+
+End to end it reports the median (min, max) of ``repeat`` runs per engine; per 3x3 layer the
+patsparse kernel time (the compiled model's own kernel, timed inside the model run), the
+blocked dense kernel time and the PyTorch conv time on the same input, the FLOP reduction and
+efficiency = speed-up / FLOP reduction. Also compile and tuning time, weight storage and peak
+memory (each engine in a fresh process). See BENCHMARKS.md for the figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from patsparse.errors import PatsparseError
+from patsparse.models import MODEL_NAMES, build_model, default_input_shape
+
+#: the papers' compression rates per model family (3x3 layers)
+PAPER_RATES = {"vgg16": 12.0, "resnet18": 8.0, "resnet50": 5.8}
+
+
+def paper_rate(model: str) -> float:
+    family = model.split("-")[0]
+    return PAPER_RATES.get(family, 8.0)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure. ``compression`` defaults to the papers' rate for the model."""
+
+    model: str
+    scheme: str = "block-pattern"
+    compression: float | None = None
+    block_size: int | None = None
+    #: how 1x1 convs and linear layers are pruned: "block" (at the same rate) or "dense"
+    others: str = "block"
+    trials: int = 0
+    logs_root: str | None = "tuning_logs"
+    repeat: int = 15
+    threads: int | None = None
+    layers: bool = True
+    tvm_dense: bool = True
+    memory: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise PatsparseError(
+                f"unknown model {self.model!r}; bench models: {', '.join(MODEL_NAMES)}"
+            )
+        if self.others not in ("block", "dense"):
+            raise PatsparseError(f"others must be 'block' or 'dense', got {self.others!r}")
+        if self.compression is not None and self.compression < 1:
+            raise PatsparseError(f"compression must be >= 1 (e.g. 8), got {self.compression}")
+        if self.repeat < 3:
+            raise PatsparseError(
+                f"repeat must be >= 3 for a median and a spread, got {self.repeat}"
+            )
+        if self.trials < 0:
+            raise PatsparseError(f"trials must be >= 0, got {self.trials}")
+
+    @property
+    def rate(self) -> float:
+        return self.compression if self.compression is not None else paper_rate(self.model)
+
+
+# -- pruning ---------------------------------------------------------------------------------
+
+
+def prune_for_bench(model: nn.Module, cfg: BenchConfig) -> nn.Module:
+    """A pruned copy: 3x3 convs with ``cfg.scheme``, other convs / linear layers block-pruned
+    (or dense). The first conv (the stem) stays dense, as in the papers."""
+    from patsparse.cli import _scheme_from_args
+    from patsparse.pruning.pruners import MagnitudePruner
+    from patsparse.schemes import BlockScheme, PruningPlan
+
+    scheme = _scheme_from_args(cfg.scheme, cfg.rate, "designed-8", cfg.block_size)
+    fallback = BlockScheme(density=1.0 / cfg.rate, block_rows=16) if cfg.others == "block" else None
+    plan = PruningPlan(default=scheme, fallback=fallback, skip_last_linear=False)
+    pruned = copy.deepcopy(model)
+    pruner = MagnitudePruner(plan)
+    pruner.prepare(pruned)
+    pruner.step()
+    pruner.squash_mask()
+    return pruned.eval()
+
+
+def _weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def conv_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Conv2d, torch.Tensor]]:
+    """Convs in execution order with the input each one saw (the order TVM numbers them)."""
+    seen: list[tuple[str, nn.Conv2d, torch.Tensor]] = []
+    hooks = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Conv2d):
+
+            def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], _n: str = name) -> None:
+                seen.append((_n, m, inp[0].detach().clone()))  # type: ignore[arg-type]
+
+            hooks.append(mod.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(dense, kept) multiply-adds of the weight layers (kept: non-zero weights only)."""
+    dense = kept = 0
+    out_pixels: dict[nn.Module, int] = {}
+    hooks = []
+    for _, mod in _weight_layers(model):
+
+        def hook(m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+            out_pixels[m] = int(out.shape[-1] * out.shape[-2]) if out.dim() == 4 else 1
+
+        hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    for _, mod in _weight_layers(model):
+        w: torch.Tensor = mod.weight  # type: ignore[assignment]
+        dense += int(w.numel()) * out_pixels.get(mod, 0)
+        kept += int(torch.count_nonzero(w)) * out_pixels.get(mod, 0)
+    return dense, kept
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    """Milliseconds of ``repeat`` calls after two warm-up calls."""
+    fn()
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def summary_ms(times: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(times), 4),
+        "min": round(min(times), 4),
+        "max": round(max(times), 4),
+    }
+
+
+def conv_kernel_times(compiled: Any, x: np.ndarray, repeat: int) -> list[tuple[str, list[float]]]:
+    """Per conv kernel call of a compiled model, in call order: (function, milliseconds of
+    each of ``repeat`` runs), timed inside the model run (a VM instrument notes the time
+    before and after every call). Conv kernels are the functions whose name has "conv2d"."""
+    from tvm_ext._compat import relax, tensor
+
+    vm = relax.VirtualMachine(compiled.executable, compiled.device)
+    runs: list[list[tuple[str, float]]] = []
+    started: dict[str, float] = {}
+
+    def instrument(_func: Any, symbol: str, before: bool, _ret: Any, *_args: Any) -> int:
+        now = time.perf_counter()
+        if "conv2d" not in symbol:
+            return 0
+        if before:
+            started[symbol] = now
+        elif symbol in started:
+            runs[-1].append((symbol, (now - started.pop(symbol)) * 1e3))
+        return 0
+
+    xt = tensor(np.ascontiguousarray(x, dtype=np.float32), compiled.device)
+    vm["main"](xt)  # warm-up, uninstrumented
+    vm.set_instrument(instrument)
+    for _ in range(repeat):
+        runs.append([])
+        vm["main"](xt)
+    calls = len(runs[0])
+    if any(len(r) != calls for r in runs):
+        raise PatsparseError("conv kernel calls differ between runs; cannot time per layer")
+    return [(runs[0][i][0], [r[i][1] for r in runs]) for i in range(calls)]
+
+
+# -- peak memory -----------------------------------------------------------------------------
+
+_MEMORY_SCRIPT = r"""
+import json, resource, sys, numpy as np
+kind, path, shape, threads = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+if kind == "torch":
+    import torch
+    torch.set_num_threads(threads)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model = torch.load(path, weights_only=False).eval()
+    with torch.no_grad():
+        model(torch.from_numpy(x))
+else:
+    import tvm
+    from tvm import relax
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    vm = relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
+    vm["main"](tvm.runtime.tensor(x, tvm.cpu()))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"peak_mb": peak / 1024, "model_mb": (peak - base) / 1024}))
+"""
+
+
+def peak_memory(kind: str, path: Path, shape: tuple[int, ...], threads: int) -> dict[str, float]:
+    """Peak RSS of a fresh process that loads and runs the model once (``model_mb``: above
+    the process after its imports)."""
+    env = dict(os.environ, TVM_NUM_THREADS=str(threads))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _MEMORY_SCRIPT,
+            kind,
+            str(path),
+            json.dumps(list(shape)),
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    if out.returncode != 0:
+        raise PatsparseError(f"memory probe ({kind}) failed: {out.stderr.strip()[-400:]}")
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return {k: round(float(v), 1) for k, v in data.items()}
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+def _progress(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> dict[str, Any]:
+    """Measure one model (see the module docstring); returns a JSON-ready dict."""
+    from tvm_ext._compat import host_target, set_threads, tensor, tvm
+    from tvm_ext.pipeline import compile_torch, import_torch
+    from tvm_ext.tuning.tune import log_dir, lower_for_tuning, tune_module
+
+    threads = set_threads(cfg.threads)
+    torch.set_num_threads(threads)
+    target = host_target(num_cores=threads)
+    torch.manual_seed(cfg.seed)
+    dense = build_model(cfg.model).eval()
+    pruned = prune_for_bench(dense, cfg)
+    x = torch.randn(default_input_shape(cfg.model), generator=torch.Generator().manual_seed(0))
+    xn = x.numpy()
+    dense_macs, kept_macs = macs(pruned, x)
+    result: dict[str, Any] = {
+        "model": cfg.model,
+        "config": asdict(cfg) | {"compression": cfg.rate},
+        "threads": threads,
+        "target": str(target.export().get("mcpu", "")),
+        "input_shape": list(x.shape),
+        "flop_reduction": round(dense_macs / max(kept_macs, 1), 3),
+        "gflops_dense": round(2 * dense_macs / 1e9, 3),
+    }
+    logs = log_dir(cfg.model, target, cfg.logs_root) if cfg.logs_root else None
+    tuning: dict[str, Any] = {}
+    if cfg.trials and logs is not None:
+        log(f"tuning patsparse tasks ({cfg.trials} trials per task) into {logs}")
+        rep = tune_module(
+            lower_for_tuning(import_torch(pruned, x), target),
+            target,
+            logs,
+            trials_per_task=cfg.trials,
+        )
+        tuning["patsparse"] = {
+            "seconds": round(rep.seconds, 1),
+            "tasks": rep.tasks,
+            "tuned": len(rep.tuned),
+            "trials": rep.trials,
+        }
+        if cfg.tvm_dense:
+            log("tuning TVM dense (stock) tasks with the same budget")
+            rep = tune_module(
+                lower_for_tuning(import_torch(dense, x), target, blocked=False),
+                target,
+                logs,
+                trials_per_task=cfg.trials,
+            )
+            tuning["tvm_dense_stock"] = {
+                "seconds": round(rep.seconds, 1),
+                "tasks": rep.tasks,
+                "tuned": len(rep.tuned),
+                "trials": rep.trials,
+            }
+    have_logs = logs is not None and (logs / "database_tuning_record.json").is_file()
+    result["tuning"] = tuning
+    result["logs"] = str(logs) if have_logs else None
+    use = logs if have_logs else None
+
+    log("compiling patsparse (pruned model)")
+    sparse = compile_torch(pruned, x, target=target, logs=use)
+    with torch.no_grad():
+        ref = pruned(x).numpy()
+    result["max_abs_error_vs_pytorch"] = float(np.abs(sparse(xn) - ref).max())
+    engines: dict[str, Any] = {"patsparse": sparse}
+    compile_s = {"patsparse": round(sparse.compile_seconds, 1)}
+    if cfg.tvm_dense:
+        log("compiling TVM dense, blocked kernel")
+        engines["tvm_dense_blocked"] = compile_torch(dense, x, target=target, logs=use)
+        compile_s["tvm_dense_blocked"] = round(engines["tvm_dense_blocked"].compile_seconds, 1)
+        if have_logs and tuning.get("tvm_dense_stock", True):
+            log("compiling TVM dense, stock lowering with tuning records")
+            stock = compile_torch(dense, x, target=target, logs=use, blocked=False)
+            engines["tvm_dense_stock_tuned"] = stock
+            compile_s["tvm_dense_stock_tuned"] = round(stock.compile_seconds, 1)
+    result["compile_seconds"] = compile_s
+
+    log(f"end to end, {cfg.repeat} runs per engine")
+    e2e: dict[str, Any] = {}
+    with torch.no_grad():
+        e2e["pytorch_dense"] = summary_ms(timed(lambda: dense(x), cfg.repeat))
+    dev = tvm.cpu()
+    xt = tensor(xn, dev)
+    for name, comp in engines.items():
+        e2e[name] = summary_ms(timed(_runner(comp.vm["main"], xt), cfg.repeat))
+    torch_ms = e2e["pytorch_dense"]["median"]
+    for name in list(e2e):
+        e2e[name]["speedup_vs_pytorch"] = round(torch_ms / e2e[name]["median"], 3)
+    e2e["patsparse"]["efficiency"] = round(
+        e2e["patsparse"]["speedup_vs_pytorch"] / result["flop_reduction"], 3
+    )
+    result["end_to_end_ms"] = e2e
+
+    result["storage_bytes"] = _storage(dense, sparse)
+    if cfg.layers:
+        log("per-layer kernel times")
+        result["layers"] = _layer_table(cfg, dense, pruned, x, engines)
+    if cfg.memory:
+        log("peak memory, each engine in a fresh process")
+        result["peak_memory_mb"] = _memory(dense, engines, tuple(x.shape), threads)
+    result["max_rss_mb_this_process"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+    )
+    return result
+
+
+def _runner(fn: Callable[..., object], *args: Any) -> Callable[[], object]:
+    return lambda: fn(*args)
+
+
+def _storage(dense: nn.Module, sparse: Any) -> dict[str, int]:
+    weights = 0
+    for _, m in _weight_layers(dense):
+        weights += int(m.weight.numel()) * 4  # type: ignore[operator]
+    ours = 0
+    taken = 0
+    for rec in [*sparse.records, *sparse.blocked_records]:
+        if rec.rewritten:
+            ours += int(rec.storage_bytes.get("ours", 0))
+            taken += int(rec.storage_bytes.get("dense", 0))
+    return {"dense_weights": weights, "patsparse_weights": weights - taken + ours}
+
+
+def _layer_table(
+    cfg: BenchConfig, dense: nn.Module, pruned: nn.Module, x: torch.Tensor, engines: dict[str, Any]
+) -> list[dict[str, Any]]:
+    calls = conv_calls(dense, x)
+    pruned_mods = dict(pruned.named_modules())
+    # one conv kernel per conv, in execution order (checked: same count as the model's convs)
+    per_engine = {}
+    for name, comp in engines.items():
+        seq = conv_kernel_times(comp, x.numpy(), cfg.repeat)
+        if len(seq) == len(calls):
+            per_engine[name] = seq
+    rows = []
+    for index, (name, conv, inp) in enumerate(calls):
+        if tuple(conv.kernel_size) != (3, 3):
+            continue
+        weight: torch.Tensor = pruned_mods[name].weight
+        pad_h, pad_w = (int(p) for p in conv.padding)
+        oh = (inp.shape[2] + 2 * pad_h - 3) // conv.stride[0] + 1
+        ow = (inp.shape[3] + 2 * pad_w - 3) // conv.stride[1] + 1
+        reduction = float(conv.weight.numel()) / max(int(torch.count_nonzero(weight)), 1)
+        with torch.no_grad():
+            torch_ms = summary_ms(timed(_runner(conv, inp), cfg.repeat))
+        row: dict[str, Any] = {
+            "index": index,
+            "layer": name,
+            "shape": f"{conv.in_channels}->{conv.out_channels} @ {inp.shape[2]}x{inp.shape[3]}"
+            + (f" /{conv.stride[0]}" if conv.stride[0] > 1 else ""),
+            "flop_reduction": round(reduction, 3),
+            "pytorch_dense_ms": torch_ms,
+            "pytorch_gflops": round(
+                2 * conv.weight.numel() * oh * ow / torch_ms["median"] / 1e6, 1
+            ),
+        }
+        for engine, seq in per_engine.items():
+            kernel, times = seq[index]
+            row[f"{engine}_ms"] = summary_ms(times)
+            row[f"{engine}_kernel"] = kernel
+        if "patsparse_ms" in row:
+            sparse_ms = row["patsparse_ms"]["median"]
+            speed = torch_ms["median"] / sparse_ms
+            row["speedup_vs_pytorch"] = round(speed, 3)
+            row["efficiency"] = round(speed / reduction, 3)
+            for other in ("tvm_dense_blocked", "tvm_dense_stock_tuned"):
+                if f"{other}_ms" in row:
+                    row[f"speedup_vs_{other}"] = round(row[f"{other}_ms"]["median"] / sparse_ms, 3)
+        rows.append(row)
+    return rows
+
+
+def _memory(
+    dense: nn.Module, engines: dict[str, Any], shape: tuple[int, ...], threads: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="patsparse-bench-") as tmp:
+        path = Path(tmp) / "dense.pt"
+        torch.save(dense, path)
+        out["pytorch_dense"] = peak_memory("torch", path, shape, threads)
+        for name, comp in engines.items():
+            lib = comp.export_library(Path(tmp) / f"{name}.so")
+            out[name] = peak_memory("tvm", lib, shape, threads)
+    return out
+
+
+# -- text output -----------------------------------------------------------------------------
+
+
+def _ms(d: dict[str, float] | None) -> str:
+    if not d:
+        return "-"
+    return f"{d['median']:.3f} ({d['min']:.3f}-{d['max']:.3f})"
+
+
+def format_bench(res: dict[str, Any]) -> str:
+    cfg = res["config"]
+    lines = [
+        f"{res['model']}  {cfg['scheme']} {cfg['compression']}x (1x1/linear: {cfg['others']}),"
+        f" FLOP reduction {res['flop_reduction']}x, {res['threads']} threads, batch 1 fp32,"
+        f" logs: {res['logs'] or 'none (default schedules)'}",
+        f"{'engine':<24}{'ms median (min-max)':<30}{'vs PyTorch':>10}",
+    ]
+    for name, d in res["end_to_end_ms"].items():
+        lines.append(f"{name:<24}{_ms(d):<30}{d['speedup_vs_pytorch']:>9.2f}x")
+    lines.append(
+        f"efficiency (speed-up / FLOP reduction): {res['end_to_end_ms']['patsparse']['efficiency']}"
+        f"; max abs error vs PyTorch (pruned) {res['max_abs_error_vs_pytorch']:.1e}"
+    )
+    if res.get("layers"):
+        lines.append(
+            f"{'3x3 layer':<22}{'FLOPx':>6} {'PyTorch dense':<26}{'patsparse':<26}"
+            f"{'TVM dense blocked':<26}{'speed-up':>9}{'eff':>6}"
+        )
+        for r in res["layers"]:
+            lines.append(
+                f"{r['shape']:<22}{r['flop_reduction']:>6.2f} {_ms(r['pytorch_dense_ms']):<26}"
+                f"{_ms(r.get('patsparse_ms')):<26}{_ms(r.get('tvm_dense_blocked_ms')):<26}"
+                f"{r.get('speedup_vs_pytorch', 0):>8.2f}x{r.get('efficiency', 0):>6.2f}"
+            )
+    st = res["storage_bytes"]
+    lines.append(
+        f"weights: dense {st['dense_weights'] / 1e6:.2f} MB, patsparse "
+        f"{st['patsparse_weights'] / 1e6:.2f} MB; compile s {res['compile_seconds']}; "
+        f"tuning {res['tuning'] or 'none'}"
+    )
+    if res.get("peak_memory_mb"):
+        mem = ", ".join(f"{k} {v['model_mb']:.0f} MB" for k, v in res["peak_memory_mb"].items())
+        lines.append(f"peak memory above imports: {mem}")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""``patsparse bench``: one small model measured end to end and per layer, real timings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from patsparse.bench import BenchConfig, format_bench, paper_rate, run_bench
+from patsparse.cli import main
+from patsparse.errors import PatsparseError
+
+
+@pytest.fixture(scope="module")
+def digits_bench():
+    cfg = BenchConfig(model="digits-cnn", compression=6.0, repeat=3, logs_root=None)
+    return run_bench(cfg, log=lambda _msg: None)
+
+
+def test_bench_measures_every_engine_side_by_side(digits_bench):
+    res = digits_bench
+    e2e = res["end_to_end_ms"]
+    assert set(e2e) == {"pytorch_dense", "patsparse", "tvm_dense_blocked"}
+    for d in e2e.values():
+        assert 0 < d["min"] <= d["median"] <= d["max"]
+        assert d["speedup_vs_pytorch"] > 0
+    assert e2e["pytorch_dense"]["speedup_vs_pytorch"] == 1.0
+    # the pruned model computes what PyTorch computes on the same pruned weights
+    assert res["max_abs_error_vs_pytorch"] < 1e-3
+    # 3x3 layers at 6x plus the dense stem: overall reduction between 1 and 6
+    assert 1.5 < res["flop_reduction"] < 6.0
+    assert res["storage_bytes"]["patsparse_weights"] < res["storage_bytes"]["dense_weights"]
+    assert res["compile_seconds"]["patsparse"] > 0 and res["logs"] is None
+    mem = res["peak_memory_mb"]
+    assert set(mem) == {"pytorch_dense", "patsparse", "tvm_dense_blocked"}
+    assert all(v["peak_mb"] > 0 for v in mem.values())
+
+
+def test_bench_per_layer_rows_time_the_models_own_kernels(digits_bench):
+    rows = digits_bench["layers"]
+    assert [r["layer"] for r in rows] == ["features.0", "features.3", "features.7"]
+    pruned = [r for r in rows if r["flop_reduction"] > 1]
+    assert len(pruned) == 2  # the first conv is kept dense, as in the papers
+    for r in pruned:
+        assert r["patsparse_kernel"].startswith("pattern_sparse_conv2d_")
+        assert r["tvm_dense_blocked_kernel"].startswith("blocked_conv2d_")
+        assert r["patsparse_ms"]["median"] > 0 and r["pytorch_dense_ms"]["median"] > 0
+        assert r["efficiency"] == pytest.approx(
+            r["speedup_vs_pytorch"] / r["flop_reduction"], rel=1e-2
+        )
+    text = format_bench(digits_bench)
+    assert "patsparse" in text and "efficiency" in text and "3x3 layer" in text
+
+
+def test_bench_cli_json_and_bad_input(capsys):
+    rc = main(["bench", "digits-cnn", "--repeat", "3", "--no-memory", "--no-layers", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["model"] == "digits-cnn" and res["config"]["compression"] == paper_rate("digits-cnn")
+    assert "layers" not in res and "peak_memory_mb" not in res
+    assert main(["bench", "resnet19"]) == 2
+    assert "unknown model 'resnet19'" in capsys.readouterr().err
+    assert main(["bench", "digits-cnn", "--compression", "0.5"]) == 2
+    with pytest.raises(PatsparseError, match="repeat"):
+        BenchConfig(model="digits-cnn", repeat=1)
+    assert paper_rate("vgg16-imagenet") == 12.0 and paper_rate("resnet50-cifar") == 5.8
