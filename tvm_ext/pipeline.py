@@ -6,8 +6,9 @@ Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
    the conv weights and a bias (with or without a conv bias before the BN).
 2. :class:`tvm_ext.passes.PatternSparseConv2D`: pattern-sparse convs rewritten and scheduled.
 3. :class:`tvm_ext.passes.CompactStructuredConv2D`: filter/channel-pruned convs shrunk.
-4. :class:`tvm_ext.passes.BlockedConv2D`: the remaining convs (dense, 1x1, 7x7, block
-   connectivity) on the register-blocked kernel (``blocked=False`` leaves them to TVM).
+4. :class:`tvm_ext.passes.LinearAsConv2D` + :class:`tvm_ext.passes.BlockedConv2D`: linear
+   layers as 1x1 convs, then the remaining convs (dense, 1x1, 7x7, block connectivity) on the
+   register-blocked kernel (``blocked=False`` leaves both to TVM).
 5. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
 """
 
@@ -26,6 +27,7 @@ from tvm_ext.passes import (
     CompactStructuredConv2D,
     FoldConvBiasBatchNorm,
     LayerRecord,
+    LinearAsConv2D,
     PatternSparseConv2D,
 )
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
@@ -51,7 +53,7 @@ def rewrite_passes(
         compact if compact is not None else CompactStructuredConv2D(),
     ]
     if blocked is not False:
-        passes.append(blocked if blocked is not None else BlockedConv2D())
+        passes += [LinearAsConv2D(), blocked if blocked is not None else BlockedConv2D()]
     return passes
 
 

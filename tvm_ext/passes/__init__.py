@@ -3,6 +3,7 @@
 from tvm_ext.passes.blocked_conv2d import BlockedConv2D
 from tvm_ext.passes.compact_structured_conv2d import CompactStructuredConv2D
 from tvm_ext.passes.fold_conv_bias_batchnorm import FoldConvBiasBatchNorm
+from tvm_ext.passes.linear_as_conv2d import LinearAsConv2D
 from tvm_ext.passes.pattern_sparse_conv2d import LayerRecord, PatternSparseConv2D
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "CompactStructuredConv2D",
     "FoldConvBiasBatchNorm",
     "LayerRecord",
+    "LinearAsConv2D",
     "PatternSparseConv2D",
 ]

@@ -1,0 +1,132 @@
+"""Relax pass: a linear layer with a constant weight becomes a 1x1 conv the blocked kernel runs.
+
+``from_exported_program`` imports ``nn.Linear`` as ``matmul(x, W^T)`` (+ ``add(bias)``); TVM
+lowers it to plain loops unless tuned. Rewritten as ``reshape -> conv2d 1x1 (+ bias) ->
+reshape``, :class:`tvm_ext.passes.BlockedConv2D` then runs it on the register-blocked kernel:
+dense weights vectorised over output lanes, block-pruned weights (``block`` scheme: blocks of
+output features share kept inputs) skipping the pruned inputs. This matters for VGG-16, whose
+120M-parameter classifier is memory-bound. Place it right before ``BlockedConv2D``::
+
+    seq = tvm.transform.Sequential([..., LinearAsConv2D(), BlockedConv2D(), ...])
+
+Only ``(N, C) @ (C, K)`` float32 matmuls with a constant weight the blocked kernel accepts are
+rewritten (others stay exactly as they were; :attr:`LinearAsConv2D.records` says why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tvm_ext._compat import IRConstant, relax, tvm
+from tvm_ext.layout import Rejection, analyze_blocked_weight
+from tvm_ext.passes.pattern_sparse_conv2d import _bias_of, _dtype, _is_op, _static_shape
+
+
+@dataclass(frozen=True)
+class LinearRecord:
+    """What the pass did with one matmul."""
+
+    shape: tuple[int, ...]
+    rewritten: bool
+    reason: str
+    bias: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "shape": list(self.shape)}
+
+
+def _linear_weight(call: relax.Call) -> tuple[np.ndarray | None, str]:
+    """The ``(K, C, 1, 1)`` conv weight of an eligible matmul, or None and the reason."""
+    x, w = call.args
+    if not isinstance(w, IRConstant):
+        return None, "weight is not a constant"
+    xs, ws = _static_shape(x), _static_shape(w)
+    if xs is None or ws is None or len(xs) != 2 or len(ws) != 2:
+        return None, f"not a static (N, C) @ (C, K) matmul (shapes {xs} @ {ws})"
+    if _dtype(x) != "float32" or _dtype(w) != "float32":
+        return None, "only float32 is handled"
+    weight = np.ascontiguousarray(w.value.numpy().T)[:, :, None, None]
+    layout = analyze_blocked_weight(weight)
+    if isinstance(layout, Rejection):
+        return None, f"blocked kernel would not take it: {layout.reason}"
+    return weight, "rewritten"
+
+
+@relax.expr_functor.mutator
+class _Rewriter(relax.expr_functor.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule) -> None:
+        super().__init__(mod)
+        self.mod_ = mod
+        self.records: list[LinearRecord] = []
+        self.absorbed: dict[Any, tuple[relax.Call, np.ndarray]] = {}  # add call -> matmul
+
+    def _plan(self, func: relax.Function) -> None:
+        var2val = relax.analysis.get_var2val(func)
+        uses: dict[Any, int] = {}
+        for value in var2val.values():
+            for v in (
+                relax.analysis.free_vars(value) if not isinstance(value, relax.Var) else [value]
+            ):
+                uses[v] = uses.get(v, 0) + 1
+        for var, value in var2val.items():
+            if not _is_op(value, "relax.add"):
+                continue
+            for arg in value.args:
+                mm = var2val.get(arg) if isinstance(arg, relax.Var) else None
+                if mm is not None and _is_op(mm, "relax.matmul") and uses.get(arg, 0) == 1:
+                    bias = _bias_of(value, arg, (1, int(_static_shape(arg)[-1]), 1, 1))  # type: ignore[index]
+                    if bias is not None:
+                        self.absorbed[value] = (mm, bias)
+
+    def _emit(self, mm: relax.Call, bias: np.ndarray | None) -> relax.Expr | None:
+        weight, reason = _linear_weight(mm)
+        shape = tuple(int(d) for d in (_static_shape(mm.args[1]) or ()))
+        self.records.append(LinearRecord(shape, weight is not None, reason, bias is not None))
+        if weight is None:
+            return None
+        n, c = _static_shape(mm.args[0])  # type: ignore[misc]
+        k = int(weight.shape[0])
+        x = self.builder_.emit(relax.op.reshape(self.visit_expr(mm.args[0]), (n, c, 1, 1)))
+        y = self.builder_.emit(relax.op.nn.conv2d(x, relax.const(weight)))
+        if bias is not None:
+            y = self.builder_.emit(relax.op.add(y, relax.const(bias.reshape(1, k, 1, 1))))
+        return relax.op.reshape(y, (n, k))
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        for add, (mm, bias) in self.absorbed.items():
+            if add.same_as(call):
+                out = self._emit(mm, bias)
+                return out if out is not None else super().visit_call_(call)
+        if _is_op(call, "relax.matmul") and not any(
+            mm.same_as(call) for mm, _ in self.absorbed.values()
+        ):
+            out = self._emit(call, None)
+            if out is not None:
+                return out
+        return super().visit_call_(call)
+
+    def run(self) -> tvm.IRModule:
+        for gv, func in self.mod_.functions_items():
+            if isinstance(func, relax.Function):
+                self.absorbed = {}
+                self._plan(func)
+                new = relax.analysis.remove_all_unused(self.visit_expr(func))
+                self.builder_.update_func(gv, new)
+        return self.builder_.get()
+
+
+@tvm.transform.module_pass(opt_level=0, name="LinearAsConv2D")
+class LinearAsConv2D:
+    """Rewrite eligible linear layers as 1x1 convs (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.records: list[LinearRecord] = []
+
+    def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        rewriter = _Rewriter(mod)
+        out = rewriter.run()
+        self.records = rewriter.records
+        return out
