@@ -71,7 +71,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
                 relax.analysis.free_vars(value) if not isinstance(value, relax.Var) else [value]
             ):
                 uses[v] = uses.get(v, 0) + 1
-        for var, value in var2val.items():
+        for value in var2val.values():
             if not _is_op(value, "relax.add"):
                 continue
             for arg in value.args:
