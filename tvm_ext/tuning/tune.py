@@ -84,6 +84,8 @@ class TuneReport:
     trials: int = 0
     seconds: float = 0.0
     best_ms: dict[str, float] = field(default_factory=dict)
+    #: tasks whose hand (default) schedule was measured and committed as a candidate
+    defaults: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -122,6 +124,56 @@ def _write_budgets(work: Path, budgets: dict[str, int]) -> None:
     tmp.replace(work / BUDGET_FILE)
 
 
+DEFAULT_MARK = "default:"
+
+
+def _device_type(target: Target) -> str:
+    """The runtime device name of a target kind (``llvm`` runs on ``cpu``)."""
+    kind = str(target.kind.name)
+    return "cpu" if kind in ("llvm", "c") else kind
+
+
+def _commit_default_schedules(
+    tasks: list[Any], db: Any, target: Target, builder: Any, runner: Any, done: dict[str, int]
+) -> int:
+    """Measure our hand schedule of each pattern-sparse / blocked task like any candidate and
+    commit it as a tuning record, so the database's best is never worse than the default.
+
+    ``done`` (the budget file's table) remembers which workloads already have it.
+    """
+    from tvm_ext._compat import Schedule
+    from tvm_ext.schedules.cpu import pattern_blocks, schedule_pattern_conv
+    from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX
+
+    committed = 0
+    for task in tasks:
+        mod = task.dispatched[0]
+        key = DEFAULT_MARK + _workload_key(db, mod)
+        if done.get(key):
+            continue
+        sch = Schedule(mod)
+        if not any(b.startswith(CONV_BLOCK_PREFIX) for b in pattern_blocks(sch)):
+            continue
+        schedule_pattern_conv(sch)
+        args_info = ms.arg_info.ArgInfo.from_prim_func(sch.mod["main"])
+        built = builder.build([ms.builder.BuilderInput(sch.mod, target)])[0]
+        if built.error_msg:
+            continue
+        result = runner.run(
+            [ms.runner.RunnerInput(built.artifact_path, _device_type(target), args_info)]
+        )[0].result()
+        if result.error_msg or not result.run_secs:
+            continue
+        db.commit_tuning_record(
+            ms.database.TuningRecord(
+                sch.trace, db.commit_workload(mod), result.run_secs, target, args_info
+            )
+        )
+        done[key] = 1
+        committed += 1
+    return committed
+
+
 def tune_module(
     mod: tvm.IRModule,
     target: Target,
@@ -148,8 +200,10 @@ def tune_module(
     report = TuneReport(work_dir=str(work), tasks=len(tasks))
     todo, budget, most = [], 0, 0
     for task in tasks:
-        have = _records_for(db, task.dispatched[0], records)
-        finished = budgets.get(_workload_key(db, task.dispatched[0]), 0)
+        # the committed hand schedule is not a tuning trial
+        key = _workload_key(db, task.dispatched[0])
+        have = _records_for(db, task.dispatched[0], records) - budgets.get(DEFAULT_MARK + key, 0)
+        finished = budgets.get(key, 0)
         if have >= trials_per_task or finished >= trials_per_task:
             report.skipped.append(task.task_name)
             continue
@@ -157,7 +211,10 @@ def tune_module(
         budget += trials_per_task - have
         most = max(most, trials_per_task - have)
         report.tuned.append(task.task_name)
+    builder, runner = make_builder(), make_runner()
     if todo:
+        report.defaults = _commit_default_schedules(todo, db, target, builder, runner, budgets)
+        _write_budgets(work, budgets)  # an interrupted run keeps them
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             extracted_tasks=todo,
             work_dir=str(work),
@@ -178,8 +235,8 @@ def tune_module(
             max_trials_global=budget,
             max_trials_per_task=most,
             num_trials_per_iter=min(num_trials_per_iter, most),
-            builder=make_builder(),
-            runner=make_runner(),
+            builder=builder,
+            runner=runner,
             database=db,
             cost_model=ms.cost_model.XGBModel(
                 num_warmup_samples=min(16, trials_per_task), num_tuning_cores=2
