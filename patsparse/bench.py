@@ -343,7 +343,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         log("compiling TVM dense, blocked kernel")
         engines["tvm_dense_blocked"] = compile_torch(dense, x, target=target, logs=use)
         compile_s["tvm_dense_blocked"] = round(engines["tvm_dense_blocked"].compile_seconds, 1)
-        if have_logs and tuning.get("tvm_dense_stock", True):
+        if have_logs and _stock_is_tuned(dense, x, target, logs):
             log("compiling TVM dense, stock lowering with tuning records")
             stock = compile_torch(dense, x, target=target, logs=use, blocked=False)
             engines["tvm_dense_stock_tuned"] = stock
@@ -377,6 +377,20 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )
     return result
+
+
+def _stock_is_tuned(dense: nn.Module, x: torch.Tensor, target: Any, logs: Any) -> bool:
+    """True if the tuning logs hold a record for every conv / matmul task of TVM's stock
+    lowering of the dense model (untuned, those run as plain loops: not worth timing)."""
+    from tvm_ext._compat import meta_schedule as ms
+    from tvm_ext.pipeline import import_torch
+    from tvm_ext.tuning.tune import lower_for_tuning
+
+    mod = lower_for_tuning(import_torch(dense, x), target, blocked=False)
+    db = ms.database.JSONDatabase(work_dir=str(logs))
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    heavy = [t for t in tasks if "conv2d" in t.task_name or "matmul" in t.task_name]
+    return bool(heavy) and all(db.has_workload(t.dispatched[0]) for t in heavy)
 
 
 def _runner(fn: Callable[..., object], *args: Any) -> Callable[[], object]:
