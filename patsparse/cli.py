@@ -353,6 +353,12 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
     p.add_argument("--no-tvm-dense", action="store_true", help="skip the TVM dense engines")
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "cpu"),
+        help="wall time, or process CPU time (busy shared machines; use with --threads 1)",
+    )
     _add_json(p)
 
 
@@ -373,6 +379,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
             layers=not args.no_layers,
             tvm_dense=not args.no_tvm_dense,
             memory=not args.no_memory,
+            clock=args.clock,
         )
         for m in args.models
     ]  # all validated before anything runs

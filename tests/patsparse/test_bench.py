@@ -53,9 +53,11 @@ def test_bench_per_layer_rows_time_the_models_own_kernels(digits_bench):
 
 
 def test_bench_cli_json_and_bad_input(capsys):
-    rc = main(["bench", "digits-cnn", "--repeat", "3", "--no-memory", "--no-layers", "--json"])
+    args = ["--repeat", "3", "--no-memory", "--no-layers", "--threads", "1", "--clock", "cpu"]
+    rc = main(["bench", "digits-cnn", *args, "--json"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
+    assert res["threads"] == 1 and res["config"]["clock"] == "cpu"
     assert res["model"] == "digits-cnn" and res["config"]["compression"] == paper_rate("digits-cnn")
     assert "layers" not in res and "peak_memory_mb" not in res
     assert main(["bench", "resnet19"]) == 2
