@@ -121,15 +121,16 @@ def _weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
 
-def conv_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Conv2d, torch.Tensor]]:
-    """Convs in execution order with the input each one saw (the order TVM numbers them)."""
-    seen: list[tuple[str, nn.Conv2d, torch.Tensor]] = []
+def layer_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """Convs and linear layers in execution order with the input each one saw (the order
+    the compiled model calls their kernels in)."""
+    seen: list[tuple[str, nn.Module, torch.Tensor]] = []
     hooks = []
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.Conv2d):
+        if isinstance(mod, nn.Conv2d | nn.Linear):
 
             def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], _n: str = name) -> None:
-                seen.append((_n, m, inp[0].detach().clone()))  # type: ignore[arg-type]
+                seen.append((_n, m, inp[0].detach().clone()))
 
             hooks.append(mod.register_forward_pre_hook(hook))
     try:
@@ -426,17 +427,21 @@ def _storage(dense: nn.Module, sparse: Any) -> dict[str, int]:
 def _layer_table(
     cfg: BenchConfig, dense: nn.Module, pruned: nn.Module, x: torch.Tensor, engines: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    calls = conv_calls(dense, x)
+    calls = layer_calls(dense, x)
+    conv_pos = [i for i, (_, m, _) in enumerate(calls) if isinstance(m, nn.Conv2d)]
     pruned_mods = dict(pruned.named_modules())
-    # one conv kernel per conv, in execution order (checked: same count as the model's convs)
-    per_engine = {}
+    # One conv kernel per layer in execution order: per conv (TVM lowers linear layers
+    # itself) or per conv and linear layer (both on our kernels). Other counts: no table.
+    per_engine: dict[str, dict[int, tuple[str, list[float]]]] = {}
     for name, comp in engines.items():
         seq = conv_kernel_times(comp, x.numpy(), cfg.repeat, cfg.clock)
         if len(seq) == len(calls):
-            per_engine[name] = seq
+            per_engine[name] = dict(enumerate(seq))
+        elif len(seq) == len(conv_pos):
+            per_engine[name] = dict(zip(conv_pos, seq, strict=True))
     rows = []
     for index, (name, conv, inp) in enumerate(calls):
-        if tuple(conv.kernel_size) != (3, 3):
+        if not isinstance(conv, nn.Conv2d) or tuple(conv.kernel_size) != (3, 3):
             continue
         weight: torch.Tensor = pruned_mods[name].weight
         pad_h, pad_w = (int(p) for p in conv.padding)
@@ -446,7 +451,7 @@ def _layer_table(
         with torch.no_grad():
             torch_ms = summary_ms(timed(_runner(conv, inp), cfg.repeat, cfg.clock))
         row: dict[str, Any] = {
-            "index": index,
+            "index": conv_pos.index(index),
             "layer": name,
             "shape": f"{conv.in_channels}->{conv.out_channels} @ {inp.shape[2]}x{inp.shape[3]}"
             + (f" /{conv.stride[0]}" if conv.stride[0] > 1 else ""),
@@ -456,8 +461,8 @@ def _layer_table(
                 2 * conv.weight.numel() * oh * ow / torch_ms["median"] / 1e6, 1
             ),
         }
-        for engine, seq in per_engine.items():
-            kernel, times = seq[index]
+        for engine, by_call in per_engine.items():
+            kernel, times = by_call[index]
             row[f"{engine}_ms"] = summary_ms(times)
             row[f"{engine}_kernel"] = kernel
         if "patsparse_ms" in row:
