@@ -12,8 +12,10 @@ tasks tuned to completion whose search space is smaller than the budget).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,20 +230,22 @@ def tune_module(
             seed=seed,
         )
         before = len(db.get_all_tuning_records())
-        ms.tune.tune_tasks(
-            tasks=contexts,
-            task_weights=weights,
-            work_dir=str(work),
-            max_trials_global=budget,
-            max_trials_per_task=most,
-            num_trials_per_iter=min(num_trials_per_iter, most),
-            builder=builder,
-            runner=runner,
-            database=db,
-            cost_model=ms.cost_model.XGBModel(
-                num_warmup_samples=min(16, trials_per_task), num_tuning_cores=2
-            ),
-        )
+        # MetaSchedule logs to stdout; keep stdout for results (``--json``)
+        with contextlib.redirect_stdout(sys.stderr):
+            ms.tune.tune_tasks(
+                tasks=contexts,
+                task_weights=weights,
+                work_dir=str(work),
+                max_trials_global=budget,
+                max_trials_per_task=most,
+                num_trials_per_iter=min(num_trials_per_iter, most),
+                builder=builder,
+                runner=runner,
+                database=db,
+                cost_model=ms.cost_model.XGBModel(
+                    num_warmup_samples=min(16, trials_per_task), num_tuning_cores=2
+                ),
+            )
         report.trials = len(db.get_all_tuning_records()) - before
         for task in todo:
             key = _workload_key(db, task.dispatched[0])
