@@ -196,26 +196,59 @@ def summary_ms(times: list[float]) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class KernelCall:
+    """One conv kernel call of a compiled model: its function, the shapes of its input and
+    output tensors and its kernel's tap count (which together identify the layer) and its
+    time in each run (ms)."""
+
+    function: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    taps: int
+    times: list[float]
+
+
+def _kernel_taps(symbol: str, shapes: list[tuple[int, ...]]) -> int:
+    """kh*kw of the conv a kernel computes: pattern-sparse kernels are 3x3; the blocked
+    kernel's weight array is (rows, patterns, slots, taps, lanes); TVM's own conv takes the
+    OIHW weight."""
+    if symbol.startswith("pattern_sparse_conv2d"):
+        return 9
+    if len(shapes) > 1 and len(shapes[1]) == 5:
+        return shapes[1][3]
+    if len(shapes) > 1 and len(shapes[1]) == 4:
+        return shapes[1][2] * shapes[1][3]
+    return 0
+
+
 def conv_kernel_times(
     compiled: Any, x: np.ndarray, repeat: int, clock: str = "wall"
-) -> list[tuple[str, list[float]]]:
-    """Per conv kernel call of a compiled model, in call order: (function, milliseconds of
-    each of ``repeat`` runs), timed inside the model run (a VM instrument notes the time
-    before and after every call). Conv kernels are the functions whose name has "conv2d"."""
+) -> list[KernelCall]:
+    """Every conv kernel call of a compiled model, in call order, timed inside the model run
+    (a VM instrument notes the time before and after every call). Conv kernels are the
+    functions whose name has "conv2d"."""
     from tvm_ext._compat import relax, tensor
 
     vm = relax.VirtualMachine(compiled.executable, compiled.device)
-    runs: list[list[tuple[str, float]]] = []
-    started: dict[str, float] = {}
+    runs: list[list[tuple[str, tuple[int, ...], tuple[int, ...], int, float]]] = []
+    started: dict[str, tuple[float, tuple[int, ...], tuple[int, ...], int]] = {}
 
-    def instrument(_func: Any, symbol: str, before: bool, _ret: Any, *_args: Any) -> int:
+    def instrument(_func: Any, symbol: str, before: bool, _ret: Any, *args: Any) -> int:
         now = CLOCKS[clock]()
         if "conv2d" not in symbol:
             return 0
         if before:
-            started[symbol] = now
+            shapes = [tuple(int(d) for d in a.shape) for a in args if hasattr(a, "shape")]
+            started[symbol] = (
+                now,
+                shapes[0] if shapes else (),
+                shapes[-1] if shapes else (),
+                _kernel_taps(symbol, shapes),
+            )
         elif symbol in started:
-            runs[-1].append((symbol, (now - started.pop(symbol)) * 1e3))
+            begin, ins, outs, taps = started.pop(symbol)
+            runs[-1].append((symbol, ins, outs, taps, (now - begin) * 1e3))
         return 0
 
     xt = tensor(np.ascontiguousarray(x, dtype=np.float32), compiled.device)
@@ -227,7 +260,7 @@ def conv_kernel_times(
     calls = len(runs[0])
     if any(len(r) != calls for r in runs):
         raise PatsparseError("conv kernel calls differ between runs; cannot time per layer")
-    return [(runs[0][i][0], [r[i][1] for r in runs]) for i in range(calls)]
+    return [KernelCall(*runs[0][i][:4], times=[r[i][4] for r in runs]) for i in range(calls)]
 
 
 # -- peak memory -----------------------------------------------------------------------------
@@ -428,20 +461,33 @@ def _layer_table(
     cfg: BenchConfig, dense: nn.Module, pruned: nn.Module, x: torch.Tensor, engines: dict[str, Any]
 ) -> list[dict[str, Any]]:
     calls = layer_calls(dense, x)
-    conv_pos = [i for i, (_, m, _) in enumerate(calls) if isinstance(m, nn.Conv2d)]
     pruned_mods = dict(pruned.named_modules())
-    # One conv kernel per layer in execution order: per conv (TVM lowers linear layers
-    # itself) or per conv and linear layer (both on our kernels). Other counts: no table.
-    per_engine: dict[str, dict[int, tuple[str, list[float]]]] = {}
-    for name, comp in engines.items():
-        seq = conv_kernel_times(comp, x.numpy(), cfg.repeat, cfg.clock)
-        if len(seq) == len(calls):
-            per_engine[name] = dict(enumerate(seq))
-        elif len(seq) == len(conv_pos):
-            per_engine[name] = dict(zip(conv_pos, seq, strict=True))
+    # Each conv's kernel call is found by its input and output shapes, identical layers in
+    # call order (the VM may order independent calls differently from PyTorch).
+    per_engine: dict[str, list[KernelCall]] = {
+        name: conv_kernel_times(comp, x.numpy(), cfg.repeat, cfg.clock)
+        for name, comp in engines.items()
+    }
     rows = []
-    for index, (name, conv, inp) in enumerate(calls):
-        if not isinstance(conv, nn.Conv2d) or tuple(conv.kernel_size) != (3, 3):
+    conv_index = -1
+    for name, conv, inp in calls:
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        conv_index += 1
+        with torch.no_grad():
+            out_shape = tuple(conv(inp).shape)
+        found = {}
+        for engine, kernels in per_engine.items():
+            for k, call in enumerate(kernels):
+                taps = int(conv.kernel_size[0]) * int(conv.kernel_size[1])
+                if (call.in_shape, call.out_shape, call.taps) == (
+                    tuple(inp.shape),
+                    out_shape,
+                    taps,
+                ):
+                    found[engine] = kernels.pop(k)
+                    break
+        if tuple(conv.kernel_size) != (3, 3):
             continue
         weight: torch.Tensor = pruned_mods[name].weight
         pad_h, pad_w = (int(p) for p in conv.padding)
@@ -451,7 +497,7 @@ def _layer_table(
         with torch.no_grad():
             torch_ms = summary_ms(timed(_runner(conv, inp), cfg.repeat, cfg.clock))
         row: dict[str, Any] = {
-            "index": conv_pos.index(index),
+            "index": conv_index,
             "layer": name,
             "shape": f"{conv.in_channels}->{conv.out_channels} @ {inp.shape[2]}x{inp.shape[3]}"
             + (f" /{conv.stride[0]}" if conv.stride[0] > 1 else ""),
@@ -461,10 +507,9 @@ def _layer_table(
                 2 * conv.weight.numel() * oh * ow / torch_ms["median"] / 1e6, 1
             ),
         }
-        for engine, by_call in per_engine.items():
-            kernel, times = by_call[index]
-            row[f"{engine}_ms"] = summary_ms(times)
-            row[f"{engine}_kernel"] = kernel
+        for engine, call in found.items():
+            row[f"{engine}_ms"] = summary_ms(call.times)
+            row[f"{engine}_kernel"] = call.function
         if "patsparse_ms" in row:
             sparse_ms = row["patsparse_ms"]["median"]
             speed = torch_ms["median"] / sparse_ms
