@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from tvm_ext._compat import Schedule, host_target, te, tensor, tvm
+from tvm_ext._compat import Schedule, host_target, te, tensor, tirx, tvm
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.schedules.cpu import schedule_pattern_conv
 from tvm_ext.te.pattern_conv import (
@@ -16,6 +16,10 @@ from tvm_ext.te.pattern_conv import (
     layout_arguments,
     pattern_conv2d_te,
 )
+
+
+def _extent_of(sch, loop):
+    return int(sch.get(loop).extent)
 
 
 def _run(func, args, out_shape):
@@ -82,3 +86,43 @@ def test_pattern_code_has_no_branches(h):
     assert len(re.findall(r"ps_conv_\d+", text)) >= len(lay.codes)
     # each pattern's taps appear as literal offsets, e.g. "v_y + 1"
     assert "T.max" in text
+
+
+@pytest.mark.parametrize("epilogue", [Epilogue(), Epilogue(bias=True, residual=True, relu=True)])
+def test_large_block_layers_compute_rows_inside_the_epilogue(h, epilogue):
+    """From 56x56 outputs the block conv runs one output row at a time inside the epilogue."""
+    from tvm_ext.schedules.cpu import FUSE_ROWS_FROM_PIXELS
+
+    k, c, hh, ww = 32, 12, 56, 58
+    assert hh * (ww - 2) >= FUSE_ROWS_FROM_PIXELS
+    w = h.pattern_weight(k, c, density=0.2, block=16, seed=3)
+    lay = analyze_conv_weight(w, block=16)
+    assert lay.kind == "block"
+    geo = ConvGeometry((1, c, hh, ww), (1, 1), (1, 0, 1, 0))
+    sch = Schedule(te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue)))
+    schedule_pattern_conv(sch)
+    conv_loops = sch.get_loops(sch.get_sblock("ps_conv_all_update"))
+    ep_loops = sch.get_loops(sch.get_sblock("ps_epilogue"))
+    # the conv (decomposed into init + update) sits under the epilogue's parallel row loop
+    assert sch.get(conv_loops[0]).same_as(sch.get(ep_loops[0]))
+    assert sch.get(ep_loops[0]).kind == tirx.ForKind.PARALLEL
+    assert _extent_of(sch, ep_loops[0]) == geo.out_hw[0]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, c, hh, ww)).astype("float32")
+    bias = rng.standard_normal(k).astype("float32")
+    oh, ow = geo.out_hw
+    res = rng.standard_normal((1, k, oh, ow)).astype("float32")
+    args = [x, *layout_arguments(lay)]
+    args += [bias] if epilogue.bias else []
+    args += [res] if epilogue.residual else []
+    got = _run(sch.mod["main"], args, (1, k, oh, ow))
+    ref = h.torch_reference(
+        x,
+        w,
+        stride=(1, 1),
+        padding=(1, 0, 1, 0),
+        bias=bias if epilogue.bias else None,
+        residual=res if epilogue.residual else None,
+        relu=epilogue.relu,
+    )
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
