@@ -10,6 +10,7 @@ this file only. Built and tested against apache-tvm 0.27.0.post1.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import tvm
 import tvm.s_tir.meta_schedule as meta_schedule
@@ -45,6 +46,16 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+def schedulable_copy(node: Any) -> Any:
+    """A deep copy of a PrimFunc or IRModule to build a ``Schedule`` from.
+
+    In 0.27 a ``Schedule`` built over a function mutates that function's loops in place (the
+    body is shared, not copied on write), so scheduling a function the caller still holds
+    (a tuning task, a function inside a module) would schedule theirs too.
+    """
+    return tvm.ir.load_json(tvm.ir.save_json(node))
+
+
 def host_target(*, num_cores: int | None = None) -> Target:
     """An llvm target for this CPU (``mcpu`` from LLVM's host detection)."""
     cpu = tvm.target.codegen.llvm_get_system_cpu()
@@ -64,6 +75,7 @@ __all__ = [
     "host_target",
     "meta_schedule",
     "relax",
+    "schedulable_copy",
     "set_threads",
     "te",
     "tensor",

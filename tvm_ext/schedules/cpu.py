@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tvm_ext._compat import Schedule, tirx
+from tvm_ext._compat import Schedule, schedulable_copy, tirx
 from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
 
 
@@ -27,10 +27,13 @@ def _extent(sch: Schedule, loop) -> int:  # type: ignore[no-untyped-def]
 FUSE_ROWS_FROM_PIXELS = 56 * 56
 
 
-def schedule_pattern_conv(sch: Schedule) -> None:
-    """Schedule every ``ps_*`` block of the function in ``sch`` in place."""
+def schedule_pattern_conv(sch: Schedule, *, fuse_rows: bool = True) -> None:
+    """Schedule every ``ps_*`` block of the function in ``sch`` in place.
+
+    ``fuse_rows=False`` keeps every stage at the root (the fallback if the fused loop nest
+    cannot be built)."""
     names = pattern_blocks(sch)
-    if f"{CONV_BLOCK_PREFIX}all" in names and EPILOGUE_BLOCK in names:
+    if fuse_rows and f"{CONV_BLOCK_PREFIX}all" in names and EPILOGUE_BLOCK in names:
         ep_loops = sch.get_loops(sch.get_sblock(EPILOGUE_BLOCK))
         oh, ow = _extent(sch, ep_loops[2]), _extent(sch, ep_loops[3])
         if oh * ow >= FUSE_ROWS_FROM_PIXELS:
@@ -184,13 +187,20 @@ def schedule_pattern_primfunc(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     if int(attrs.get(SCHEDULED_ATTR, 0)) or int(attrs.get("tirx.is_scheduled", 0)):
         return func
     symbol = attrs.get("global_symbol")
-    sch = Schedule(func.with_attr("global_symbol", "main"))
+    sch = Schedule(schedulable_copy(func.with_attr("global_symbol", "main")))
     blocks = pattern_blocks(sch)
     if not any(name.startswith(CONV_BLOCK_PREFIX) for name in blocks):
         return None
     if _carries_schedule(sch, blocks):
         return func  # e.g. applied from a tuning database (no attribute says so)
-    schedule_pattern_conv(sch)
+    try:
+        schedule_pattern_conv(sch)
+    except Exception:
+        sch = Schedule(schedulable_copy(func.with_attr("global_symbol", "main")))
+        try:
+            schedule_pattern_conv(sch, fuse_rows=False)
+        except Exception:
+            return func  # unscheduled: slow but correct
     out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1)
     # the schedule needs a "main"; give the function back its own symbol (or none)
     if symbol is not None:

@@ -143,7 +143,7 @@ def _commit_default_schedules(
 
     ``done`` (the budget file's table) remembers which workloads already have it.
     """
-    from tvm_ext._compat import Schedule
+    from tvm_ext._compat import Schedule, schedulable_copy
     from tvm_ext.schedules.cpu import pattern_blocks, schedule_pattern_conv
     from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX
 
@@ -153,7 +153,7 @@ def _commit_default_schedules(
         key = DEFAULT_MARK + _workload_key(db, mod)
         if done.get(key):
             continue
-        sch = Schedule(mod)
+        sch = Schedule(schedulable_copy(mod))  # the task's own module stays unscheduled
         if not any(b.startswith(CONV_BLOCK_PREFIX) for b in pattern_blocks(sch)):
             continue
         schedule_pattern_conv(sch)
