@@ -267,23 +267,35 @@ def conv_kernel_times(
 
 _MEMORY_SCRIPT = r"""
 import json, resource, sys, numpy as np
+
+
+def peak_mb():
+    # VmHWM is this process's own peak (ru_maxrss survives execve: it starts at the parent's)
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 kind, path, shape, threads = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 x = np.random.default_rng(0).standard_normal(shape).astype("float32")
 if kind == "torch":
     import torch
     torch.set_num_threads(threads)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_mb()
     model = torch.load(path, weights_only=False).eval()
     with torch.no_grad():
         model(torch.from_numpy(x))
 else:
     import tvm
     from tvm import relax
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_mb()
     vm = relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
     vm["main"](tvm.runtime.tensor(x, tvm.cpu()))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_mb": peak / 1024, "model_mb": (peak - base) / 1024}))
+print(json.dumps({"peak_mb": peak_mb(), "model_mb": peak_mb() - base}))
 """
 
 
