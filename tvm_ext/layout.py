@@ -9,9 +9,9 @@ qualifies, builds a :class:`SparseConvLayout`:
 - ``block``: block-shared patterns (``block-pattern`` scheme): ``G`` filters share kept
   channels and their patterns; a row is a block, and weights carry a lane axis of ``G``.
 
-:func:`analyze_blocked_weight` builds the same ``block`` layout for any other conv whose
-kernels are all-zero or fully dense (a dense conv of any kernel size, a 1x1 / 7x7 conv with
-block-shared connectivity pruning): one "pattern" holding every tap of the kernel. Filters
+:func:`analyze_blocked_weight` builds the same ``block`` layout for any other conv (a dense
+conv of any kernel size, a 1x1 / 7x7 conv with block-shared connectivity pruning): one
+"pattern" holding every tap of the kernel; zero kernels shared by a block are skipped. Filters
 that do not fill a last block are padded with zero filters the epilogue never reads.
 
 Per pattern ``p`` the layout holds ``values[p]`` of shape ``(rows, cmax_p, taps, G)`` and
@@ -139,7 +139,7 @@ def analyze_conv_weight(
 def analyze_blocked_weight(
     weight: np.ndarray, *, block: int | None = None
 ) -> SparseConvLayout | Rejection:
-    """A ``block`` layout for a conv whose kernels are all-zero or fully dense (any size).
+    """A ``block`` layout for any conv, every non-zero kernel computed whole (any size).
 
     Filters with the same kept input channels are grouped into blocks of ``block`` lanes
     (default 16; a dense conv is one group). A group whose size is not a multiple of the
@@ -150,15 +150,9 @@ def analyze_blocked_weight(
         return Rejection(f"weight has {w.ndim} dimensions, not 4 (K, C, kh, kw)")
     k, c, kh, kw = (int(d) for d in w.shape)
     g = block or 16
-    nz = w.reshape(k, c, kh * kw) != 0
-    kept = nz.any(-1)  # (K, C)
-    partial = kept & ~nz.all(-1)
-    if partial.any():
-        return Rejection(
-            f"{int(partial.sum())} kernels are partly zero: only all-zero or fully dense "
-            "kernels take the blocked kernel (prune 3x3 convs with a pattern scheme, others "
-            "with block connectivity)"
-        )
+    # A kernel is kept if any of its weights is non-zero; kept kernels are computed whole
+    # (zeros inside a kernel, e.g. exact zeros in a dense model, cost nothing extra here).
+    kept = (w.reshape(k, c, kh * kw) != 0).any(-1)  # (K, C)
     if not kept.any():
         return Rejection("every kernel is zero")
     by_sig: dict[bytes, list[int]] = {}

@@ -12,7 +12,7 @@ channels (``block`` connectivity) skips them. Run it after :class:`PatternSparse
     seq = tvm.transform.Sequential([PatternSparseConv2D(), BlockedConv2D(), ...])
 
 Same fusion (bias, residual add, ReLU), records and verification as the pattern pass; a conv
-that does not qualify (depthwise, grouped, partly zero kernels, weights as inputs) is left
+that does not qualify (depthwise, grouped, scattered kept channels, weights as inputs) is left
 exactly as it was, with the reason in :attr:`BlockedConv2D.records`. MetaSchedule tunes the
 generated functions with the same rule as the pattern-sparse ones.
 """

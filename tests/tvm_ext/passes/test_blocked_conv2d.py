@@ -139,9 +139,12 @@ def test_block_pruned_layout_skips_pruned_channels_and_round_trips():
 
 
 def test_rejections_name_the_problem(h):
-    pattern = h.pattern_weight(16, 8, density=0.2)
-    rej = analyze_blocked_weight(pattern)
-    assert isinstance(rej, Rejection) and "partly zero" in rej.reason
+    # zeros inside kept kernels (e.g. exact zeros of a dense model) are computed, not refused
+    holes = _weight((16, 8, 3, 3))
+    holes[0, 0, 1, 1] = holes[3, 2, 0, 0] = 0.0
+    lay = analyze_blocked_weight(holes)
+    assert isinstance(lay, SparseConvLayout) and lay.kept_kernels == 16 * 8
+    np.testing.assert_array_equal(lay.to_dense(), holes)
     assert isinstance(analyze_blocked_weight(np.zeros((4, 4, 3, 3), "float32")), Rejection)
     scattered = np.zeros((16, 16, 1, 1), "float32")
     for f in range(16):
