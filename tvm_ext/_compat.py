@@ -15,6 +15,7 @@ import tvm
 import tvm.s_tir.meta_schedule as meta_schedule
 from tvm import relax, rpc, te, tirx
 from tvm.ir import Constant as IRConstant
+from tvm.ir.utils import derived_object  # MetaSchedule's Py* subclasses need it
 from tvm.relax.frontend.torch import from_exported_program
 from tvm.relax.ir.instrument import WellFormedInstrument
 from tvm.rpc import base as rpc_base
@@ -63,6 +64,7 @@ __all__ = [
     "WellFormedInstrument",
     "cc",
     "cpu_threads",
+    "derived_object",
     "from_exported_program",
     "host_target",
     "meta_schedule",

@@ -38,6 +38,11 @@ def target_key(target: Target) -> str:
         parts.append(str(cfg["mcpu"]))
     if cfg.get("num-cores"):
         parts.append(f"{int(cfg['num-cores'])}c")
+    if cfg.get("device"):  # GPU targets: the device and the host CPU it sits next to
+        parts.append(str(cfg["device"]))
+        host = dict(cfg.get("host") or {})
+        if host.get("mtriple"):
+            parts.append(str(host["mtriple"]).split("-")[0])
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
 
 
@@ -79,6 +84,9 @@ class TuneReport:
     tuned: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     trials: int = 0
+    #: candidates whose build or measurement failed (not counted as done: a re-run retries)
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     best_ms: dict[str, float] = field(default_factory=dict)
 
@@ -94,12 +102,19 @@ def _workload_key(db: Any, mod: tvm.IRModule) -> str:
     return str(db.commit_workload(mod).as_json()[0])
 
 
+def _measured(rec: Any) -> bool:
+    """A record with a real measurement (failed runs are stored with 1e10 s or none)."""
+    secs = [float(s) for s in (rec.run_secs or [])]
+    return bool(secs) and min(secs) < 1e9
+
+
 def _records_for(db: Any, mod: tvm.IRModule, records: list[Any]) -> int:
-    """Tuning records the database holds for ``mod``'s workload (structural match)."""
+    """Measured tuning records the database holds for ``mod``'s workload (structural
+    match); failed trials do not count, so a re-run measures them again."""
     if not db.has_workload(mod):
         return 0
     workload = db.commit_workload(mod)
-    return sum(1 for rec in records if rec.workload.same_as(workload))
+    return sum(1 for rec in records if rec.workload.same_as(workload) and _measured(rec))
 
 
 def _read_budgets(work: Path) -> dict[str, int]:
@@ -127,9 +142,18 @@ def tune_module(
     trials_per_task: int,
     seed: int = 1,
     num_trials_per_iter: int = 16,
+    builder: Any = None,
+    runner: Any = None,
+    progress: bool = False,
 ) -> TuneReport:
-    """Tune every task of a lowered module (see :func:`lower_for_tuning`) into ``work_dir``."""
+    """Tune every task of a lowered module (see :func:`lower_for_tuning`) into ``work_dir``.
+
+    ``builder`` / ``runner``: MetaSchedule's (default: this machine's CPU); remote devices
+    pass :mod:`tvm_ext.rpc.runner`'s. ``progress``: a bar with tasks, trials, best latency.
+    Failed trials are reported (``failed``, ``errors``) and retried by the next run.
+    """
     import tvm_ext.tuning.rules  # noqa: F401  (registers the pattern-sparse rules)
+    from tvm_ext.tuning.progress import TuningProgress
 
     if trials_per_task < 1:
         raise ValueError(f"trials_per_task must be >= 1, got {trials_per_task}")
@@ -167,7 +191,14 @@ def tune_module(
             ),
             seed=seed,
         )
-        before = len(db.get_all_tuning_records())
+        before = sum(1 for rec in db.get_all_tuning_records() if _measured(rec))
+        watch = TuningProgress([t.task_name for t in todo], budget, show=progress)
+        callbacks = [
+            ms.measure_callback.AddToDatabase(),
+            ms.measure_callback.RemoveBuildArtifact(),
+            ms.measure_callback.UpdateCostModel(),
+            watch,
+        ]
         ms.tune.tune_tasks(
             tasks=contexts,
             task_weights=weights,
@@ -175,15 +206,20 @@ def tune_module(
             max_trials_global=budget,
             max_trials_per_task=most,
             num_trials_per_iter=min(num_trials_per_iter, most),
-            builder=make_builder(),
-            runner=make_runner(),
+            builder=builder if builder is not None else make_builder(),
+            runner=runner if runner is not None else make_runner(),
             database=db,
             cost_model=ms.cost_model.XGBModel(
                 num_warmup_samples=min(16, trials_per_task), num_tuning_cores=2
             ),
+            measure_callbacks=callbacks,
         )
-        report.trials = len(db.get_all_tuning_records()) - before
-        for task in todo:
+        watch.close()
+        report.trials = sum(1 for rec in db.get_all_tuning_records() if _measured(rec)) - before
+        report.failed, report.errors = sum(watch.failed), watch.errors[:20]
+        for i, task in enumerate(todo):
+            if watch.failed[i]:
+                continue  # not finished: the next run tunes it again
             key = _workload_key(db, task.dispatched[0])
             budgets[key] = max(budgets.get(key, 0), trials_per_task)
         _write_budgets(work, budgets)
