@@ -15,6 +15,7 @@ registered and stops it on exit; :func:`start_detached` / :func:`stop_detached` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -198,10 +199,8 @@ def _free_servers(tracker: TrackerAddress, key: str) -> int:
 
 
 def _kill_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)  # the group this server leads (started with start_new_session)
-    except ProcessLookupError:
-        pass
 
 
 # --- detached devices (patsparse devices up / down) --------------------------------------

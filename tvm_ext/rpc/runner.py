@@ -20,6 +20,7 @@ with TVM's Android RPC app works with either runner (:func:`stock_rpc_runner`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -136,10 +137,9 @@ class TrackerRunner(ms.runner.PyRunner):
             )
             return [float(x) for x in f(*args).results]
         finally:
-            try:
+            # the session may be gone with the device: nothing left to clean then
+            with contextlib.suppress(Exception):
                 session.remove(name)
-            except Exception:  # the session may be gone with the device; nothing to clean
-                pass
 
 
 def stock_rpc_runner(config: RemoteRunnerConfig) -> Any:
@@ -201,6 +201,8 @@ def export_opencl_bundle(mod: Any) -> str:
 
 def remote_builder(mode: str, *, max_workers: int = 2, timeout_sec: float = 120.0) -> Any:
     """The builder matching a runner mode (cross-linked library, or OpenCL kernel bundle)."""
+    f_build: Any
+    f_export: Any
     if mode == "opencl":
         f_build, f_export = build_opencl_bundle, export_opencl_bundle
     else:

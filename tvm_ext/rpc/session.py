@@ -37,7 +37,9 @@ class TrackerAddress:
         try:
             return cls(host if sep and host else LOOPBACK, int(port))
         except ValueError:
-            raise ValueError(f"tracker address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9190")
+            raise ValueError(
+                f"tracker address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9190"
+            ) from None
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -151,7 +153,7 @@ def request_session(
         rpc_base.sendjson(sock, [rpc_base.TrackerCode.REQUEST, key, "", priority])
         try:
             value = rpc_base.recvjson(sock)
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise DeviceKeyMissingError(
                 f"no server with key {key!r} became free within {queue_timeout:g} s at the "
                 f"tracker {address}; check with '{address.query_command}'"
