@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", default=None, help="MODULE:FUNCTION to call first (registrations)")
     args = p.parse_args(argv)
 
+    # the stock server logs each session ("connection from ...") at INFO: keep that in the log
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     _load_runtime_extra()
     if args.init:
         module, _, func = args.init.partition(":")
