@@ -114,7 +114,8 @@ def _cmd_down(args: argparse.Namespace) -> None:
     stopped = stop_detached(args.kind)
     if args.json:
         print(json.dumps({"stopped": stopped}, indent=2))
-    elif not stopped:
+        return
+    if not stopped:
         print("no emulated device was running")
     for s in stopped:
         print(f"stopped {s['kind']} ({s['key']}, pid {s['pid']})")
