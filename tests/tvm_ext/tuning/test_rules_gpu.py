@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import tvm_ext.tuning.rules  # noqa: F401  (registers the rules)
-from tvm_ext._compat import te, tvm
 from tvm_ext._compat import meta_schedule as ms
+from tvm_ext._compat import te, tvm
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.rpc.opencl import kernel_bundle
 from tvm_ext.targets import make_target
