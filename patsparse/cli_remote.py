@@ -65,9 +65,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     down.set_defaults(run_command=_cmd_down)
 
 
+def _stop_on_sigterm(*_: object) -> None:
+    raise KeyboardInterrupt  # leave the with-block: the tracker process is stopped too
+
+
 def _cmd_tracker(args: argparse.Namespace) -> None:
+    import signal
+
     from tvm_ext.rpc.session import Tracker
 
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with Tracker(host=args.host, port=args.port) as tracker:
         print(f"RPC tracker on {args.host}:{tracker.address.port} (Ctrl-C stops it)", flush=True)
         try:

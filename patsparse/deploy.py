@@ -163,6 +163,14 @@ def compile_model(
     compiled (and exported)."""
     tgt = resolve_target(target)
     from tvm_ext.pipeline import compile_torch
+    from tvm_ext.targets import is_cross, is_gpu
+
+    if tracker and is_gpu(tgt):
+        raise PatsparseError(
+            "whole GPU models run through TVM's OpenCL runtime (a phone's RPC app), which the "
+            "emulated Adreno device does not have: export with --out and run it on the phone; "
+            "the emulated device runs single kernels (tvm_ext.rpc.opencl) and tuning"
+        )
 
     x = torch.randn(default_input_shape(arch), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -175,8 +183,6 @@ def compile_model(
         )
     compiled = compile_torch(model, x, verify=verify, target=tgt, logs=logs)
     seconds = time.perf_counter() - start
-    from tvm_ext.targets import is_cross
-
     remote_ms = None
     if not is_cross(tgt):
         out = compiled(x.numpy())
@@ -235,7 +241,7 @@ def format_compile(summary: dict[str, Any]) -> str:
         + (
             f"{summary['max_abs_error_vs_pytorch']:.2e}"
             if summary["max_abs_error_vs_pytorch"] is not None
-            else "- (compiled for another device; pass --tracker/--key to run it there)"
+            else "- (compiled for another device; --tracker/--key run arm64 models there)"
         )
         + f"; compile {summary['compile_seconds']} s"
     )

@@ -30,6 +30,10 @@ def test_query_unreachable_tracker_exits_2_naming_the_fix(capsys):
     [
         (["tune", "digits-cnn", "--target", "arm64", "--trials", "2"], "--tracker HOST:PORT"),
         (["tune", "digits-cnn", "--target", "arm64", "--tracker", "127.0.0.1:1"], "--key"),
+        (
+            ["compile", "digits-cnn", "--target", "adreno", "--tracker", "127.0.0.1:1"],
+            "OpenCL runtime",
+        ),
     ],
 )
 def test_remote_target_without_device_is_a_clear_error(argv, message, capsys):
@@ -72,3 +76,21 @@ def test_devices_up_query_down(tmp_path, monkeypatch, capsys):
         assert [s["pid"] for s in stopped] == [state["pid"]]
         assert main(["devices", "down"]) == 0
         assert "no emulated device" in capsys.readouterr().out
+
+
+@pytest.mark.rpc
+def test_rpc_tracker_command_serves_until_terminated():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "patsparse", "rpc", "tracker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"127.0.0.1:{port}" in line
+        assert main(["rpc", "query", "--tracker", f"127.0.0.1:{port}"]) == 0
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0  # SIGTERM stops the tracker cleanly
