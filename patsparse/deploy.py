@@ -124,7 +124,7 @@ def tune_model(
 def remote_measure(target: Any, tracker: str | None, key: str | None) -> tuple[Any, Any]:
     """(builder, runner) measuring on the device ``key`` at ``tracker``; (None, None) for
     this machine. Remote targets without a tracker are an error naming the fix."""
-    from tvm_ext.targets import is_cross, is_gpu
+    from tvm_ext.targets import is_cross
 
     if not tracker:
         if is_cross(target):
@@ -136,13 +136,12 @@ def remote_measure(target: Any, tracker: str | None, key: str | None) -> tuple[A
         return None, None
     if not key:
         raise PatsparseError("--tracker needs --key (list keys with 'patsparse rpc query')")
-    from tvm_ext.rpc.runner import RemoteRunnerConfig, TrackerRunner, remote_builder
+    from tvm_ext.rpc.runner import measure_on_device
     from tvm_ext.rpc.session import TrackerAddress, wait_for_key
 
     address = TrackerAddress.parse(tracker)
     wait_for_key(address, key, timeout=10.0)  # clear error now rather than failed trials
-    mode = "opencl" if is_gpu(target) else "module"
-    return remote_builder(mode), TrackerRunner(RemoteRunnerConfig(address, key, mode=mode))
+    return measure_on_device(target, address, key)
 
 
 def compile_model(

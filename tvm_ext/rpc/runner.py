@@ -214,3 +214,36 @@ def remote_builder(mode: str, *, max_workers: int = 2, timeout_sec: float = 120.
 
 def describe(config: RemoteRunnerConfig) -> str:
     return json.dumps({"tracker": str(config.tracker), "key": config.key, "mode": config.mode})
+
+
+def has_opencl_executor(session: Any) -> bool:
+    """True if the server is our emulated Adreno executor (it registers ``RUN_FUNC``)."""
+    from tvm_ext.rpc.opencl import RUN_FUNC
+
+    try:
+        return session.get_function(RUN_FUNC) is not None
+    except Exception:  # AttributeError / TVMError: the function does not exist there
+        return False
+
+
+def measure_on_device(
+    target: Any, tracker: TrackerAddress, key: str, *, queue_timeout: float = 60.0
+) -> tuple[Any, Any]:
+    """(builder, runner) measuring ``target``'s candidates on the device ``key``.
+
+    CPU targets: cross-linked libraries timed by :class:`TrackerRunner`. GPU targets: kernel
+    bundles if the device is the emulated Adreno executor, else (a phone's RPC app with the
+    OpenCL runtime) libraries through MetaSchedule's stock runner.
+    """
+    from tvm_ext.targets import is_gpu
+
+    mode = "module"
+    if is_gpu(target):
+        session = request_session(tracker, key, queue_timeout=queue_timeout, session_timeout=30)
+        mode = "opencl" if has_opencl_executor(session) else "stock"
+        del session
+    if mode == "stock":
+        config = RemoteRunnerConfig(tracker, key, queue_timeout=queue_timeout)
+        return remote_builder("module"), stock_rpc_runner(config)
+    config = RemoteRunnerConfig(tracker, key, mode=mode, queue_timeout=queue_timeout)
+    return remote_builder(mode), TrackerRunner(config)

@@ -72,3 +72,23 @@ def test_tune_sparse_conv_on_the_emulated_adreno(tmp_path, tracker, adreno, spar
     )
     assert report.failed == 0 and report.trials >= 2, report.errors
     assert any(n.startswith("pattern_sparse_conv2d") for n in report.best_ms)
+
+
+def test_session_timeout_frees_the_single_device(tracker, adreno):
+    """A session that outlives its timeout is ended by the server, and the one device is
+    free for the next client at once."""
+    session = request_session(tracker, adreno.key, queue_timeout=30, session_timeout=2)
+    assert session.cpu(0) is not None
+    time.sleep(4)
+    with pytest.raises(Exception):  # noqa: B017  (the server closed the session)
+        session.get_function("runtime.GetDeviceAttr")()
+    start = time.monotonic()
+    again = request_session(tracker, adreno.key, queue_timeout=30)
+    assert again.cpu(0) is not None and time.monotonic() - start < 10
+
+
+def test_device_kind_is_detected_for_gpu_tuning(tracker, adreno):
+    from tvm_ext.rpc.runner import TrackerRunner, measure_on_device
+
+    _builder, runner = measure_on_device(make_target("adreno"), tracker, adreno.key)
+    assert isinstance(runner, TrackerRunner) and runner.config.mode == "opencl"
