@@ -105,3 +105,23 @@ def test_server_killed_mid_tuning_then_resume(tmp_path, tracker, sparse_conv_mod
 
     done = tune_module(lowered, target, work, trials_per_task=again.trials + 1)
     assert done.trials == 0 and not done.tuned  # nothing left: no device needed
+
+
+def test_stock_rpc_runner_measures_on_the_device(tmp_path, tracker, arm64, sparse_conv_model):
+    """The path of a phone running TVM's RPC app: MetaSchedule's own RPCRunner, fed valid
+    index arrays by our argument allocator."""
+    from tvm_ext.rpc.runner import stock_rpc_runner
+
+    model, x = sparse_conv_model
+    target = make_target("arm64")
+    work = log_dir("oneconv-stock", target, tmp_path)
+    lowered = lower_for_tuning(import_torch(model, x), target)
+    report = tune_module(
+        lowered,
+        target,
+        work,
+        trials_per_task=2,
+        builder=remote_builder("module"),
+        runner=stock_rpc_runner(RemoteRunnerConfig(tracker, arm64.key)),
+    )
+    assert report.failed == 0 and report.trials >= 2, report.errors
