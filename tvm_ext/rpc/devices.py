@@ -49,6 +49,15 @@ class DeviceConfig:
     host: str = LOOPBACK
     port: int | None = None
     start_timeout: float = 180.0
+    version: int = 1
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "tracker": str(self.tracker)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DeviceConfig:
+        data = json.loads(text)
+        return cls(**{**data, "tracker": TrackerAddress.parse(data["tracker"])})
 
     def __post_init__(self) -> None:
         if self.kind not in DEVICE_KINDS:
@@ -222,7 +231,7 @@ def start_detached(config: DeviceConfig) -> dict[str, Any]:
         "key": config.resolved_key,
         "tracker": str(config.tracker),
         "log": str(log),
-        "config": {**asdict(config), "tracker": str(config.tracker)},
+        "config": json.loads(config.to_json()),
     }
     (state_dir() / f"{config.resolved_key}.json").write_text(json.dumps(state, indent=1))
     dev.proc = None  # detach: the process keeps running

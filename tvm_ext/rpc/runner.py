@@ -24,7 +24,7 @@ import contextlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from patsparse.errors import RemoteError
@@ -52,7 +52,20 @@ class RemoteRunnerConfig:
     session_timeout: float = 300.0
     version: int = 1
 
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "tracker": str(self.tracker)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RemoteRunnerConfig:
+        data = json.loads(text)
+        return cls(**{**data, "tracker": TrackerAddress.parse(data["tracker"])})
+
     def __post_init__(self) -> None:
+        if self.queue_timeout < 0 or self.session_timeout < 0:
+            raise ValueError(
+                f"timeouts must be >= 0, got queue {self.queue_timeout}, "
+                f"session {self.session_timeout}"
+            )
         if self.mode not in RUNNER_MODES:
             raise ValueError(f"mode must be one of {RUNNER_MODES}, got {self.mode!r}")
         if self.number < 1 or self.repeat < 1:
@@ -210,10 +223,6 @@ def remote_builder(mode: str, *, max_workers: int = 2, timeout_sec: float = 120.
     return ms.builder.LocalBuilder(
         max_workers=max_workers, timeout_sec=timeout_sec, f_build=f_build, f_export=f_export
     )
-
-
-def describe(config: RemoteRunnerConfig) -> str:
-    return json.dumps({"tracker": str(config.tracker), "key": config.key, "mode": config.mode})
 
 
 def has_opencl_executor(session: Any) -> bool:

@@ -55,3 +55,20 @@ def test_missing_key_and_queue_timeout(tracker):
     # The tracker lists the abandoned request as pending until a server with the key shows
     # up; it then skips it (its connection is closed): test_adreno checks the device is not lost.
     assert query_keys(tracker)["no-such-phone"].free == 0
+
+
+@pytest.mark.rpc
+def test_tracker_and_device_listen_on_loopback_only(tracker, rpc_h):
+    import psutil
+
+    rpc_h.require("adreno")
+    with rpc_h.start_device("adreno", tracker, key="adreno-loopback") as dev:
+        listening = [
+            c
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN
+            and (c.laddr.port == tracker.port or c.pid == dev.proc.pid)
+        ]
+        ports = {c.laddr.port for c in listening}
+        assert tracker.port in ports and len(ports) >= 2  # the tracker and the device server
+        assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
