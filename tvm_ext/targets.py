@@ -6,8 +6,10 @@ links libraries for it:
 - ``host``: llvm for this CPU (``mcpu`` from LLVM's host detection); linked with the host g++.
 - ``arm64``: llvm, ``mtriple=aarch64-linux-gnu``, ``+neon``; cross-linked with
   ``aarch64-linux-gnu-g++`` (Debian ``g++-aarch64-linux-gnu``). For Android set
-  ``mtriple="aarch64-linux-android"`` and ``cc`` to the NDK's clang++
-  (``$NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android33-clang++``).
+  ``mtriple="aarch64-linux-android"`` and the linker to the NDK's clang++
+  (``$NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android33-clang++``):
+  ``PATSPARSE_CROSS_CC`` (read by :func:`export_library` and by the tuning builder's worker
+  processes) or ``export_library(..., cc_path=TargetOptions(...).normalized().cc)``.
 - ``adreno``: the ``qcom/adreno-opencl`` tag (256 threads a work-group, 16 KB local memory)
   with the arm64 preset as host; the library holds the OpenCL kernels next to the aarch64
   host code.

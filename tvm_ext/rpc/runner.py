@@ -138,7 +138,10 @@ class TrackerRunner(ms.runner.PyRunner):
                 session, bundle, [a.numpy() for a in args], number=cfg.number, repeat=cfg.repeat
             )
             return times
-        name = os.path.basename(inp.artifact_path)
+        # A unique remote name per candidate: dlopen hands back an already loaded library for
+        # a path it has seen, so reusing one name could time the previous candidate again.
+        folder = os.path.basename(os.path.dirname(inp.artifact_path))
+        name = f"{folder}-{os.path.basename(inp.artifact_path)}"
         session.upload(inp.artifact_path, name)
         try:
             rt = session.load_module(name)

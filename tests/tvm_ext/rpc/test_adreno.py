@@ -54,10 +54,31 @@ def test_abandoned_request_does_not_take_the_device(tracker, rpc_h):
         assert time.monotonic() - start < 10
 
 
+def _sparse_call_constants(mod, gv):
+    """The constant arguments (kernel arrays, bias) the model passes to the sparse kernel."""
+    from tvm_ext._compat import IRConstant, relax
+
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and len(expr.args) >= 2 and expr.args[0].same_as(gv):
+            found.append(
+                [a.value.numpy() for a in expr.args[1].fields if isinstance(a, IRConstant)]
+            )
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    assert len(found) == 1
+    return found[0]
+
+
 @pytest.mark.tuning
-def test_tune_sparse_conv_on_the_emulated_adreno(tmp_path, tracker, adreno, sparse_conv_model):
-    """2 trials: GPU candidates (our rule's thread binding) built, run on PoCL, recorded."""
-    from tvm_ext.pipeline import import_torch
+def test_tune_on_the_emulated_adreno_then_run_the_tuned_kernel(
+    tmp_path, tracker, adreno, sparse_conv_model, rpc_h
+):
+    """2 trials: GPU candidates (our rule's thread binding) built, run on PoCL, recorded; the
+    best schedule from the database then runs through the tracker and matches PyTorch."""
+    from tvm_ext._compat import meta_schedule as ms
+    from tvm_ext.pipeline import compile_torch, import_torch
     from tvm_ext.rpc.runner import RemoteRunnerConfig, TrackerRunner, remote_builder
     from tvm_ext.tuning.tune import log_dir, lower_for_tuning, tune_module
 
@@ -72,6 +93,27 @@ def test_tune_sparse_conv_on_the_emulated_adreno(tmp_path, tracker, adreno, spar
     )
     assert report.failed == 0 and report.trials >= 2, report.errors
     assert any(n.startswith("pattern_sparse_conv2d") for n in report.best_ms)
+
+    db = ms.database.JSONDatabase(work_dir=str(work))
+    (task,) = [
+        t
+        for t in ms.relax_integration.extract_tasks(lowered, target)
+        if t.task_name.startswith("pattern_sparse_conv2d")
+    ]
+    sch = db.query_schedule(task.dispatched[0], target, workload_name="main")
+    assert sch is not None
+    bundle, _ = kernel_bundle(sch.mod["main"], target)
+    gv = next(g for g in lowered.get_global_vars() if g.name_hint == task.task_name)
+    args = [x.numpy(), *_sparse_call_constants(lowered, gv), np.zeros((1, 16, 8, 8), "float32")]
+    session = request_session(tracker, adreno.key, queue_timeout=30, session_timeout=120)
+    out, _ = run_remote(session, bundle, args)
+    np.testing.assert_allclose(out[-1], rpc_h.reference(model, x), rtol=1e-4, atol=1e-4)
+
+    # the tuned model exports as one aarch64 library with the OpenCL kernels inside
+    compiled = compile_torch(model, x, target=target, logs=work)
+    lib = compiled.export_library(tmp_path / "oneconv_adreno.so").read_bytes()
+    assert lib[:4] == b"\x7fELF" and int.from_bytes(lib[18:20], "little") == 183
+    assert b"__kernel" in lib
 
 
 def test_session_timeout_frees_the_single_device(tracker, adreno):
