@@ -254,7 +254,7 @@ def _run_packed(bundle_json: str, number: int, repeat: int, *tensors: Any) -> st
 
 def register() -> None:
     """Install ``patsparse.opencl.run`` in this (server) process."""
-    import tvm
+    from tvm_ext._compat import tvm
 
     tvm.register_global_func(RUN_FUNC, _run_packed, override=True)
 
