@@ -7,6 +7,8 @@
   (:mod:`tvm_ext.rpc.opencl`): it runs the kernels TVM generates for the ``adreno`` target
   with pyopencl on PoCL. The wheel has no OpenCL runtime, so this replaces TVM's; a real
   phone with TVM's Android RPC app runs the same kernels through the stock runtime.
+- ``host``: the same server on this machine, nothing emulated (a stand-in for a Linux board
+  of the same architecture; handy to exercise RPC tuning without qemu).
 
 ``with EmulatedDevice("arm64", tracker) as dev:`` starts one, waits until its key is
 registered and stops it on exit; :func:`start_detached` / :func:`stop_detached` back
@@ -31,10 +33,10 @@ from patsparse.errors import DeviceSetupError
 from tvm_ext.rpc.arm64_root import Arm64Root, cache_dir, missing_tools
 from tvm_ext.rpc.session import LOOPBACK, TrackerAddress, query_keys, wait_for_key
 
-DEVICE_KINDS = ("arm64", "adreno")
+DEVICE_KINDS = ("arm64", "adreno", "host")
 #: default tracker keys and server port ranges of the emulated devices
-DEFAULT_KEYS = {"arm64": "arm64-qemu", "adreno": "adreno-pocl"}
-DEFAULT_PORTS = {"arm64": 9100, "adreno": 9150}
+DEFAULT_KEYS = {"arm64": "arm64-qemu", "adreno": "adreno-pocl", "host": "host-cpu"}
+DEFAULT_PORTS = {"arm64": 9100, "adreno": 9150, "host": 9200}
 SERVER_SCRIPT = Path(__file__).with_name("device_server.py")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +80,8 @@ def missing_for(kind: str) -> list[str]:
     """Debian packages (or pip packages) the device ``kind`` needs and this machine lacks."""
     if kind == "arm64":
         return missing_tools()
+    if kind == "host":
+        return []
     missing = []
     try:
         import pyopencl  # noqa: F401
@@ -119,6 +123,8 @@ def server_command(config: DeviceConfig) -> tuple[list[str], dict[str, str]]:
         p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")) if p
     )
     env.setdefault("TVM_NUM_THREADS", "1")
+    if config.kind == "host":
+        return [sys.executable, *args], env
     return [sys.executable, *args, "--init", "tvm_ext.rpc.opencl:register"], env
 
 

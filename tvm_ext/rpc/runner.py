@@ -215,14 +215,17 @@ def export_opencl_bundle(mod: Any) -> str:
     return path
 
 
-def remote_builder(mode: str, *, max_workers: int = 2, timeout_sec: float = 120.0) -> Any:
-    """The builder matching a runner mode (cross-linked library, or OpenCL kernel bundle)."""
+def remote_builder(
+    mode: str, *, cross: bool = True, max_workers: int = 2, timeout_sec: float = 120.0
+) -> Any:
+    """The builder matching a runner mode: an OpenCL kernel bundle, or a library
+    (cross-linked for arm64 devices; ``cross=False`` for a remote machine like this one)."""
     f_build: Any
     f_export: Any
     if mode == "opencl":
         f_build, f_export = build_opencl_bundle, export_opencl_bundle
     else:
-        f_build, f_export = fast_build, export_cross
+        f_build, f_export = fast_build, export_cross if cross else None
     return ms.builder.LocalBuilder(
         max_workers=max_workers, timeout_sec=timeout_sec, f_build=f_build, f_export=f_export
     )
@@ -247,7 +250,7 @@ def measure_on_device(
     bundles if the device is the emulated Adreno executor, else (a phone's RPC app with the
     OpenCL runtime) libraries through MetaSchedule's stock runner.
     """
-    from tvm_ext.targets import is_gpu
+    from tvm_ext.targets import is_cross, is_gpu
 
     mode = "module"
     if is_gpu(target):
@@ -258,4 +261,4 @@ def measure_on_device(
         config = RemoteRunnerConfig(tracker, key, queue_timeout=queue_timeout)
         return remote_builder("module"), stock_rpc_runner(config)
     config = RemoteRunnerConfig(tracker, key, mode=mode, queue_timeout=queue_timeout)
-    return remote_builder(mode), TrackerRunner(config)
+    return remote_builder(mode, cross=is_cross(target)), TrackerRunner(config)
