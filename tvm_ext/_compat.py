@@ -9,6 +9,7 @@ this file only. Built and tested against apache-tvm 0.27.0.post1.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import tvm
@@ -54,6 +55,20 @@ def host_target(*, num_cores: int | None = None) -> Target:
     return Target({"kind": "llvm", "mcpu": cpu, "num-cores": num_cores or cpu_threads()})
 
 
+def close_rpc_session(session: object) -> None:
+    """Drop an RPC session's connection now, so the device is free for the next client.
+
+    TVM's ``RPCSession`` has no ``close()``: the connection ends when the last reference to
+    its session module goes, and remote devices point back at the session (a cycle that only
+    the garbage collector breaks, minutes later or never). Remote tensors still alive keep
+    the connection until they go too.
+    """
+    if getattr(session, "_sess", None) is not None:
+        session._sess = None  # type: ignore[attr-defined]
+        session._remote_funcs.clear()  # type: ignore[attr-defined]
+    gc.collect()
+
+
 __all__ = [
     "SUPPORTED_VERSIONS",
     "TVM_VERSION",
@@ -63,6 +78,7 @@ __all__ = [
     "Target",
     "WellFormedInstrument",
     "cc",
+    "close_rpc_session",
     "cpu_threads",
     "derived_object",
     "from_exported_program",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tvm_ext._compat import relax, tensor
+from tvm_ext._compat import close_rpc_session, relax, tensor
 from tvm_ext.rpc.session import TrackerAddress, request_session
 from tvm_ext.targets import export_library, is_gpu
 
@@ -53,6 +53,7 @@ class RemoteModel:
         self.queue_timeout, self.session_timeout = queue_timeout, session_timeout
         self.session: Any = None
         self.vm: Any = None
+        self.device: Any = None
 
     def open(self) -> RemoteModel:
         self.session = request_session(
@@ -72,7 +73,10 @@ class RemoteModel:
 
     def close(self) -> None:
         self.vm = None
-        self.session = None  # closes the connection; the server ends the session
+        self.device = None
+        if self.session is not None:
+            close_rpc_session(self.session)  # the device is free for the next client
+        self.session = None
 
     def __enter__(self) -> RemoteModel:
         return self.open()

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from patsparse.errors import RemoteError
-from tvm_ext._compat import derived_object, tvm
+from tvm_ext._compat import close_rpc_session, derived_object, tvm
 from tvm_ext._compat import meta_schedule as ms
-from tvm_ext.rpc.session import TrackerAddress, request_session
+from tvm_ext.rpc.session import TrackerAddress, open_session, request_session
 from tvm_ext.tuning.measure import alloc_sparse_arguments, fast_build
 
 RUNNER_MODES = ("module", "opencl")
@@ -102,28 +102,34 @@ class TrackerRunner(ms.runner.PyRunner):
         results: list[Any] = []
         session: Any = None
         gone: str | None = None
-        for inp in runner_inputs:
-            if gone is not None:
-                results.append(ms.runner.RunnerResult(None, gone))
-                continue
-            try:
-                if session is None:
-                    session = request_session(
-                        cfg.tracker,
-                        cfg.key,
-                        queue_timeout=cfg.queue_timeout,
-                        session_timeout=cfg.session_timeout,
-                    )
-                secs = self._measure(session, inp)
-                results.append(ms.runner.RunnerResult(secs, None))
-            except RemoteError as exc:
-                gone = f"device unavailable: {exc}"
-                results.append(ms.runner.RunnerResult(None, gone))
-            except Exception as exc:
-                # The candidate failed, or the session died with the device: measure the next
-                # one on a fresh session (a missing device then fails the rest at once).
-                results.append(ms.runner.RunnerResult(None, f"{type(exc).__name__}: {exc}"))
-                session = None
+        try:
+            for inp in runner_inputs:
+                if gone is not None:
+                    results.append(ms.runner.RunnerResult(None, gone))
+                    continue
+                try:
+                    if session is None:
+                        session = request_session(
+                            cfg.tracker,
+                            cfg.key,
+                            queue_timeout=cfg.queue_timeout,
+                            session_timeout=cfg.session_timeout,
+                        )
+                    secs = self._measure(session, inp)
+                    results.append(ms.runner.RunnerResult(secs, None))
+                except RemoteError as exc:
+                    gone = f"device unavailable: {exc}"
+                    results.append(ms.runner.RunnerResult(None, gone))
+                except Exception as exc:
+                    # The candidate failed, or the session died with the device: measure the
+                    # next one on a fresh session (a missing device then fails the rest at once).
+                    results.append(ms.runner.RunnerResult(None, f"{type(exc).__name__}: {exc}"))
+                    if session is not None:
+                        close_rpc_session(session)
+                    session = None
+        finally:
+            if session is not None:
+                close_rpc_session(session)  # the device is free for the next batch / client
         return [_DoneFuture(r) for r in results]
 
     def _measure(self, session: Any, inp: Any) -> list[float]:
@@ -254,9 +260,8 @@ def measure_on_device(
 
     mode = "module"
     if is_gpu(target):
-        session = request_session(tracker, key, queue_timeout=queue_timeout, session_timeout=30)
-        mode = "opencl" if has_opencl_executor(session) else "stock"
-        del session
+        with open_session(tracker, key, queue_timeout=queue_timeout, session_timeout=30) as sess:
+            mode = "opencl" if has_opencl_executor(sess) else "stock"
     if mode == "stock":
         config = RemoteRunnerConfig(tracker, key, queue_timeout=queue_timeout)
         return remote_builder("module"), stock_rpc_runner(config)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from patsparse.errors import DeviceKeyMissingError, TrackerUnreachableError
-from tvm_ext._compat import RPCTracker, rpc, rpc_base
+from tvm_ext._compat import RPCTracker, close_rpc_session, rpc, rpc_base
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_TRACKER_PORT = 9190
@@ -164,6 +166,30 @@ def request_session(
         raise DeviceKeyMissingError(f"tracker at {address} refused key {key!r}: {value!r}")
     url, port, matchkey = value[1]
     return rpc.connect(url, port, matchkey, session_timeout)
+
+
+@contextmanager
+def open_session(
+    address: TrackerAddress,
+    key: str,
+    *,
+    queue_timeout: float = 60.0,
+    session_timeout: float = 0.0,
+    priority: int = 1,
+) -> Iterator[Any]:
+    """:func:`request_session` for a ``with`` block; the device is free again right after it
+    (TVM sessions have no ``close()``; see :func:`tvm_ext._compat.close_rpc_session`)."""
+    session = request_session(
+        address,
+        key,
+        queue_timeout=queue_timeout,
+        session_timeout=session_timeout,
+        priority=priority,
+    )
+    try:
+        yield session
+    finally:
+        close_rpc_session(session)
 
 
 class Tracker:

@@ -40,14 +40,15 @@ def start_device(kind, tracker, log=None, key=None):
 
 
 @pytest.fixture(scope="module")
-def arm64(tracker):
-    with start_device("arm64", tracker) as dev:
+def arm64(tracker, tmp_path_factory):
+    with start_device("arm64", tracker, log=tmp_path_factory.mktemp("arm64") / "server.log") as dev:
         yield dev
 
 
 @pytest.fixture(scope="module")
-def adreno(tracker):
-    with start_device("adreno", tracker) as dev:
+def adreno(tracker, tmp_path_factory):
+    log = tmp_path_factory.mktemp("adreno") / "server.log"
+    with start_device("adreno", tracker, log=log) as dev:
         yield dev
 
 

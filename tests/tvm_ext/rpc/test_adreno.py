@@ -11,7 +11,7 @@ import pytest
 from tvm_ext._compat import te
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.rpc.opencl import kernel_bundle, run_remote
-from tvm_ext.rpc.session import request_session
+from tvm_ext.rpc.session import open_session, query_keys, request_session
 from tvm_ext.schedules.cpu import schedule_pattern_primfunc
 from tvm_ext.targets import make_target
 from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, layout_arguments, pattern_conv2d_te
@@ -33,8 +33,8 @@ def test_sparse_conv_runs_on_pocl_through_the_tracker(h, tracker, adreno, block)
     x = rng.standard_normal(geo.in_shape).astype("float32")
     bias = rng.standard_normal(16).astype("float32")
     args = [x, *layout_arguments(layout), bias, np.zeros((1, 16, 10, 12), "float32")]
-    session = request_session(tracker, adreno.key, queue_timeout=30, session_timeout=120)
-    out, times = run_remote(session, bundle, args, number=2, repeat=2)
+    with open_session(tracker, adreno.key, queue_timeout=30, session_timeout=120) as session:
+        out, times = run_remote(session, bundle, args, number=2, repeat=2)
     ref = h.torch_reference(x, w, stride=(1, 1), padding=(1, 1, 1, 1), bias=bias, relu=True)
     np.testing.assert_allclose(out[-1], ref, rtol=1e-4, atol=1e-4)
     assert len(times) == 2 and all(t > 0 for t in times)
@@ -49,8 +49,8 @@ def test_abandoned_request_does_not_take_the_device(tracker, rpc_h):
         request_session(tracker, "adreno-late", queue_timeout=0.5)
     with rpc_h.start_device("adreno", tracker, key="adreno-late") as dev:
         start = time.monotonic()
-        session = request_session(tracker, dev.key, queue_timeout=20)
-        assert session.cpu(0) is not None
+        with open_session(tracker, dev.key, queue_timeout=20) as session:
+            assert session.cpu(0) is not None
         assert time.monotonic() - start < 10
 
 
@@ -105,8 +105,8 @@ def test_tune_on_the_emulated_adreno_then_run_the_tuned_kernel(
     bundle, _ = kernel_bundle(sch.mod["main"], target)
     gv = next(g for g in lowered.get_global_vars() if g.name_hint == task.task_name)
     args = [x.numpy(), *_sparse_call_constants(lowered, gv), np.zeros((1, 16, 8, 8), "float32")]
-    session = request_session(tracker, adreno.key, queue_timeout=30, session_timeout=120)
-    out, _ = run_remote(session, bundle, args)
+    with open_session(tracker, adreno.key, queue_timeout=30, session_timeout=120) as session:
+        out, _ = run_remote(session, bundle, args)
     np.testing.assert_allclose(out[-1], rpc_h.reference(model, x), rtol=1e-4, atol=1e-4)
 
     # the tuned model exports as one aarch64 library with the OpenCL kernels inside
@@ -114,6 +114,7 @@ def test_tune_on_the_emulated_adreno_then_run_the_tuned_kernel(
     lib = compiled.export_library(tmp_path / "oneconv_adreno.so").read_bytes()
     assert lib[:4] == b"\x7fELF" and int.from_bytes(lib[18:20], "little") == 183
     assert b"__kernel" in lib
+    _wait_free(tracker, adreno.key)  # neither the runner nor the run kept the one device
 
 
 def test_session_timeout_frees_the_single_device(tracker, adreno):
@@ -125,8 +126,8 @@ def test_session_timeout_frees_the_single_device(tracker, adreno):
     with pytest.raises(Exception):  # noqa: B017  (the server closed the session)
         session.get_function("runtime.GetDeviceAttr")()
     start = time.monotonic()
-    again = request_session(tracker, adreno.key, queue_timeout=30)
-    assert again.cpu(0) is not None and time.monotonic() - start < 10
+    with open_session(tracker, adreno.key, queue_timeout=30) as again:
+        assert again.cpu(0) is not None and time.monotonic() - start < 10
 
 
 def test_device_kind_is_detected_for_gpu_tuning(tracker, adreno):
@@ -134,3 +135,11 @@ def test_device_kind_is_detected_for_gpu_tuning(tracker, adreno):
 
     _builder, runner = measure_on_device(make_target("adreno"), tracker, adreno.key)
     assert isinstance(runner, TrackerRunner) and runner.config.mode == "opencl"
+    _wait_free(tracker, adreno.key)  # the probing session gave the device back
+
+
+def _wait_free(tracker, key, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while query_keys(tracker)[key].free < 1:
+        assert time.monotonic() < deadline, f"{key} still busy after {timeout} s"
+        time.sleep(0.2)
