@@ -15,7 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from patsparse import cli_remote
 from patsparse._version import __version__
+from patsparse.cli_remote import add_device_args
 from patsparse.errors import PatsparseError
 
 if TYPE_CHECKING:
@@ -272,7 +274,7 @@ def _compile_parser(sub: argparse._SubParsersAction) -> None:
         "rewritten or why not, fused ops, storage (dense/CSR/ours), max abs error.",
     )
     p.add_argument("model", help="checkpoint path or zoo model name")
-    p.add_argument("--target", default="host", help="compilation target (host)")
+    p.add_argument("--target", default="host", help="compilation target (host, arm64, adreno)")
     _add_scheme_args(p, compression=8.0, help_compression="compression of a zoo model")
     p.add_argument("--no-verify", action="store_true", help="skip per-layer numeric checks")
     p.add_argument("--out", default=None, help="export the compiled library here (.so)")
@@ -281,6 +283,7 @@ def _compile_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="apply MetaSchedule logs: a directory, or 'auto' for tuning_logs/<model>/<target>",
     )
+    add_device_args(p)
     _add_json(p)
 
 
@@ -293,10 +296,11 @@ def _tune_parser(sub: argparse._SubParsersAction) -> None:
         "A second run tunes nothing; an interrupted run resumes. MODEL as for compile.",
     )
     p.add_argument("model", help="checkpoint path or zoo model name")
-    p.add_argument("--target", default="host")
+    p.add_argument("--target", default="host", help="host, arm64 or adreno (with --tracker)")
     p.add_argument("--trials", type=int, default=32, help="trials per task")
     _add_scheme_args(p, compression=8.0, help_compression="compression of a zoo model")
     p.add_argument("--logs-root", default="tuning_logs")
+    add_device_args(p)
     _add_json(p)
 
 
@@ -308,14 +312,22 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     scheme = _scheme_from_args(args.scheme, args.compression, args.library, args.block_size)
     model, arch, source = load_model_spec(args.model, scheme=scheme)
     report = tune_model(
-        model, arch, target=args.target, trials_per_task=args.trials, logs_root=args.logs_root
+        model,
+        arch,
+        target=args.target,
+        trials_per_task=args.trials,
+        logs_root=args.logs_root,
+        tracker=args.tracker,
+        key=args.key,
+        progress=True,
     )
     if args.json:
         print(json.dumps({"source": source, **report}, indent=2))
         return
     print(
         f"{source}: {report['tasks']} tasks, tuned {len(report['tuned'])}, skipped "
-        f"{len(report['skipped'])} (already tuned), {report['trials']} new trials in "
+        f"{len(report['skipped'])} (already tuned), {report['trials']} new trials "
+        f"({report['failed']} failed, retried by the next run) in "
         f"{report['seconds']:.0f} s -> {report['work_dir']}"
     )
     for name, ms in sorted(report["best_ms"].items(), key=lambda kv: -kv[1]):
@@ -400,7 +412,14 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     model, arch, source = load_model_spec(args.model, scheme=scheme)
     logs = logs_for(arch, args.target) if args.logs == "auto" else args.logs
     result = compile_model(
-        model, arch, target=args.target, verify=not args.no_verify, export=args.out, logs=logs
+        model,
+        arch,
+        target=args.target,
+        verify=not args.no_verify,
+        export=args.out,
+        logs=logs,
+        tracker=args.tracker,
+        key=args.key,
     )
     summary = {"source": source, **result.summary}
     if args.json:
@@ -432,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     _compile_parser(sub)
     _tune_parser(sub)
     _bench_parser(sub)
+    cli_remote.add_parser(sub)
 
     rep = sub.add_parser("report", help="sparsity report of a saved checkpoint")
     rep.add_argument("checkpoint")
@@ -481,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _cmd_patterns(args)
         elif args.command == "extract":
             _cmd_extract(args)
+        elif hasattr(args, "run_command"):
+            cli_remote.run(args)
     except PatsparseError as exc:
         print(f"patsparse {args.command}: error: {exc}", file=sys.stderr)
         return 2

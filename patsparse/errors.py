@@ -44,3 +44,19 @@ class CheckpointError(PatsparseError, ValueError):
 
 class DataError(PatsparseError, ValueError):
     """A dataset path or format problem."""
+
+
+class RemoteError(PatsparseError, RuntimeError):
+    """Base of the errors about remote devices (RPC tracker, servers, emulated devices)."""
+
+
+class TrackerUnreachableError(RemoteError, ConnectionError):
+    """No RPC tracker answers at the given address."""
+
+
+class DeviceKeyMissingError(RemoteError, LookupError):
+    """The tracker has no (free) server registered under the requested key."""
+
+
+class DeviceSetupError(RemoteError):
+    """An emulated device could not be built or started (missing tools, failed build)."""

@@ -9,15 +9,19 @@ this file only. Built and tested against apache-tvm 0.27.0.post1.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
 import tvm
 import tvm.s_tir.meta_schedule as meta_schedule
-from tvm import relax, te, tirx
+from tvm import relax, rpc, te, tirx
 from tvm.ir import Constant as IRConstant
+from tvm.ir.utils import derived_object  # MetaSchedule's Py* subclasses need it
 from tvm.relax.frontend.torch import from_exported_program
 from tvm.relax.ir.instrument import WellFormedInstrument
+from tvm.rpc import base as rpc_base
+from tvm.rpc.tracker import Tracker as RPCTracker
 from tvm.s_tir import Schedule
 from tvm.support import cc, utils
 from tvm.target import Target
@@ -62,19 +66,38 @@ def host_target(*, num_cores: int | None = None) -> Target:
     return Target({"kind": "llvm", "mcpu": cpu, "num-cores": num_cores or cpu_threads()})
 
 
+def close_rpc_session(session: object) -> None:
+    """Drop an RPC session's connection now, so the device is free for the next client.
+
+    TVM's ``RPCSession`` has no ``close()``: the connection ends when the last reference to
+    its session module goes, and remote devices point back at the session (a cycle that only
+    the garbage collector breaks, minutes later or never). Remote tensors still alive keep
+    the connection until they go too.
+    """
+    if getattr(session, "_sess", None) is not None:
+        session._sess = None  # type: ignore[attr-defined]
+        session._remote_funcs.clear()  # type: ignore[attr-defined]
+    gc.collect()
+
+
 __all__ = [
     "SUPPORTED_VERSIONS",
     "TVM_VERSION",
     "IRConstant",
+    "RPCTracker",
     "Schedule",
     "Target",
     "WellFormedInstrument",
     "cc",
+    "close_rpc_session",
     "cpu_threads",
+    "derived_object",
     "from_exported_program",
     "host_target",
     "meta_schedule",
     "relax",
+    "rpc",
+    "rpc_base",
     "schedulable_copy",
     "set_threads",
     "te",

@@ -99,9 +99,20 @@ class CompiledModel:
     device: Any = field(default_factory=tvm.cpu)
 
     def __post_init__(self) -> None:
-        self.vm = relax.VirtualMachine(self.executable, self.device)
+        from tvm_ext.targets import is_cross
+
+        # code for another device (arm64, OpenCL) runs there: tvm_ext.rpc.remote_model
+        self.vm = (
+            None if is_cross(self.target) else relax.VirtualMachine(self.executable, self.device)
+        )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.vm is None:
+            raise RuntimeError(
+                f"this model is compiled for {self.target.kind.name} "
+                f"({dict(self.target.export()).get('mtriple', 'a device')}); run it on the "
+                "device: tvm_ext.rpc.remote.RemoteModel"
+            )
         out = self.vm["main"](tensor(np.ascontiguousarray(x, dtype=np.float32), self.device))
         # from_exported_program returns a tuple of outputs
         if not hasattr(out, "numpy"):
@@ -109,9 +120,10 @@ class CompiledModel:
         return np.asarray(out.numpy())
 
     def export_library(self, path: str | Path) -> Path:
-        path = Path(path)
-        self.executable.export_library(str(path))
-        return path
+        """A shared library for the target's device (cross-linked for arm64)."""
+        from tvm_ext.targets import export_library
+
+        return export_library(self.executable, path, self.target)
 
 
 def compile_torch(

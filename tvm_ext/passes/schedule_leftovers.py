@@ -1,4 +1,5 @@
-"""Module pass: give untuned pattern-sparse PrimFuncs the default CPU schedule.
+"""Module pass: give untuned pattern-sparse PrimFuncs the default schedule of the target in
+scope (``with target:``: CPU vectors for llvm targets, bound threads for GPU targets).
 
 After ``MetaScheduleApplyDatabase`` the functions that had tuning records are scheduled (and
 marked ``tirx.is_scheduled``); any pattern-sparse function without a record would otherwise

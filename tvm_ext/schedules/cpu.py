@@ -3,14 +3,21 @@
 Block layers vectorise over the block's output-channel lanes (the layout the sparse kernel
 probe found to run at dense speed); per-kernel layers vectorise over the output width.
 Rows (filters or blocks) run in parallel. Tuned schedules replace this one (issue 4).
+The vector widths follow the target (``lanes``: 16 AVX-512, 8 AVX2, 4 NEON);
+:func:`schedule_pattern_primfunc` hands GPU targets to :mod:`tvm_ext.schedules.gpu`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tvm_ext._compat import Schedule, schedulable_copy, tirx
+from tvm_ext._compat import Schedule, Target, schedulable_copy, tirx
 from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
+
+
+def vector_widths(lanes: int = 16) -> tuple[int, ...]:
+    """Vector factors to try, widest first, for registers of ``lanes`` fp32 values."""
+    return tuple(w for w in (16, 8, 4) if w <= max(lanes, 4))
 
 
 def _vector_factor(extent: int, widths: tuple[int, ...] = (16, 8, 4)) -> int | None:
@@ -27,17 +34,17 @@ def _extent(sch: Schedule, loop) -> int:  # type: ignore[no-untyped-def]
 FUSE_ROWS_FROM_PIXELS = 56 * 56
 
 
-def schedule_pattern_conv(sch: Schedule, *, fuse_rows: bool = True) -> None:
-    """Schedule every ``ps_*`` block of the function in ``sch`` in place.
-
-    ``fuse_rows=False`` keeps every stage at the root (the fallback if the fused loop nest
-    cannot be built)."""
+def schedule_pattern_conv(sch: Schedule, *, lanes: int = 16, fuse_rows: bool = True) -> None:
+    """Schedule every ``ps_*`` block of the function in ``sch`` in place (CPU, vectors of
+    ``lanes`` fp32 values). ``fuse_rows=False`` keeps every stage at the root (the fallback
+    if the fused loop nest cannot be built)."""
+    widths = vector_widths(lanes)
     names = pattern_blocks(sch)
     if fuse_rows and f"{CONV_BLOCK_PREFIX}all" in names and EPILOGUE_BLOCK in names:
         ep_loops = sch.get_loops(sch.get_sblock(EPILOGUE_BLOCK))
         oh, ow = _extent(sch, ep_loops[2]), _extent(sch, ep_loops[3])
         if oh * ow >= FUSE_ROWS_FROM_PIXELS:
-            _schedule_block_rows_in_epilogue(sch)
+            _schedule_block_rows_in_epilogue(sch, widths)
             names = [n for n in names if n == PAD_BLOCK]
     for name in names:
         if name == PAD_BLOCK:
@@ -45,12 +52,12 @@ def schedule_pattern_conv(sch: Schedule, *, fuse_rows: bool = True) -> None:
             n, c, _, _ = sch.get_loops(blk)
             sch.parallel(sch.fuse(n, c))
         elif name.startswith(CONV_BLOCK_PREFIX):
-            _schedule_conv_stage(sch, name)
+            _schedule_conv_stage(sch, name, widths)
         elif name == EPILOGUE_BLOCK:
             blk = sch.get_sblock(name)
             n, k, _, w = sch.get_loops(blk)
             sch.parallel(sch.fuse(n, k))
-            vf = _vector_factor(_extent(sch, w))
+            vf = _vector_factor(_extent(sch, w), widths)
             if vf:
                 _, wi = sch.split(w, [None, vf])
                 sch.vectorize(wi)
@@ -83,7 +90,7 @@ def _schedule_block_stage(sch: Schedule, blk: Any) -> None:
     sch.decompose_reduction(blk, k2)
 
 
-def _schedule_block_rows_in_epilogue(sch: Schedule) -> None:
+def _schedule_block_rows_in_epilogue(sch: Schedule, widths: tuple[int, ...]) -> None:
     """Block layers with large outputs: the epilogue runs over (image, output row) in
     parallel and computes that row of every block (``ps_conv_all``) just before it reads it,
     so the conv result stays in cache; the conv keeps its register tile."""
@@ -92,7 +99,7 @@ def _schedule_block_rows_in_epilogue(sch: Schedule) -> None:
     sch.reorder(n, y, k, z)
     rows = sch.fuse(n, y)
     sch.parallel(rows)
-    vf = _vector_factor(_extent(sch, z))
+    vf = _vector_factor(_extent(sch, z), widths)
     if vf:
         _, zi = sch.split(z, [None, vf])
         sch.vectorize(zi)
@@ -139,7 +146,7 @@ def _match_loops(sch: Schedule, loops: list[Any], dims: list[int]) -> list[Any]:
     return out
 
 
-def _schedule_conv_stage(sch: Schedule, name: str) -> None:
+def _schedule_conv_stage(sch: Schedule, name: str, widths: tuple[int, ...]) -> None:
     blk = sch.get_sblock(name)
     if len(sch.get_loops(blk)) == 8:
         _schedule_block_stage(sch, blk)
@@ -152,7 +159,7 @@ def _schedule_conv_stage(sch: Schedule, name: str) -> None:
         sch.parallel(sch.fuse(n, r))
         sch.decompose_reduction(blk, j)
         return
-    vf = _vector_factor(_extent(sch, z))
+    vf = _vector_factor(_extent(sch, z), widths)
     if vf:
         zo, zi = sch.split(z, [None, vf])
         sch.reorder(n, r, y, zo, lane, j, zi)
@@ -178,11 +185,19 @@ def _carries_schedule(sch: Schedule, blocks: list[str]) -> bool:
 SCHEDULED_ATTR = "patsparse.scheduled"
 
 
-def schedule_pattern_primfunc(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+def schedule_pattern_primfunc(
+    func: tirx.PrimFunc, *, target: Target | None = None
+) -> tirx.PrimFunc | None:
     """``func`` with the default schedule applied; ``None`` if it has no pattern-sparse block.
 
-    Functions already scheduled (by this helper or by MetaSchedule) come back unchanged.
+    ``target`` (default: the current ``with target:`` scope, else the host) picks the
+    schedule: GPU targets get :func:`tvm_ext.schedules.gpu.schedule_pattern_conv_gpu`, CPUs
+    this module's, vectorised for the target's lanes. Functions already scheduled (by this
+    helper or by MetaSchedule) come back unchanged.
     """
+    from tvm_ext.targets import is_gpu, vector_lanes
+
+    target = target if target is not None else Target.current(allow_none=True)
     attrs = func.attrs or {}
     if int(attrs.get(SCHEDULED_ATTR, 0)) or int(attrs.get("tirx.is_scheduled", 0)):
         return func
@@ -193,14 +208,19 @@ def schedule_pattern_primfunc(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
         return None
     if _carries_schedule(sch, blocks):
         return func  # e.g. applied from a tuning database (no attribute says so)
-    try:
-        schedule_pattern_conv(sch)
-    except Exception:
-        sch = Schedule(schedulable_copy(func.with_attr("global_symbol", "main")))
+    if is_gpu(target):
+        from tvm_ext.schedules.gpu import max_threads, schedule_pattern_conv_gpu
+
+        schedule_pattern_conv_gpu(sch, threads=max_threads(target))
+    else:
         try:
-            schedule_pattern_conv(sch, fuse_rows=False)
+            schedule_pattern_conv(sch, lanes=vector_lanes(target))
         except Exception:
-            return func  # unscheduled: slow but correct
+            sch = Schedule(schedulable_copy(func.with_attr("global_symbol", "main")))
+            try:
+                schedule_pattern_conv(sch, lanes=vector_lanes(target), fuse_rows=False)
+            except Exception:
+                return func  # unscheduled: slow but correct
     out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1)
     # the schedule needs a "main"; give the function back its own symbol (or none)
     if symbol is not None:

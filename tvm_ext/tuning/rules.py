@@ -1,9 +1,11 @@
-"""MetaSchedule rules for the pattern-sparse conv blocks (CPU), registered on import.
+"""MetaSchedule rules for the pattern-sparse conv blocks (CPU and GPU), registered on import.
 
 The TE compute tags each per-pattern reduction block with
 ``schedule_rule = "patsparse.pattern_conv2d"`` and the padding block with
 ``"patsparse.pattern_pad"``; MetaSchedule's ``ApplyCustomRule`` looks them up as
-``s_tir.meta_schedule.cpu.<name>``. Knobs (sampled, mutated by the search):
+``s_tir.meta_schedule.<first target key>.<name>``: ``cpu`` / ``arm_cpu`` (x86, arm64) get the
+CPU rules, ``gpu`` / ``opencl`` / ``adreno`` the GPU rules (:func:`pattern_conv_rule_gpu`).
+CPU knobs (sampled, mutated by the search):
 
 - output-width tile (``zi``): the register tile along the output row;
 - row tile (``ri``): filters (per-kernel layers) or blocks (block layers) sharing a loop nest;
@@ -77,10 +79,54 @@ def pattern_pad_rule(sch: Schedule, block: Any) -> list[Schedule]:
     return [sch]  # parallelised by the postproc from the root annotation
 
 
+def pattern_conv_rule_gpu(sch: Schedule, block: Any) -> list[Schedule]:
+    """GPU design space: the work-group's column tile is the knob (threads bound as in
+    :mod:`tvm_ext.schedules.gpu`); the unbound pad/epilogue blocks are bound by the target's
+    ``RewriteUnboundBlock`` postproc, the reduction split by ``RewriteReductionBlock``."""
+    from tvm_ext.schedules.gpu import max_threads
+
+    threads = max_threads(tvm.target.Target.current(allow_none=True))
+    loops = sch.get_loops(block)
+    n, r, y, z, lane = loops[:5]
+    lanes = _extent(sch, lane)
+    zo, zi = sch.split(
+        z, sch.sample_perfect_tile(z, n=2, max_innermost_factor=max(1, min(64, threads // lanes)))
+    )
+    if len(loops) == 8:
+        k2, p, t = loops[5:]
+        sch.reorder(n, r, y, zo, zi, lane, k2, p, t)
+        sch.bind(sch.fuse(n, r, y, zo), "blockIdx.x")
+        tx = sch.fuse(zi, lane)
+        unrolled = [p, t]
+    else:
+        (j,) = loops[5:]
+        sch.reorder(n, r, y, zo, lane, zi, j)
+        sch.bind(sch.fuse(n, r, y, zo, lane), "blockIdx.x")
+        tx = zi
+        unrolled = []
+    sch.bind(tx, "threadIdx.x")
+    acc = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(acc, tx)
+    for loop in unrolled:
+        sch.unroll(loop)
+    return [sch]
+
+
+#: target keys whose MetaSchedule rule namespace gets the CPU / the GPU rules
+CPU_KEYS = ("cpu", "arm_cpu")
+GPU_KEYS = ("gpu", "opencl", "adreno")
+
+
 def register() -> None:
     """Register the rules (idempotent)."""
-    for name, fn in ((SCHEDULE_RULE, pattern_conv_rule), (PAD_RULE, pattern_pad_rule)):
-        tvm.register_global_func(f"s_tir.meta_schedule.cpu.{name}", fn, override=True)
+    rules = {
+        CPU_KEYS: ((SCHEDULE_RULE, pattern_conv_rule), (PAD_RULE, pattern_pad_rule)),
+        GPU_KEYS: ((SCHEDULE_RULE, pattern_conv_rule_gpu), (PAD_RULE, pattern_pad_rule)),
+    }
+    for keys, pairs in rules.items():
+        for key in keys:
+            for name, fn in pairs:
+                tvm.register_global_func(f"s_tir.meta_schedule.{key}.{name}", fn, override=True)
 
 
 register()

@@ -40,6 +40,11 @@ def target_key(target: Target) -> str:
         parts.append(str(cfg["mcpu"]))
     if cfg.get("num-cores"):
         parts.append(f"{int(cfg['num-cores'])}c")
+    if cfg.get("device"):  # GPU targets: the device and the host CPU it sits next to
+        parts.append(str(cfg["device"]))
+        host = dict(cfg.get("host") or {})
+        if host.get("mtriple"):
+            parts.append(str(host["mtriple"]).split("-")[0])
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
 
 
@@ -84,6 +89,9 @@ class TuneReport:
     tuned: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     trials: int = 0
+    #: candidates whose build or measurement failed (not counted as done: a re-run retries)
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     best_ms: dict[str, float] = field(default_factory=dict)
     #: tasks whose hand (default) schedule was measured and committed as a candidate
@@ -101,12 +109,19 @@ def _workload_key(db: Any, mod: tvm.IRModule) -> str:
     return str(db.commit_workload(mod).as_json()[0])
 
 
+def _measured(rec: Any) -> bool:
+    """A record with a real measurement (failed runs are stored with 1e10 s or none)."""
+    secs = [float(s) for s in (rec.run_secs or [])]
+    return bool(secs) and min(secs) < 1e9
+
+
 def _records_for(db: Any, mod: tvm.IRModule, records: list[Any]) -> int:
-    """Tuning records the database holds for ``mod``'s workload (structural match)."""
+    """Measured tuning records the database holds for ``mod``'s workload (structural
+    match); failed trials do not count, so a re-run measures them again."""
     if not db.has_workload(mod):
         return 0
     workload = db.commit_workload(mod)
-    return sum(1 for rec in records if rec.workload.same_as(workload))
+    return sum(1 for rec in records if rec.workload.same_as(workload) and _measured(rec))
 
 
 def _read_budgets(work: Path) -> dict[str, int]:
@@ -145,6 +160,7 @@ def _commit_default_schedules(
     """
     from tvm_ext._compat import Schedule, schedulable_copy
     from tvm_ext.schedules.cpu import pattern_blocks, schedule_pattern_conv
+    from tvm_ext.targets import is_gpu, vector_lanes
     from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX
 
     committed = 0
@@ -156,7 +172,12 @@ def _commit_default_schedules(
         sch = Schedule(schedulable_copy(mod))  # the task's own module stays unscheduled
         if not any(b.startswith(CONV_BLOCK_PREFIX) for b in pattern_blocks(sch)):
             continue
-        schedule_pattern_conv(sch)
+        if is_gpu(target):
+            from tvm_ext.schedules.gpu import max_threads, schedule_pattern_conv_gpu
+
+            schedule_pattern_conv_gpu(sch, threads=max_threads(target))
+        else:
+            schedule_pattern_conv(sch, lanes=vector_lanes(target))
         args_info = ms.arg_info.ArgInfo.from_prim_func(sch.mod["main"])
         built = builder.build([ms.builder.BuilderInput(sch.mod, target)])[0]
         if built.error_msg:
@@ -184,9 +205,18 @@ def tune_module(
     trials_per_task: int,
     seed: int = 1,
     num_trials_per_iter: int = 16,
+    builder: Any = None,
+    runner: Any = None,
+    progress: bool = False,
 ) -> TuneReport:
-    """Tune every task of a lowered module (see :func:`lower_for_tuning`) into ``work_dir``."""
+    """Tune every task of a lowered module (see :func:`lower_for_tuning`) into ``work_dir``.
+
+    ``builder`` / ``runner``: MetaSchedule's (default: this machine's CPU); remote devices
+    pass :mod:`tvm_ext.rpc.runner`'s. ``progress``: a bar with tasks, trials, best latency.
+    Failed trials are reported (``failed``, ``errors``) and retried by the next run.
+    """
     import tvm_ext.tuning.rules  # noqa: F401  (registers the pattern-sparse rules)
+    from tvm_ext.tuning.progress import TuningProgress
 
     if trials_per_task < 1:
         raise ValueError(f"trials_per_task must be >= 1, got {trials_per_task}")
@@ -213,7 +243,8 @@ def tune_module(
         budget += trials_per_task - have
         most = max(most, trials_per_task - have)
         report.tuned.append(task.task_name)
-    builder, runner = make_builder(), make_runner()
+    builder = builder if builder is not None else make_builder()
+    runner = runner if runner is not None else make_runner()
     if todo:
         report.defaults = _commit_default_schedules(todo, db, target, builder, runner, budgets)
         _write_budgets(work, budgets)  # an interrupted run keeps them
@@ -229,7 +260,14 @@ def tune_module(
             ),
             seed=seed,
         )
-        before = len(db.get_all_tuning_records())
+        before = sum(1 for rec in db.get_all_tuning_records() if _measured(rec))
+        watch = TuningProgress([t.task_name for t in todo], budget, show=progress)
+        callbacks = [
+            ms.measure_callback.AddToDatabase(),
+            ms.measure_callback.RemoveBuildArtifact(),
+            ms.measure_callback.UpdateCostModel(),
+            watch,
+        ]
         # MetaSchedule logs to stdout; keep stdout for results (``--json``)
         with contextlib.redirect_stdout(sys.stderr):
             ms.tune.tune_tasks(
@@ -245,9 +283,14 @@ def tune_module(
                 cost_model=ms.cost_model.XGBModel(
                     num_warmup_samples=min(16, trials_per_task), num_tuning_cores=2
                 ),
+                measure_callbacks=callbacks,
             )
-        report.trials = len(db.get_all_tuning_records()) - before
-        for task in todo:
+        watch.close()
+        report.trials = sum(1 for rec in db.get_all_tuning_records() if _measured(rec)) - before
+        report.failed, report.errors = sum(watch.failed), watch.errors[:20]
+        for i, task in enumerate(todo):
+            if watch.failed[i]:
+                continue  # not finished: the next run tunes it again
             key = _workload_key(db, task.dispatched[0])
             budgets[key] = max(budgets.get(key, 0), trials_per_task)
         _write_budgets(work, budgets)

@@ -1,0 +1,94 @@
+"""Default GPU (OpenCL, Adreno) schedule for the pattern-sparse conv PrimFunc.
+
+Threads are bound the way the CPU schedule parallelises and vectorises:
+
+- ``ps_pad`` and ``ps_epilogue``: one thread per element (fused, split by ``threads``).
+- ``ps_conv_all`` (block layers): a work-group per (image, block, output row, column tile);
+  its threads cover (columns of the tile) x (the block's output-channel lanes), each
+  accumulating one output in a register; pattern and tap loops unrolled.
+- ``ps_conv_<p>`` (per-kernel layers): a work-group per (image, filter row, output row);
+  threads over the output columns.
+
+``threads`` is the work-group size limit (the ``qcom/adreno-opencl`` tag says 256; PoCL does
+not enforce it, so the schedule must).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tvm_ext._compat import Schedule
+from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
+
+DEFAULT_THREADS = 64
+
+
+def max_threads(target: Any, default: int = 256) -> int:
+    """The target's work-group size limit (``max_num_threads``)."""
+    value = target.attrs.get("max_num_threads") if target is not None else None
+    return int(value) if value is not None else default
+
+
+def _extent(sch: Schedule, loop: Any) -> int:
+    return int(sch.get(loop).extent)
+
+
+def largest_divisor(extent: int, limit: int) -> int:
+    """Largest divisor of ``extent`` not above ``limit`` (at least 1)."""
+    return max(d for d in range(1, max(1, min(extent, limit)) + 1) if extent % d == 0)
+
+
+def _bind_elementwise(sch: Schedule, name: str, threads: int) -> None:
+    blk = sch.get_sblock(name)
+    fused = sch.fuse(*sch.get_loops(blk))
+    bx, tx = sch.split(fused, [None, threads])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+
+
+def schedule_block_conv_gpu(sch: Schedule, blk: Any, *, columns: int, unroll: bool = True) -> None:
+    """``ps_conv_all``: work-group = ``columns`` output columns x the block's lanes."""
+    n, r, y, z, lane, k2, p, t = sch.get_loops(blk)
+    zo, zi = sch.split(z, [None, columns])
+    sch.reorder(n, r, y, zo, zi, lane, k2, p, t)
+    sch.bind(sch.fuse(n, r, y, zo), "blockIdx.x")
+    tx = sch.fuse(zi, lane)
+    sch.bind(tx, "threadIdx.x")
+    acc = sch.cache_write(blk, 0, "local")
+    sch.reverse_compute_at(acc, tx)
+    if unroll:
+        sch.unroll(p)
+        sch.unroll(t)
+    sch.decompose_reduction(blk, k2)
+
+
+def schedule_kernel_conv_gpu(sch: Schedule, blk: Any, *, columns: int) -> None:
+    """``ps_conv_<p>``: work-group per (image, row, output row), threads over columns."""
+    n, r, y, z, lane, j = sch.get_loops(blk)
+    zo, zi = sch.split(z, [None, columns])
+    sch.reorder(n, r, y, zo, lane, zi, j)
+    sch.bind(sch.fuse(n, r, y, zo, lane), "blockIdx.x")
+    sch.bind(zi, "threadIdx.x")
+    acc = sch.cache_write(blk, 0, "local")
+    sch.reverse_compute_at(acc, zi)
+    sch.decompose_reduction(blk, j)
+
+
+def schedule_pattern_conv_gpu(sch: Schedule, *, threads: int = 256) -> None:
+    """Bind every ``ps_*`` block of the function in ``sch`` to GPU threads, in place."""
+    from tvm_ext.schedules.cpu import pattern_blocks
+
+    elementwise = min(threads, DEFAULT_THREADS)
+    for name in pattern_blocks(sch):
+        if name in (PAD_BLOCK, EPILOGUE_BLOCK):
+            _bind_elementwise(sch, name, elementwise)
+        elif name.startswith(CONV_BLOCK_PREFIX):
+            blk = sch.get_sblock(name)
+            loops = sch.get_loops(blk)
+            if len(loops) == 8:
+                lanes = _extent(sch, loops[4])
+                cols = largest_divisor(_extent(sch, loops[3]), max(1, threads // lanes))
+                schedule_block_conv_gpu(sch, blk, columns=cols)
+            else:
+                cols = largest_divisor(_extent(sch, loops[3]), min(threads, DEFAULT_THREADS))
+                schedule_kernel_conv_gpu(sch, blk, columns=cols)
