@@ -53,6 +53,7 @@ class BlockedConv2D:
             "fuse_epilogue": fuse_epilogue,
             "schedule": schedule,
             "mode": BLOCKED_MODE,
+            "target": target,
         }
         self.verify = verify
         self.target = target
