@@ -44,3 +44,15 @@ class CheckpointError(PatsparseError, ValueError):
 
 class DataError(PatsparseError, ValueError):
     """A dataset path or format problem."""
+
+
+class SearchConfigError(PatsparseError, ValueError):
+    """A pruning-search setting is invalid (empty search space, bad budget or constraint)."""
+
+
+class LatencyMeasurementError(PatsparseError, RuntimeError):
+    """A candidate model could not be compiled or timed on the target."""
+
+
+class TrackerUnavailableError(LatencyMeasurementError):
+    """The RPC tracker cannot be reached, or no device is registered under the key."""

@@ -13,10 +13,12 @@ import os
 
 import tvm
 import tvm.s_tir.meta_schedule as meta_schedule
-from tvm import relax, te, tirx
+from tvm import relax, rpc, te, tirx
 from tvm.ir import Constant as IRConstant
 from tvm.relax.frontend.torch import from_exported_program
 from tvm.relax.ir.instrument import WellFormedInstrument
+from tvm.rpc.server import Server as RPCServer
+from tvm.rpc.tracker import Tracker as RPCTracker
 from tvm.s_tir import Schedule
 from tvm.support import cc, utils
 from tvm.target import Target
@@ -55,6 +57,8 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "TVM_VERSION",
     "IRConstant",
+    "RPCServer",
+    "RPCTracker",
     "Schedule",
     "Target",
     "WellFormedInstrument",
@@ -64,6 +68,7 @@ __all__ = [
     "host_target",
     "meta_schedule",
     "relax",
+    "rpc",
     "set_threads",
     "te",
     "tensor",
