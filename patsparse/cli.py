@@ -1,6 +1,7 @@
 """The ``patsparse`` command line.
 
-Subcommands: ``demo`` (the main job), ``prune``, ``report``, ``patterns``, ``extract``.
+Subcommands: ``demo`` (the main job), ``prune``, ``report``, ``patterns``, ``extract``,
+``compile``, ``tune``, ``search`` (:mod:`patsparse.search.cli`).
 Every subcommand has ``--help``; ``--json`` prints one machine-readable JSON document on
 stdout (progress bars go to stderr). Typed patsparse errors exit with status 2 and a
 one-line message.
@@ -359,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     _prune_parser(sub)
     _compile_parser(sub)
     _tune_parser(sub)
+    from patsparse.search.cli import add_parser as _search_parser
+
+    _search_parser(sub)
 
     rep = sub.add_parser("report", help="sparsity report of a saved checkpoint")
     rep.add_argument("checkpoint")
@@ -396,6 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_prune(summary, args.json)
         elif args.command == "tune":
             _cmd_tune(args)
+        elif args.command == "search":
+            from patsparse.search.cli import run as _cmd_search
+
+            return _cmd_search(args)
         elif args.command == "compile":
             _cmd_compile(args)
         elif args.command == "prune":

@@ -328,9 +328,10 @@ def run_search(
             "version": SEARCH_VERSION,
         },
     )
+    dense_text = "n/a" if dense_ms is None else f"{dense_ms:.4f} ms"
     say(
-        f"constraint {constraint:.4f} ms; dense {dense_ms if dense_ms is None else round(dense_ms, 4)}"
-        f" ms; fastest corner {probe['fastest_ms']:.4f} ms; space {space.size} configurations"
+        f"constraint {constraint:.4f} ms; dense {dense_text}; fastest corner "
+        f"{probe['fastest_ms']:.4f} ms; space {space.size} configurations"
     )
 
     def finish(status: str, message: str) -> SearchResult:

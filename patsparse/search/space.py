@@ -23,7 +23,7 @@ from torch import nn
 
 from patsparse.errors import InvalidRateError, SearchConfigError
 from patsparse.schemes.base import Scheme, make_scheme, scheme_class
-from patsparse.schemes.plan import PruningPlan, prunable_layers
+from patsparse.schemes.plan import PruningPlan, module_weight, prunable_layers
 
 SPACE_VERSION = 1
 DENSE = "dense"
@@ -175,7 +175,7 @@ class SearchSpace:
             if cfg.skip_last_linear and linears and name == linears[-1]:
                 fixed[name] = "last linear (skip_last_linear)"
                 continue
-            shape = tuple(module.weight.shape)
+            shape = tuple(module_weight(module).shape)
             options = _layer_choices(shape, cfg)
             if len(options) <= 1:
                 fixed[name] = "no scheme in the space supports shape " + "x".join(map(str, shape))
