@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -202,6 +203,7 @@ class RPCLatency:
         logs: str | Path | None = None,
         timing: TimingConfig | None = None,
         session_timeout: int = 120,
+        connect_timeout: float = 5.0,
         export: Callable[[Any, str], None] | None = None,
     ) -> None:
         from tvm_ext._compat import host_target
@@ -214,6 +216,7 @@ class RPCLatency:
         self.target = target if target is not None else host_target()
         self.logs = Path(logs) if logs is not None else None
         self.session_timeout = session_timeout
+        self.connect_timeout = connect_timeout
         self.export = export
 
     @property
@@ -231,6 +234,8 @@ class RPCLatency:
             f"{self.port}') or fix --tracker"
         )
         try:
+            # TVM's client retries for a minute; a refused socket is a dead tracker now
+            socket.create_connection((self.host, self.port), timeout=self.connect_timeout).close()
             tracker = rpc.connect_tracker(self.host, self.port)
             summary = tracker.summary()
         except Exception as exc:
@@ -282,6 +287,46 @@ class RPCLatency:
                 ) from exc
         rewritten = sum(r.rewritten for r in compiled.records)
         return _summarise(list(res.results), compiled.compile_seconds, rewritten, self.key)
+
+
+def structure_key(model: nn.Module) -> str:
+    """A hash of the model's sparsity structure: each Conv2d/Linear weight's shape and
+    non-zero pattern (values do not matter to the compiler)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            w = module.weight.detach()
+            digest.update(f"{name}:{tuple(w.shape)}:{type(module).__name__};".encode())
+            digest.update(np.packbits((w != 0).numpy().ravel()).tobytes())
+    return digest.hexdigest()
+
+
+class MemoLatency:
+    """Wraps a measurer; a structure measured once is not measured again in this process
+    (keyed by :func:`structure_key` and the example's shape)."""
+
+    def __init__(self, inner: LatencyMeasurer) -> None:
+        self.inner = inner
+        self.memo: dict[str, LatencyMeasurement] = {}
+        self.calls = 0
+
+    @property
+    def key(self) -> str:
+        return self.inner.key
+
+    def check(self) -> None:
+        check = getattr(self.inner, "check", None)
+        if check is not None:
+            check()
+
+    def measure(self, model: nn.Module, example: torch.Tensor) -> LatencyMeasurement:
+        key = f"{structure_key(model)}:{tuple(example.shape)}"
+        if key not in self.memo:
+            self.calls += 1
+            self.memo[key] = self.inner.measure(model, example)
+        return self.memo[key]
 
 
 @dataclass
