@@ -61,11 +61,19 @@ def fast_evaluate(
     pruner.prepare(model)
     pruner.step()
     opt = make_optimizer(model, lr=cfg.lr, momentum=cfg.momentum)
+    # A loader of its own, shuffled from ``seed``: the same candidate sees the same batches
+    # whatever ran before it (a shared loader's generator would advance between trials).
+    loader = DataLoader(
+        train.dataset,
+        batch_size=train.batch_size or 64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     steps = 0
     loss_fn = nn.functional.cross_entropy
     for _ in range(cfg.retrain_epochs):
         model.train()
-        for x, y in train:
+        for x, y in loader:
             if cfg.max_steps is not None and steps >= cfg.max_steps:
                 break
             opt.zero_grad(set_to_none=True)

@@ -204,12 +204,14 @@ def open_study(config: SearchConfig, sampler: optuna.samplers.BaseSampler) -> op
         if config.storage.startswith("sqlite"):
             # two workers on one file: wait for the other's write lock instead of failing
             engine_kwargs = {"connect_args": {"timeout": 120}}
-        storage = optuna.storages.RDBStorage(
-            config.storage,
-            heartbeat_interval=config.heartbeat_interval,
-            grace_period=config.grace_period,
-            engine_kwargs=engine_kwargs,
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" in optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                config.storage,
+                heartbeat_interval=config.heartbeat_interval,
+                grace_period=config.grace_period,
+                engine_kwargs=engine_kwargs,
+            )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         storage=storage,
