@@ -72,7 +72,7 @@ def test_constraint_below_anything_reachable_is_a_clear_result(
 
 
 def test_no_feasible_trial_is_reported(small_space, search_splits, host_measurer):
-    model, space = small_space
+    _, space = small_space
     corner = space.extremes()[0]
     # an all-RL search whose first proposal is not the fastest corner
     study = optuna.create_study()
