@@ -73,6 +73,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--final-epochs", type=int, default=8, help="phase-3 ADMM and retraining")
     p.add_argument("--repeat", type=int, default=7, help="timed runs per measurement")
     p.add_argument("--threads", type=int, default=None, help="TVM_NUM_THREADS for timing")
+    p.add_argument(
+        "--search-only",
+        action="store_true",
+        help="stop after the search (no phase 3): for extra workers of a shared study",
+    )
     p.add_argument("--out", default=None, help="checkpoint of the chosen model")
     p.add_argument("--plot", default=None, help="Pareto plot PNG path")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
@@ -121,6 +126,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
         seed=args.seed,
         out=args.out,
         plot=args.plot,
+        search_only=args.search_only,
     )
 
 

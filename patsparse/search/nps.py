@@ -38,6 +38,7 @@ class NPSJob:
 
     ``model``: a zoo name (trained ``dense_epochs`` first) or a checkpoint path.
     ``tracker``/``key``: measure on a device behind a TVM RPC tracker instead of the host.
+    ``search_only``: stop after phase 2 (extra workers of a shared study need no phase 3).
     """
 
     search: SearchConfig
@@ -58,6 +59,7 @@ class NPSJob:
     seed: int = 0
     out: str | None = None
     plot: str | None = None
+    search_only: bool = False
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -150,7 +152,10 @@ def run_nps(job: NPSJob, *, progress: Callable[[str], None] | None = None) -> di
         plotted = plot_pareto(result, job.plot)
         summary["plot"] = str(plotted) if plotted else None
     summary["_text"] = format_search(result)
-    if result.best is None:
+    if result.best is None or job.search_only:
+        if result.best is not None:
+            summary["config"] = result.best.config
+            summary["layers"] = layer_table(result.best.config)
         summary["seconds"] = round(time.perf_counter() - start, 2)
         return summary
 

@@ -19,6 +19,9 @@ with status ``"infeasible"`` and no trial run.
 from __future__ import annotations
 
 import json
+import os
+import random
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -194,32 +197,46 @@ class SearchResult:
 
 def open_study(config: SearchConfig, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """Create or load the study (``load_if_exists``): the shared state of every worker."""
-    storage: Any = config.storage
-    if config.storage and config.storage.split(":", 1)[0].split("+", 1)[0] in (
-        "sqlite",
-        "postgresql",
-        "mysql",
-    ):
-        engine_kwargs: dict[str, Any] = {}
-        if config.storage.startswith("sqlite"):
-            # two workers on one file: wait for the other's write lock instead of failing
-            engine_kwargs = {"connect_args": {"timeout": 120}}
-        with warnings.catch_warnings():  # heartbeats are "experimental" in optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                config.storage,
-                heartbeat_interval=config.heartbeat_interval,
-                grace_period=config.grace_period,
-                engine_kwargs=engine_kwargs,
-            )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
-        storage=storage,
-        study_name=config.study_name,
-        direction="maximize",
-        sampler=sampler,
-        load_if_exists=True,
-    )
+    url = config.storage
+    if not url or url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
+        return optuna.create_study(
+            storage=url,
+            study_name=config.study_name,
+            direction="maximize",
+            sampler=sampler,
+            load_if_exists=True,
+        )
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # two workers on one file: wait for the other's write lock instead of failing
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    attempts = 6
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=config.heartbeat_interval,
+                    grace_period=config.grace_period,
+                    engine_kwargs=engine_kwargs,
+                )
+            return optuna.create_study(
+                storage=storage,
+                study_name=config.study_name,
+                direction="maximize",
+                sampler=sampler,
+                load_if_exists=True,
+            )
+        except SQLAlchemyError:
+            # workers started together race to create the schema/study; the loser retries
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1) + random.random() * 0.5)
+    raise AssertionError("unreachable")
 
 
 def _completed(study: optuna.Study) -> list[FrozenTrial]:
@@ -280,6 +297,11 @@ def run_search(
 
     def latency_of(cfg: dict[str, str]) -> tuple[float, bool, str]:
         key = f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
+        if key not in cache.entries:  # another worker may have measured it meanwhile
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                if t.user_attrs.get("latency_key") == key:
+                    cache.entries[key] = float(t.user_attrs["latency_ms"])
+                    break
 
         def measure() -> Any:
             model = structure_model(pretrained, space.plan(cfg), seed=config.structure_seed)
@@ -370,12 +392,15 @@ def run_search(
             f"{probe['fastest_ms']:.4f} ms or add faster schemes / higher compression rates",
         )
 
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
     def objective(trial: optuna.Trial) -> float:
         cfg = {
             n: trial.suggest_categorical(space.param_name(n), space.labels(n)) for n in space.layers
         }
         proposer = sampler.proposer(trial.number)
         trial.set_user_attr(PROPOSER_ATTR, proposer)
+        trial.set_user_attr("worker", worker)
         trial.set_user_attr("config", cfg)
         try:
             lat, hit, key = latency_of(cfg)
