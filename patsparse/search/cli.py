@@ -68,7 +68,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--retrain-epochs", type=int, default=2, help="fast-evaluation retraining")
     p.add_argument("--retrain-steps", type=int, default=None, help="cap on retraining batches")
     p.add_argument("--dense-epochs", type=int, default=15, help="pre-training of a zoo model")
-    p.add_argument("--phase1-epochs", type=int, default=2)
+    p.add_argument("--phase1-epochs", type=int, default=2, help="fine-tune after replacement")
+    p.add_argument(
+        "--replace-functional",
+        action="store_true",
+        help="phase 1 also rewrites functional sigmoid/silu/gelu calls (torch.fx-traceable)",
+    )
     p.add_argument("--methods", default="magnitude,admm", help="phase-3 pruning algorithms")
     p.add_argument("--final-epochs", type=int, default=8, help="phase-3 ADMM and retraining")
     p.add_argument("--repeat", type=int, default=7, help="timed runs per measurement")
@@ -112,6 +117,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
         data=DataSpec(args.data, args.data_root),
         dense_epochs=args.dense_epochs,
         phase1_epochs=args.phase1_epochs,
+        functional_ops=args.replace_functional,
         space=SpaceConfig(schemes=_names(args.schemes), compressions=_floats(args.compressions)),
         phase3=Phase3Config(
             methods=_names(args.methods),

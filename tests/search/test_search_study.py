@@ -10,11 +10,14 @@ import pytest
 import torch
 
 from patsparse.errors import SearchConfigError
+from patsparse.models import build_model
 from patsparse.search import (
     FastEvalConfig,
     NPSSampler,
     ReinforcePolicy,
     SearchConfig,
+    SearchSpace,
+    SpaceConfig,
     pareto_front,
     reward,
     run_search,
@@ -108,8 +111,9 @@ def test_reinforce_learns_a_bandit():
     assert p[0][2] > 0.8 and p[1][0] > 0.8
 
 
-def test_policy_is_rebuilt_from_the_study(small_space):
-    _, space = small_space
+def test_policy_is_rebuilt_from_the_study():
+    cfg = SpaceConfig(schemes=("dense", "pattern+connectivity"), compressions=(8.0,))
+    space = SearchSpace.from_model(build_model("digits-cnn"), cfg)
     study = optuna.create_study(direction="maximize")
     labels = {n: space.labels(n) for n in space.layers}
     good = {space.param_name(n): labels[n][1] for n in space.layers}
@@ -125,8 +129,8 @@ def test_policy_is_rebuilt_from_the_study(small_space):
     assert all(p[1] > 0.6 for p in a)  # the rewarded choice gained probability
 
 
-def test_proposers_mix_rl_and_bo_reproducibly(small_space):
-    _, space = small_space
+def test_proposers_mix_rl_and_bo_reproducibly():
+    space = SearchSpace.from_model(build_model("digits-cnn"), SpaceConfig(compressions=(8.0,)))
     s = NPSSampler(space, seed=3, rl_fraction=0.5)
     who = [s.proposer(n) for n in range(40)]
     assert who == [NPSSampler(space, seed=3).proposer(n) for n in range(40)]
@@ -152,3 +156,27 @@ def test_search_config_validation():
         SearchConfig()
     with pytest.raises(SearchConfigError, match="budget"):
         SearchConfig(latency_ms=1.0, budget=0)
+
+
+@pytest.mark.parametrize("bo", ["tpe", "gp"])
+def test_bo_samplers_drive_an_optuna_study(bo):
+    """Both BO back-ends propose valid configurations and replay identically per seed."""
+    space = SearchSpace.from_model(
+        build_model("digits-cnn"), SpaceConfig(schemes=("dense", "pattern", "filter"))
+    )
+
+    def objective(trial):
+        cfg = {
+            n: trial.suggest_categorical(space.param_name(n), space.labels(n)) for n in space.layers
+        }
+        return float(sum(label == "dense" for label in space.check(cfg).values()))
+
+    def run(seed):
+        sampler = NPSSampler(space, seed=seed, rl_fraction=0.0, bo=bo, warmup_trials=2)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(objective, n_trials=6)
+        return [t.params for t in study.trials]
+
+    first = run(5)
+    assert first == run(5)
+    assert all(space.from_params(p) for p in first)
