@@ -71,6 +71,20 @@ class LatencyMeasurement:
 
 
 @runtime_checkable
+class SplitMeasurer(Protocol):
+    """A measurer whose code generation and timing are separate steps (the search compiles
+    a candidate in a background thread while its accuracy evaluation trains, then times it
+    with the cores free)."""
+
+    @property
+    def key(self) -> str: ...
+
+    def compile(self, model: nn.Module, example: torch.Tensor) -> Any: ...
+
+    def time(self, compiled: Any, example: torch.Tensor) -> LatencyMeasurement: ...
+
+
+@runtime_checkable
 class LatencyMeasurer(Protocol):
     """What the search needs from a device: a cache key and a measurement."""
 
@@ -162,10 +176,17 @@ class LocalLatency:
         logs = f"+logs:{self.logs}" if self.logs else ""
         return f"local:{target_key(self.target)}:{self.threads}t{logs}"
 
+    def compile(self, model: nn.Module, example: torch.Tensor) -> Any:
+        """Code generation only (no timing): may run while something else trains."""
+        return _compile(model, example, self.target, self.logs)
+
     def measure(self, model: nn.Module, example: torch.Tensor) -> LatencyMeasurement:
+        return self.time(self.compile(model, example), example)
+
+    def time(self, compiled: Any, example: torch.Tensor) -> LatencyMeasurement:
+        """Time a model returned by :meth:`compile`."""
         from tvm_ext._compat import tensor, tvm
 
-        compiled = _compile(model, example, self.target, self.logs)
         dev = tvm.cpu()
         t = self.timing
         timer = compiled.vm.time_evaluator(
@@ -257,10 +278,17 @@ class RPCLatency:
         """Raise :class:`TrackerUnavailableError` unless the tracker serves ``key``."""
         self._tracker()
 
+    def compile(self, model: nn.Module, example: torch.Tensor) -> Any:
+        """Code generation only (no timing): may run while something else trains."""
+        return _compile(model, example, self.target, self.logs)
+
     def measure(self, model: nn.Module, example: torch.Tensor) -> LatencyMeasurement:
+        return self.time(self.compile(model, example), example)
+
+    def time(self, compiled: Any, example: torch.Tensor) -> LatencyMeasurement:
+        """Export, upload and time a model returned by :meth:`compile` on the device."""
         from tvm_ext._compat import relax, tensor
 
-        compiled = _compile(model, example, self.target, self.logs)
         tracker = self._tracker()
         with tempfile.TemporaryDirectory(prefix="patsparse-rpc-") as tmp:
             path = str(Path(tmp) / "candidate.so")

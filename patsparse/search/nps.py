@@ -198,5 +198,11 @@ def run_nps(job: NPSJob, *, progress: Callable[[str], None] | None = None) -> di
             },
         )
         summary["checkpoint"] = str(path)
+        if phase1.replaced:
+            summary["checkpoint_note"] = (
+                "phase 1 replaced activations; the checkpoint stores the zoo architecture's "
+                "weights, which load into the original activations: rebuild with "
+                "patsparse.search.replace_ops(model) after loading to deploy the replaced ones"
+            )
     summary["seconds"] = round(time.perf_counter() - start, 2)
     return summary

@@ -25,6 +25,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,12 @@ from patsparse.errors import (
 )
 from patsparse.search.controller import PROPOSER_ATTR, NPSSampler
 from patsparse.search.evaluate import FastEvalConfig, fast_evaluate
-from patsparse.search.latency import LatencyCache, LatencyMeasurer, structure_model
+from patsparse.search.latency import (
+    LatencyCache,
+    LatencyMeasurer,
+    SplitMeasurer,
+    structure_model,
+)
 from patsparse.search.space import SearchSpace
 
 SEARCH_VERSION = 1
@@ -69,6 +75,7 @@ class SearchConfig:
     policy_lr: float = 0.3
     penalty: float = 1.0
     structure_seed: int = 0
+    overlap: bool = True
     fast_eval: FastEvalConfig = field(default_factory=FastEvalConfig)
     heartbeat_interval: int = 10
     grace_period: int = 30
@@ -295,13 +302,17 @@ def run_search(
         if k.startswith("latency:"):
             cache.entries.setdefault(k[len("latency:") :], float(v))
 
+    def latency_of_cached(key: str) -> None:
+        """Another worker may have measured ``key`` meanwhile: look in the study."""
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get("latency_key") == key:
+                cache.entries[key] = float(t.user_attrs["latency_ms"])
+                return
+
     def latency_of(cfg: dict[str, str]) -> tuple[float, bool, str]:
         key = f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
-        if key not in cache.entries:  # another worker may have measured it meanwhile
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-                if t.user_attrs.get("latency_key") == key:
-                    cache.entries[key] = float(t.user_attrs["latency_ms"])
-                    break
+        if key not in cache.entries:
+            latency_of_cached(key)
 
         def measure() -> Any:
             model = structure_model(pretrained, space.plan(cfg), seed=config.structure_seed)
@@ -394,6 +405,16 @@ def run_search(
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
+    def lookup(cfg: dict[str, str]) -> tuple[str, float | None]:
+        key = f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
+        if key not in cache.entries:
+            latency_of_cached(key)
+        return key, cache.entries.get(key)
+
+    split: SplitMeasurer | None = (
+        measurer if config.overlap and isinstance(measurer, SplitMeasurer) else None
+    )
+
     def objective(trial: optuna.Trial) -> float:
         cfg = {
             n: trial.suggest_categorical(space.param_name(n), space.labels(n)) for n in space.layers
@@ -402,13 +423,16 @@ def run_search(
         trial.set_user_attr(PROPOSER_ATTR, proposer)
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("config", cfg)
-        try:
-            lat, hit, key = latency_of(cfg)
-        except TrackerUnavailableError:
-            raise
-        except LatencyMeasurementError as exc:
-            trial.set_user_attr("error", str(exc))
-            raise _CandidateFailed(str(exc)) from exc
+        key, known = lookup(cfg)
+        future: Future[Any] | None = None
+        if known is None and split is not None:
+            # code generation needs only the structure: it runs while the candidate trains
+            plan = space.plan(cfg)
+            future = pool.submit(
+                lambda: split.compile(
+                    structure_model(pretrained, plan, seed=config.structure_seed), example
+                )
+            )
         acc = fast_evaluate(
             pretrained,
             space.plan(cfg),
@@ -417,6 +441,19 @@ def run_search(
             config=config.fast_eval,
             seed=config.seed + trial.number,
         )
+        try:
+            if future is not None and split is not None:
+                compiled = future.result()
+                lat, hit = split.time(compiled, example).median_ms, False
+                cache.entries[key] = lat
+                cache.misses += 1
+            else:
+                lat, hit, key = latency_of(cfg)
+        except TrackerUnavailableError:
+            raise
+        except LatencyMeasurementError as exc:
+            trial.set_user_attr("error", str(exc))
+            raise _CandidateFailed(str(exc)) from exc
         feasible = lat <= constraint
         trial.set_user_attr("latency_ms", lat)
         trial.set_user_attr("latency_key", key)
@@ -442,7 +479,7 @@ def run_search(
             st.stop()
 
     if len(_completed(study)) < config.budget:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=1) as pool:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.optimize(
                 objective, n_trials=None, callbacks=[stop_at_budget], catch=(_CandidateFailed,)
