@@ -1,11 +1,12 @@
 """NPS search benchmark on scikit-learn digits (real data): the numbers in BENCHMARKS.md.
 
-    python benchmarks/search.py [--budget 30] [--storage sqlite:///runs/bench_search.db]
-                                [--threads 1] [--json]
+    python benchmarks/search.py [--budget 30] [--latency-fraction 0.5] [--threads 1]
+                                [--storage sqlite:///runs/bench_search.db] [--json]
 
 1. Pre-train the digits CNN (15 epochs); hold out 15 % of the train split for validation.
 2. Search per-layer schemes and rates (default space: 8 schemes x 5 rates) under a latency
-   constraint of 50 % of the *measured* dense compiled latency (phase 2, RL + TPE).
+   constraint of ``--latency-fraction`` (50 %) of the *measured* dense compiled latency
+   (phase 2, RL + TPE).
 3. Phase 3 on the chosen configuration (magnitude vs ADMM, 8 + 8 epochs, best on val).
 4. Baseline: uniform pattern+connectivity on the same layers at 2.25x (pattern only), 3x,
    4x, 6x, 8x, through the same phase 3.
@@ -49,13 +50,14 @@ UNIFORM = ("pattern", "pattern+connectivity@3", "pattern+connectivity@4",
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=int, default=30)
+    ap.add_argument("--latency-fraction", type=float, default=0.5, help="of the dense latency")
     ap.add_argument("--storage", default="sqlite:///runs/bench_search.db")
-    ap.add_argument("--study-name", default=None, help="default: nps-bench-seed<seed>")
+    ap.add_argument("--study-name", default=None, help="default: nps-bench-seed<S>-f<F>")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="TVM_NUM_THREADS for timing")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved final measurements")
     ap.add_argument("--epochs", type=int, default=8, help="phase-3 ADMM and retrain epochs")
-    ap.add_argument("--plot", default="runs/bench_search_pareto.png")
+    ap.add_argument("--plot", default=None, help="default: runs/bench_search_f<F>.png")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     start = time.perf_counter()
@@ -77,18 +79,18 @@ def main() -> None:
     x = torch.zeros(1, 1, 8, 8)
     space = SearchSpace.from_model(dense, SpaceConfig())
     config = SearchConfig(
-        latency_fraction=0.5,
+        latency_fraction=args.latency_fraction,
         budget=args.budget,
         seed=args.seed,
         storage=args.storage,
-        study_name=args.study_name or f"nps-bench-seed{args.seed}",
+        study_name=args.study_name or f"nps-bench-seed{args.seed}-f{args.latency_fraction:g}",
         fast_eval=FastEvalConfig(retrain_epochs=2),
     )
     t0 = time.perf_counter()
     result = run_search(dense, space, train, val, measurer, x, config=config, progress=say)
     search_s = time.perf_counter() - t0
     say(format_search(result))
-    plot_pareto(result, args.plot)
+    plot_pareto(result, args.plot or f"runs/bench_search_f{args.latency_fraction:g}.png")
     if result.best is None:
         print(json.dumps({"status": result.status, "message": result.message}))
         return
@@ -119,7 +121,7 @@ def main() -> None:
             model = dense_model if name == "dense" else finals[name]["model"]
             rounds[name].append(measurer.measure(model, x).median_ms)
     lat = {name: statistics.median(v) for name, v in rounds.items()}
-    constraint = 0.5 * lat["dense"]  # re-measured alongside the finals
+    constraint = args.latency_fraction * lat["dense"]  # re-measured alongside the finals
     s_lat, s_acc = lat["search"], finals["search"]["test_accuracy"]
     slower_or_equal = [n for n in finals if n != "search" and lat[n] >= s_lat]
     beats = all(s_acc >= finals[n]["test_accuracy"] for n in slower_or_equal)
@@ -161,7 +163,7 @@ def main() -> None:
         "phase3_seconds": round(phase3_s, 1),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    Path("runs/bench_search.json").write_text(json.dumps(out, indent=2))
+    Path(f"runs/bench_search_f{args.latency_fraction:g}.json").write_text(json.dumps(out, indent=2))
     if args.json:
         print(json.dumps(out, indent=2))
         return
