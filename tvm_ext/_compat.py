@@ -21,6 +21,7 @@ from tvm.rpc.server import Server as RPCServer
 from tvm.rpc.tracker import Tracker as RPCTracker
 from tvm.s_tir import Schedule
 from tvm.support import cc, utils
+from tvm.support.popen_pool import PopenPoolExecutor
 from tvm.target import Target
 
 TVM_VERSION: str = tvm.__version__
@@ -57,6 +58,7 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "TVM_VERSION",
     "IRConstant",
+    "PopenPoolExecutor",
     "RPCServer",
     "RPCTracker",
     "Schedule",

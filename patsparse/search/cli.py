@@ -51,6 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT (remote device)")
     p.add_argument("--key", default=None, help="device key registered at the tracker")
     p.add_argument("--logs", default=None, help="MetaSchedule tuning logs to apply")
+    p.add_argument(
+        "--tune-trials",
+        type=int,
+        default=0,
+        help="tune each candidate's new tasks with this many trials per task (host only; "
+        "into --logs or tuning_logs/search/<target>)",
+    )
     p.add_argument("--budget", type=int, default=20, help="completed trials (all workers)")
     p.add_argument(
         "--storage",
@@ -77,6 +84,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--methods", default="magnitude,admm", help="phase-3 pruning algorithms")
     p.add_argument("--final-epochs", type=int, default=8, help="phase-3 ADMM and retraining")
     p.add_argument("--repeat", type=int, default=7, help="timed runs per measurement")
+    p.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="compile candidates in the search process instead of a worker process that "
+        "runs while the candidate trains",
+    )
     p.add_argument("--threads", type=int, default=None, help="TVM_NUM_THREADS for timing")
     p.add_argument(
         "--search-only",
@@ -109,6 +122,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
             rl_fraction=args.rl_fraction,
             bo=args.bo,
             warmup_trials=args.warmup_trials,
+            overlap=not args.no_overlap,
             fast_eval=FastEvalConfig(
                 retrain_epochs=args.retrain_epochs, max_steps=args.retrain_steps
             ),
@@ -129,6 +143,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
         key=args.key,
         logs=args.logs,
         timing=TimingConfig(repeat=args.repeat, threads=args.threads),
+        tune_trials=args.tune_trials,
         seed=args.seed,
         out=args.out,
         plot=args.plot,

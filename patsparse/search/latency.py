@@ -72,14 +72,14 @@ class LatencyMeasurement:
 
 @runtime_checkable
 class SplitMeasurer(Protocol):
-    """A measurer whose code generation and timing are separate steps (the search compiles
-    a candidate in a background thread while its accuracy evaluation trains, then times it
-    with the cores free)."""
+    """A measurer whose code generation and timing are separate steps: the search compiles
+    a candidate in a worker process (:func:`compile_pool`) while its accuracy evaluation
+    trains, then times it with the cores free."""
 
     @property
     def key(self) -> str: ...
 
-    def compile(self, model: nn.Module, example: torch.Tensor) -> Any: ...
+    def submit_compile(self, pool: Any, model: nn.Module, example: torch.Tensor) -> Any: ...
 
     def time(self, compiled: Any, example: torch.Tensor) -> LatencyMeasurement: ...
 
@@ -145,8 +145,102 @@ def _compile(model: nn.Module, example: torch.Tensor, target: Any, logs: Path | 
         ) from exc
 
 
-class LocalLatency:
-    """Compile for this machine and time it here (``target``: a TVM Target; default host)."""
+@dataclass(frozen=True)
+class CompiledLibrary:
+    """A candidate compiled and exported to a shared library (picklable across processes)."""
+
+    path: str
+    compile_seconds: float
+    rewritten_convs: int
+
+
+def _plain(obj: Any) -> Any:
+    """A TVM target export (Map/Array of FFI objects) as plain JSON-able Python."""
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    if hasattr(obj, "items"):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if hasattr(obj, "__iter__"):
+        return [_plain(v) for v in obj]
+    return str(obj)
+
+
+def compile_library(
+    model: nn.Module,
+    example: torch.Tensor,
+    target_config: dict[str, Any],
+    logs: str | None,
+    path: str,
+) -> CompiledLibrary:
+    """Compile ``model`` for ``target_config`` and export it to ``path``.
+
+    A plain function of picklable arguments: the search runs it in a worker process while
+    the candidate trains (``torch.export`` is not thread-safe next to training, so a thread
+    will not do).
+    """
+    from tvm_ext._compat import Target
+
+    compiled = _compile(model, example, Target(target_config), Path(logs) if logs else None)
+    compiled.export_library(path)
+    rewritten = sum(r.rewritten for r in compiled.records)
+    return CompiledLibrary(path, compiled.compile_seconds, rewritten)
+
+
+def _compile_worker_init() -> None:
+    torch.set_num_threads(1)
+    import tvm_ext.pipeline  # noqa: F401  (pay the import once, not in the first candidate)
+
+
+class CompilePool:
+    """One worker process for :func:`compile_library` (TVM's popen pool: a fresh
+    interpreter that does not re-import the caller's ``__main__``); a context manager."""
+
+    def __init__(self) -> None:
+        from tvm_ext._compat import PopenPoolExecutor
+
+        self._pool = PopenPoolExecutor(max_workers=1, initializer=_compile_worker_init)
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        return self._pool.submit(fn, *args)
+
+    def __enter__(self) -> CompilePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+
+
+def compile_pool() -> CompilePool:
+    """The worker pool the search compiles candidates in while they train."""
+    return CompilePool()
+
+
+class _LibraryCompiler:
+    """Shared by the measurers: submit a candidate's compilation to a worker pool."""
+
+    target: Any
+    logs: Path | None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def submit_compile(self, pool: Any, model: nn.Module, example: torch.Tensor) -> Any:
+        """A future of :class:`CompiledLibrary`, compiled in ``pool`` (:func:`compile_pool`)."""
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="patsparse-candidates-")
+        fd, path = tempfile.mkstemp(suffix=".so", dir=self._tmp.name)
+        os.close(fd)
+        target = _plain(self.target.export())
+        logs = str(self.logs) if self.logs is not None else None
+        return pool.submit(compile_library, model, example, target, logs, path)
+
+
+class LocalLatency(_LibraryCompiler):
+    """Compile for this machine and time it here (``target``: a TVM Target; default host).
+
+    ``logs``: a MetaSchedule database applied to every candidate. ``tune_trials`` > 0 also
+    tunes each candidate's new tasks into ``logs`` (default
+    ``tuning_logs/search/<target key>``) with that many trials per task before compiling;
+    tasks are keyed by structure, so a layer structure met again is not tuned again.
+    """
 
     def __init__(
         self,
@@ -154,6 +248,7 @@ class LocalLatency:
         target: Any = None,
         logs: str | Path | None = None,
         timing: TimingConfig | None = None,
+        tune_trials: int = 0,
     ) -> None:
         from tvm_ext._compat import host_target, set_threads
 
@@ -162,7 +257,16 @@ class LocalLatency:
         set_threads(threads)
         self.threads = threads
         self.target = target if target is not None else host_target(num_cores=threads)
+        if tune_trials < 0:
+            raise SearchConfigError(f"tune_trials must be >= 0, got {tune_trials}")
+        self.tune_trials = tune_trials
+        if tune_trials and logs is None:
+            from tvm_ext.tuning.tune import log_dir
+
+            logs = log_dir("search", self.target)
         self.logs = Path(logs) if logs is not None else None
+        if self.logs is not None and tune_trials:
+            self.logs.mkdir(parents=True, exist_ok=True)
         if self.logs is not None and not self.logs.is_dir():
             raise SearchConfigError(
                 f"tuning logs {str(self.logs)!r} do not exist; run 'patsparse tune' first or "
@@ -170,31 +274,56 @@ class LocalLatency:
             )
 
     @property
+    def overlappable(self) -> bool:
+        """Whether code generation may run beside training (tuning measures: it may not)."""
+        return not self.tune_trials
+
+    @property
     def key(self) -> str:
         from tvm_ext.tuning.tune import target_key
 
         logs = f"+logs:{self.logs}" if self.logs else ""
-        return f"local:{target_key(self.target)}:{self.threads}t{logs}"
+        tuned = f"+tune:{self.tune_trials}" if self.tune_trials else ""
+        return f"local:{target_key(self.target)}:{self.threads}t{logs}{tuned}"
 
     def compile(self, model: nn.Module, example: torch.Tensor) -> Any:
-        """Code generation only (no timing): may run while something else trains."""
+        """Code generation (tuning first with ``tune_trials``), no timing: may run while
+        something else trains."""
+        if self.tune_trials and self.logs is not None:
+            from tvm_ext.pipeline import import_torch
+            from tvm_ext.tuning.tune import lower_for_tuning, tune_module
+
+            try:
+                lowered = lower_for_tuning(import_torch(model, example), self.target)
+                tune_module(lowered, self.target, self.logs, trials_per_task=self.tune_trials)
+            except Exception as exc:
+                raise LatencyMeasurementError(
+                    f"tuning the candidate failed ({type(exc).__name__}: {exc}); lower "
+                    "--tune-trials or leave tuning out"
+                ) from exc
         return _compile(model, example, self.target, self.logs)
 
     def measure(self, model: nn.Module, example: torch.Tensor) -> LatencyMeasurement:
         return self.time(self.compile(model, example), example)
 
     def time(self, compiled: Any, example: torch.Tensor) -> LatencyMeasurement:
-        """Time a model returned by :meth:`compile`."""
-        from tvm_ext._compat import tensor, tvm
+        """Time a model from :meth:`compile` or a :class:`CompiledLibrary`."""
+        from tvm_ext._compat import relax, tensor, tvm
 
         dev = tvm.cpu()
+        if isinstance(compiled, CompiledLibrary):
+            vm = relax.VirtualMachine(tvm.runtime.load_module(compiled.path), dev)
+            seconds, rewritten = compiled.compile_seconds, compiled.rewritten_convs
+        else:
+            vm = compiled.vm
+            seconds = compiled.compile_seconds
+            rewritten = sum(r.rewritten for r in compiled.records)
         t = self.timing
-        timer = compiled.vm.time_evaluator(
+        timer = vm.time_evaluator(
             "main", dev, number=t.number, repeat=t.repeat, min_repeat_ms=t.min_repeat_ms
         )
         res = timer(tensor(np.ascontiguousarray(example.numpy(), dtype=np.float32), dev))
-        rewritten = sum(r.rewritten for r in compiled.records)
-        return _summarise(list(res.results), compiled.compile_seconds, rewritten, self.key)
+        return _summarise(list(res.results), seconds, rewritten, self.key)
 
 
 def parse_tracker(address: str) -> tuple[str, int]:
@@ -208,7 +337,7 @@ def parse_tracker(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class RPCLatency:
+class RPCLatency(_LibraryCompiler):
     """Compile here, run on a device behind a TVM RPC tracker (``tracker`` = ``HOST:PORT``).
 
     The library is exported (``export`` builds the shared object; pass a cross-compiler
@@ -239,6 +368,11 @@ class RPCLatency:
         self.session_timeout = session_timeout
         self.connect_timeout = connect_timeout
         self.export = export
+
+    @property
+    def overlappable(self) -> bool:
+        """Background compilation exports with the default linker: not with ``export``."""
+        return self.export is None
 
     @property
     def key(self) -> str:
@@ -291,14 +425,20 @@ class RPCLatency:
 
         tracker = self._tracker()
         with tempfile.TemporaryDirectory(prefix="patsparse-rpc-") as tmp:
-            path = str(Path(tmp) / "candidate.so")
-            if self.export is not None:
-                self.export(compiled.executable, path)
+            if isinstance(compiled, CompiledLibrary):
+                path = compiled.path
+                seconds, rewritten = compiled.compile_seconds, compiled.rewritten_convs
             else:
-                compiled.export_library(path)
+                path = str(Path(tmp) / "candidate.so")
+                if self.export is not None:
+                    self.export(compiled.executable, path)
+                else:
+                    compiled.export_library(path)
+                seconds = compiled.compile_seconds
+                rewritten = sum(r.rewritten for r in compiled.records)
             try:
                 remote = tracker.request(self.device_key, session_timeout=self.session_timeout)
-                remote.upload(path)
+                remote.upload(path, target="candidate.so")
                 lib = remote.load_module("candidate.so")
                 dev = remote.cpu()
                 vm = relax.VirtualMachine(lib, dev)
@@ -313,8 +453,7 @@ class RPCLatency:
                     f"remote measurement on {self.device_key!r} via {self.host}:{self.port} "
                     f"failed ({type(exc).__name__}: {exc}); check the device's RPC server log"
                 ) from exc
-        rewritten = sum(r.rewritten for r in compiled.records)
-        return _summarise(list(res.results), compiled.compile_seconds, rewritten, self.key)
+        return _summarise(list(res.results), seconds, rewritten, self.key)
 
 
 def structure_key(model: nn.Module) -> str:

@@ -55,6 +55,7 @@ class NPSJob:
     key: str | None = None
     logs: str | None = None
     timing: TimingConfig = field(default_factory=TimingConfig)
+    tune_trials: int = 0
     val_fraction: float = 0.15
     seed: int = 0
     out: str | None = None
@@ -98,6 +99,7 @@ def make_measurer(
     key: str | None = None,
     logs: str | None = None,
     timing: TimingConfig | None = None,
+    tune_trials: int = 0,
 ) -> LatencyMeasurer:
     """The host measurer, or the RPC one when a tracker is given."""
     from patsparse.deploy import resolve_target
@@ -106,8 +108,13 @@ def make_measurer(
     if tracker is not None:
         if key is None:
             raise SearchConfigError("--tracker needs --key (the device's RPC key)")
+        if tune_trials:
+            raise SearchConfigError(
+                "--tune-trials tunes on this machine; for a remote device tune it first "
+                "('patsparse tune') and pass the logs with --logs"
+            )
         return RPCLatency(tracker, key, target=tgt, logs=logs, timing=timing)
-    return LocalLatency(logs=logs, timing=timing)
+    return LocalLatency(logs=logs, timing=timing, tune_trials=tune_trials)
 
 
 def run_nps(job: NPSJob, *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -115,7 +122,12 @@ def run_nps(job: NPSJob, *, progress: Callable[[str], None] | None = None) -> di
     start = time.perf_counter()
     say = progress or (lambda _m: None)
     measurer = make_measurer(
-        target=job.target, tracker=job.tracker, key=job.key, logs=job.logs, timing=job.timing
+        target=job.target,
+        tracker=job.tracker,
+        key=job.key,
+        logs=job.logs,
+        timing=job.timing,
+        tune_trials=job.tune_trials,
     )
     if isinstance(measurer, RPCLatency):
         measurer.check()  # fail before any training when the tracker is dead

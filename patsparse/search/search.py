@@ -25,7 +25,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from patsparse.search.latency import (
     LatencyCache,
     LatencyMeasurer,
     SplitMeasurer,
+    compile_pool,
     structure_model,
 )
 from patsparse.search.space import SearchSpace
@@ -264,6 +265,16 @@ def _check_same_search(study: optuna.Study, signature: dict[str, Any]) -> None:
         )
 
 
+class _NoPool:
+    """Stands in for the compile pool when candidates compile in the search's process."""
+
+    def __enter__(self) -> _NoPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class _CandidateFailed(Exception):
     """One candidate could not be compiled/timed: the trial fails, the search goes on."""
 
@@ -411,8 +422,9 @@ def run_search(
             latency_of_cached(key)
         return key, cache.entries.get(key)
 
+    overlap = config.overlap and bool(getattr(measurer, "overlappable", True))
     split: SplitMeasurer | None = (
-        measurer if config.overlap and isinstance(measurer, SplitMeasurer) else None
+        measurer if overlap and isinstance(measurer, SplitMeasurer) else None
     )
 
     def objective(trial: optuna.Trial) -> float:
@@ -427,12 +439,8 @@ def run_search(
         future: Future[Any] | None = None
         if known is None and split is not None:
             # code generation needs only the structure: it runs while the candidate trains
-            plan = space.plan(cfg)
-            future = pool.submit(
-                lambda: split.compile(
-                    structure_model(pretrained, plan, seed=config.structure_seed), example
-                )
-            )
+            structure = structure_model(pretrained, space.plan(cfg), seed=config.structure_seed)
+            future = split.submit_compile(pool, structure, example)
         acc = fast_evaluate(
             pretrained,
             space.plan(cfg),
@@ -479,7 +487,7 @@ def run_search(
             st.stop()
 
     if len(_completed(study)) < config.budget:
-        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=1) as pool:
+        with warnings.catch_warnings(), compile_pool() if split else _NoPool() as pool:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.optimize(
                 objective, n_trials=None, callbacks=[stop_at_budget], catch=(_CandidateFailed,)

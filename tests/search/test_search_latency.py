@@ -16,7 +16,7 @@ from patsparse.search import (
     TimingConfig,
     structure_model,
 )
-from patsparse.search.latency import structure_key
+from patsparse.search.latency import CompiledLibrary, compile_pool, structure_key
 
 X = torch.zeros(1, 1, 8, 8)
 
@@ -106,12 +106,32 @@ def test_loopback_rpc_measurement():
                 if time.time() > deadline:
                     raise
                 time.sleep(0.5)
-        result = measurer.measure(structure_model(build_model("digits-cnn"), _pc8()), X)
+        model = structure_model(build_model("digits-cnn"), _pc8())
+        result = measurer.measure(model, X)
         assert result.median_ms > 0 and result.rewritten_convs == 2
         assert result.device.startswith("rpc:patsparse-test:")
+        # the search's path: a library compiled in a worker process, uploaded as it is
+        with compile_pool() as pool:
+            lib = measurer.submit_compile(pool, model, X).result()
+        assert isinstance(lib, CompiledLibrary) and lib.rewritten_convs == 2
+        assert measurer.time(lib, X).median_ms > 0
         with pytest.raises(TrackerUnavailableError, match="no RPC server is registered"):
             RPCLatency(address, "other-device").check()
     finally:
         if server is not None:
             server.terminate()
         tracker.terminate()
+
+
+@pytest.mark.tuning
+@pytest.mark.slow
+def test_candidates_tuned_with_a_small_budget(tmp_path):
+    """``tune_trials``: each candidate's tasks are tuned into the logs, then applied."""
+    measurer = LocalLatency(
+        logs=tmp_path, tune_trials=2, timing=TimingConfig(number=5, repeat=3, min_repeat_ms=5)
+    )
+    assert not measurer.overlappable and "+tune:2" in measurer.key
+    model = structure_model(build_model("digits-cnn"), _pc8())
+    result = measurer.measure(model, X)
+    assert result.median_ms > 0 and result.rewritten_convs == 2
+    assert (tmp_path / "database_tuning_record.json").stat().st_size > 0

@@ -102,7 +102,8 @@ def test_two_workers_share_one_study(digits_checkpoint, tmp_path):
 
 def _two_workers(checkpoint, tmp_path, *, budget):
     storage = f"sqlite:///{tmp_path / 'nps.db'}"
-    cmd = search_cmd(checkpoint, storage, "--budget", str(budget), "--search-only")
+    # --no-overlap: two workers with a compile process each would be four on two cores
+    cmd = search_cmd(checkpoint, storage, "--budget", str(budget), "--search-only", "--no-overlap")
     logs = [(tmp_path / f"w{i}.log").open("w") for i in range(2)]
     procs = [
         subprocess.Popen([*cmd, "--seed", "0"], stdout=f, stderr=f, env=subprocess_env(), cwd=ROOT)
