@@ -332,6 +332,18 @@ def run_search(
         ms, hit = cache.get_or_measure(key, measure)
         return ms, hit, key
 
+    _check_same_search(
+        study,
+        {
+            "space": space.to_dict(),
+            "constraint_ms": config.latency_ms,
+            "latency_fraction": config.latency_fraction,
+            "device": measurer.key,
+            "penalty": config.penalty,
+            "fast_eval": config.fast_eval.to_dict(),
+            "version": SEARCH_VERSION,
+        },
+    )
     # Probes: the dense model and the fastest corners, measured once per study.
     probe_key = f"probe:{measurer.key}"
     if probe_key in study.user_attrs:
@@ -362,18 +374,6 @@ def run_search(
                 "space; give latency_ms instead or add dense to the schemes"
             )
         constraint = float(config.latency_fraction or 0) * float(dense_ms)
-    _check_same_search(
-        study,
-        {
-            "space": space.to_dict(),
-            "constraint_ms": round(constraint, 6) if config.latency_ms else None,
-            "latency_fraction": config.latency_fraction,
-            "device": measurer.key,
-            "penalty": config.penalty,
-            "fast_eval": config.fast_eval.to_dict(),
-            "version": SEARCH_VERSION,
-        },
-    )
     dense_text = "n/a" if dense_ms is None else f"{dense_ms:.4f} ms"
     say(
         f"constraint {constraint:.4f} ms; dense {dense_text}; fastest corner "
@@ -409,9 +409,10 @@ def run_search(
         return finish(
             "infeasible",
             f"no feasible configuration: the latency constraint {constraint:.4f} ms is below "
-            f"the fastest configuration of the search space ({probe['fastest_ms']:.4f} ms, "
-            f"{probe['fastest_config']}); raise the constraint to at least "
-            f"{probe['fastest_ms']:.4f} ms or add faster schemes / higher compression rates",
+            f"the fastest corner of the search space (every layer at its scheme's highest "
+            f"compression: {probe['fastest_ms']:.4f} ms, {probe['fastest_config']}); raise "
+            f"the constraint to at least {probe['fastest_ms']:.4f} ms or add faster schemes "
+            "/ higher compression rates",
         )
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
