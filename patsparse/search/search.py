@@ -452,7 +452,15 @@ def run_search(
         )
         try:
             if future is not None and split is not None:
-                compiled = future.result()
+                try:
+                    compiled = future.result()
+                except LatencyMeasurementError:
+                    raise
+                except Exception as exc:  # the compile worker died (e.g. a crash in TVM)
+                    raise LatencyMeasurementError(
+                        f"the compile worker failed on this candidate ({type(exc).__name__}: "
+                        f"{exc}); rerun with --no-overlap to see the error in-process"
+                    ) from exc
                 lat, hit = split.time(compiled, example).median_ms, False
                 cache.entries[key] = lat
                 cache.misses += 1
