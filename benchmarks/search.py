@@ -12,7 +12,7 @@
    4x, 6x, 8x, through the same phase 3.
 5. Measure every final model (and the dense one) in interleaved rounds, median of rounds,
    and compare: the search result must meet the constraint and be at least as accurate (test
-   split) as every uniform model that is not faster than it.
+   split) as every uniform model that meets the constraint and is not faster than it.
 """
 
 from __future__ import annotations
@@ -123,8 +123,12 @@ def main() -> None:
     lat = {name: statistics.median(v) for name, v in rounds.items()}
     constraint = args.latency_fraction * lat["dense"]  # re-measured alongside the finals
     s_lat, s_acc = lat["search"], finals["search"]["test_accuracy"]
-    slower_or_equal = [n for n in finals if n != "search" and lat[n] >= s_lat]
+    # The baseline is uniform pruning under the same constraint: uniform models that meet it
+    # and are not faster than the search's model must not be more accurate.
+    slower_or_equal = [n for n in finals if n != "search" and s_lat <= lat[n] <= constraint]
     beats = all(s_acc >= finals[n]["test_accuracy"] for n in slower_or_equal)
+    slower_any = [n for n in finals if n != "search" and lat[n] >= s_lat]
+    beats_any = all(s_acc >= finals[n]["test_accuracy"] for n in slower_any)
     rows = [
         {
             "model": name,
@@ -158,8 +162,10 @@ def main() -> None:
         "rows": rows,
         "search_meets_constraint": s_lat <= constraint,
         "search_meets_search_time_constraint": s_lat <= result.constraint_ms,
-        "uniform_not_faster_than_search": slower_or_equal,
+        "uniform_feasible_not_faster_than_search": slower_or_equal,
         "search_at_least_as_accurate": beats,
+        "uniform_not_faster_incl_over_constraint": slower_any,
+        "search_at_least_as_accurate_incl_over_constraint": beats_any,
         "phase3_seconds": round(phase3_s, 1),
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -179,8 +185,9 @@ def main() -> None:
         )
     print(
         f"search meets the constraint: {out['search_meets_constraint']}; at least as accurate "
-        f"as every uniform p+c model not faster than it ({slower_or_equal}): {beats}; "
-        f"{out['seconds']} s"
+        f"as every uniform p+c model that meets the constraint and is not faster than it "
+        f"({slower_or_equal}): {beats}; counting models over the constraint too "
+        f"({slower_any}): {beats_any}; {out['seconds']} s"
     )
 
 
