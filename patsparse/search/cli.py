@@ -85,6 +85,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--final-epochs", type=int, default=8, help="phase-3 ADMM and retraining")
     p.add_argument("--repeat", type=int, default=7, help="timed runs per measurement")
     p.add_argument(
+        "--verify-top",
+        type=int,
+        default=3,
+        help="re-measure this many of the most accurate feasible trials at the end",
+    )
+    p.add_argument(
         "--no-overlap",
         action="store_true",
         help="compile candidates in the search process instead of a worker process that "
@@ -123,6 +129,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
             bo=args.bo,
             warmup_trials=args.warmup_trials,
             overlap=not args.no_overlap,
+            verify_top=args.verify_top,
             fast_eval=FastEvalConfig(
                 retrain_epochs=args.retrain_epochs, max_steps=args.retrain_steps
             ),

@@ -48,5 +48,7 @@ def search_cmd(checkpoint: Path, storage: str, *extra: str) -> list[str]:
         "1",
         "--repeat",
         "3",
+        "--verify-top",
+        "1",
         *extra,
     ]

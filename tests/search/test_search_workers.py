@@ -82,6 +82,8 @@ def test_killed_search_resumes(digits_checkpoint, tmp_path):
     assert len(summary["search"]["trials"]) == len(after)
     assert summary["search"]["best"]["latency_ms"] <= summary["search"]["constraint_ms"]
     assert summary["search"]["pareto"]
+    verified = summary["search"]["verification"]  # the winner was measured again
+    assert verified["trials"][0]["latency_ms"] > 0 and verified["dense_ms"] > 0
     final = summary["final"]
     assert final["latency_ms"] > 0 and 0 <= final["test_accuracy"] <= 100
     assert plot.stat().st_size > 1000
