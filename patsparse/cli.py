@@ -1,6 +1,7 @@
 """The ``patsparse`` command line.
 
 Subcommands: ``demo`` (the main job), ``prune``, ``compile``, ``tune``, ``bench``,
+``search`` (:mod:`patsparse.search.cli`), ``rpc`` / ``devices`` (:mod:`patsparse.cli_remote`),
 ``report``, ``patterns``, ``extract``.
 Every subcommand has ``--help``; ``--json`` prints one machine-readable JSON document on
 stdout (progress bars go to stderr). Typed patsparse errors exit with status 2 and a
@@ -452,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     _tune_parser(sub)
     _bench_parser(sub)
     cli_remote.add_parser(sub)
+    from patsparse.search.cli import add_parser as _search_parser
+
+    _search_parser(sub)
 
     rep = sub.add_parser("report", help="sparsity report of a saved checkpoint")
     rep.add_argument("checkpoint")
@@ -489,6 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_prune(summary, args.json)
         elif args.command == "tune":
             _cmd_tune(args)
+        elif args.command == "search":
+            from patsparse.search.cli import run as _cmd_search
+
+            return _cmd_search(args)
         elif args.command == "compile":
             _cmd_compile(args)
         elif args.command == "bench":

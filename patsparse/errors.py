@@ -60,3 +60,15 @@ class DeviceKeyMissingError(RemoteError, LookupError):
 
 class DeviceSetupError(RemoteError):
     """An emulated device could not be built or started (missing tools, failed build)."""
+
+
+class SearchConfigError(PatsparseError, ValueError):
+    """A pruning-search setting is invalid (empty search space, bad budget or constraint)."""
+
+
+class LatencyMeasurementError(PatsparseError, RuntimeError):
+    """A candidate model could not be compiled or timed on the target."""
+
+
+class TrackerUnavailableError(LatencyMeasurementError, RemoteError):
+    """The RPC tracker cannot be reached, or no device is registered under the key."""

@@ -30,4 +30,5 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
 
 def test_there_are_notebooks():
     assert any(p.name.startswith("01_") for p in NOTEBOOKS)
+    assert any(p.name == "03_search.ipynb" for p in NOTEBOOKS)
     assert os.path.isdir(Path(__file__).parent.parent / "notebooks")

@@ -21,9 +21,11 @@ from tvm.ir.utils import derived_object  # MetaSchedule's Py* subclasses need it
 from tvm.relax.frontend.torch import from_exported_program
 from tvm.relax.ir.instrument import WellFormedInstrument
 from tvm.rpc import base as rpc_base
+from tvm.rpc.server import Server as RPCServer
 from tvm.rpc.tracker import Tracker as RPCTracker
 from tvm.s_tir import Schedule
 from tvm.support import cc, utils
+from tvm.support.popen_pool import PopenPoolExecutor
 from tvm.target import Target
 
 TVM_VERSION: str = tvm.__version__
@@ -84,6 +86,8 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "TVM_VERSION",
     "IRConstant",
+    "PopenPoolExecutor",
+    "RPCServer",
     "RPCTracker",
     "Schedule",
     "Target",

@@ -1,0 +1,187 @@
+"""``patsparse search``: the compiler-aware pruning search from the command line.
+
+Registered by :mod:`patsparse.cli` through :func:`add_parser`; :func:`run` executes it.
+Progress (one line per trial) goes to stderr; ``--json`` prints one JSON document on
+stdout. Exit status 0 with a result, 3 when no configuration meets the constraint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+NO_FEASIBLE_EXIT = 3
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``search`` subcommand to the ``patsparse`` parser."""
+    from patsparse.search.space import DEFAULT_COMPRESSIONS, DEFAULT_SCHEMES
+
+    p = sub.add_parser(
+        "search",
+        help="compiler-aware pruning search (NPS): per-layer scheme and rate under a latency "
+        "constraint measured on the compiled model",
+        description="Search per-layer pruning schemes and rates (RL + Bayesian optimisation "
+        "in an optuna study) rewarded by accuracy under a latency constraint measured on the "
+        "TVM-compiled model (host, or a device behind an RPC tracker). Resumable; several "
+        "workers may share one --storage. MODEL: a zoo name (trained first) or a checkpoint.",
+    )
+    p.add_argument("model", help="zoo model name (e.g. digits-cnn) or checkpoint path")
+    p.add_argument("--data", default="digits", help="digits (bundled), cifar10 or imagefolder")
+    p.add_argument("--data-root", default=None, help="folder of an on-disk dataset")
+    lat = p.add_mutually_exclusive_group(required=True)
+    lat.add_argument("--latency-ms", type=float, default=None, help="latency constraint (ms)")
+    lat.add_argument(
+        "--latency-fraction",
+        type=float,
+        default=None,
+        help="latency constraint as a fraction of the measured dense latency (e.g. 0.5)",
+    )
+    p.add_argument("--target", default="host", help="compilation target (host)")
+    p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT (remote device)")
+    p.add_argument("--key", default=None, help="device key registered at the tracker")
+    p.add_argument("--logs", default=None, help="MetaSchedule tuning logs to apply")
+    p.add_argument(
+        "--tune-trials",
+        type=int,
+        default=0,
+        help="tune each candidate's new tasks with this many trials per task (host only; "
+        "into --logs or tuning_logs/search/<target>)",
+    )
+    p.add_argument("--budget", type=int, default=20, help="completed trials (all workers)")
+    p.add_argument(
+        "--storage",
+        default="sqlite:///nps.db",
+        help="optuna storage URL shared by workers (sqlite:///FILE, postgresql://...); "
+        "'memory' for none",
+    )
+    p.add_argument("--study-name", default="nps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schemes", default=",".join(DEFAULT_SCHEMES), help="comma-separated")
+    p.add_argument("--compressions", default=",".join(f"{c:g}" for c in DEFAULT_COMPRESSIONS))
+    p.add_argument("--bo", default="tpe", choices=("tpe", "gp"), help="BO sampler")
+    p.add_argument("--rl-fraction", type=float, default=0.5, help="share of RL proposals")
+    p.add_argument("--warmup-trials", type=int, default=4)
+    p.add_argument("--retrain-epochs", type=int, default=2, help="fast-evaluation retraining")
+    p.add_argument("--retrain-steps", type=int, default=None, help="cap on retraining batches")
+    p.add_argument("--dense-epochs", type=int, default=15, help="pre-training of a zoo model")
+    p.add_argument("--phase1-epochs", type=int, default=2, help="fine-tune after replacement")
+    p.add_argument(
+        "--replace-functional",
+        action="store_true",
+        help="phase 1 also rewrites functional sigmoid/silu/gelu calls (torch.fx-traceable)",
+    )
+    p.add_argument("--methods", default="magnitude,admm", help="phase-3 pruning algorithms")
+    p.add_argument("--final-epochs", type=int, default=8, help="phase-3 ADMM and retraining")
+    p.add_argument("--repeat", type=int, default=7, help="timed runs per measurement")
+    p.add_argument(
+        "--verify-top",
+        type=int,
+        default=3,
+        help="re-measure this many of the most accurate feasible trials at the end",
+    )
+    p.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="compile candidates in the search process instead of a worker process that "
+        "runs while the candidate trains",
+    )
+    p.add_argument("--threads", type=int, default=None, help="TVM_NUM_THREADS for timing")
+    p.add_argument(
+        "--search-only",
+        action="store_true",
+        help="stop after the search (no phase 3): for extra workers of a shared study",
+    )
+    p.add_argument("--out", default=None, help="checkpoint of the chosen model")
+    p.add_argument("--plot", default=None, help="Pareto plot PNG path")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    return p
+
+
+def job_from_args(args: argparse.Namespace) -> Any:
+    from patsparse.search.evaluate import FastEvalConfig
+    from patsparse.search.latency import TimingConfig
+    from patsparse.search.nps import NPSJob
+    from patsparse.search.phase3 import Phase3Config
+    from patsparse.search.search import SearchConfig
+    from patsparse.search.space import SpaceConfig
+    from patsparse.workflow import DataSpec
+
+    return NPSJob(
+        search=SearchConfig(
+            latency_ms=args.latency_ms,
+            latency_fraction=args.latency_fraction,
+            budget=args.budget,
+            seed=args.seed,
+            storage=None if args.storage == "memory" else args.storage,
+            study_name=args.study_name,
+            rl_fraction=args.rl_fraction,
+            bo=args.bo,
+            warmup_trials=args.warmup_trials,
+            overlap=not args.no_overlap,
+            verify_top=args.verify_top,
+            fast_eval=FastEvalConfig(
+                retrain_epochs=args.retrain_epochs, max_steps=args.retrain_steps
+            ),
+        ),
+        model=args.model,
+        data=DataSpec(args.data, args.data_root),
+        dense_epochs=args.dense_epochs,
+        phase1_epochs=args.phase1_epochs,
+        functional_ops=args.replace_functional,
+        space=SpaceConfig(schemes=_names(args.schemes), compressions=_floats(args.compressions)),
+        phase3=Phase3Config(
+            methods=_names(args.methods),
+            admm_epochs=args.final_epochs,
+            retrain_epochs=args.final_epochs,
+        ),
+        target=args.target,
+        tracker=args.tracker,
+        key=args.key,
+        logs=args.logs,
+        timing=TimingConfig(repeat=args.repeat, threads=args.threads),
+        tune_trials=args.tune_trials,
+        seed=args.seed,
+        out=args.out,
+        plot=args.plot,
+        search_only=args.search_only,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``patsparse search``; returns the exit status."""
+    from patsparse.search.nps import run_nps
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    summary = run_nps(job_from_args(args), progress=progress)
+    text = summary.pop("_text")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(text)
+        if "final" in summary:
+            f = summary["final"]
+            print(
+                f"final ({summary['phase3']['method']}): test accuracy {f['test_accuracy']:.2f}%, "
+                f"latency {f['latency_ms']:.4f} ms "
+                f"({'meets' if f['meets_constraint'] else 'misses'} the constraint)"
+            )
+        for k in ("checkpoint", "plot"):
+            if summary.get(k):
+                print(f"{k}: {summary[k]}")
+    if summary["status"] != "ok":
+        print(f"patsparse search: {summary['message']}", file=sys.stderr)
+        return NO_FEASIBLE_EXIT
+    return 0
