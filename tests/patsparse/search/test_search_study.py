@@ -32,7 +32,7 @@ def _search(space, splits, measurer, **kw):
     model, sp = space
     if "latency_ms" in kw:
         kw["latency_fraction"] = None
-    cfg = SearchConfig(**{"latency_fraction": 0.5, "budget": 3, "fast_eval": FAST, **kw})
+    cfg = SearchConfig(**{"latency_fraction": 100.0, "budget": 3, "fast_eval": FAST, **kw})
     return run_search(model, sp, *splits, measurer, X, config=cfg)
 
 
@@ -45,7 +45,7 @@ def test_same_seed_same_first_trials(small_space, search_splits, host_measurer):
     assert len(a.trials) == 3 and a.status in ("ok", "no_feasible")
     # the probes ran first: dense latency and the fastest corner are known
     assert a.dense_ms is not None and a.fastest_ms < a.dense_ms
-    assert a.constraint_ms == pytest.approx(0.5 * a.dense_ms)
+    assert a.constraint_ms == pytest.approx(100.0 * a.dense_ms)
 
 
 def test_resume_from_storage_keeps_trials_and_latencies(
@@ -77,16 +77,19 @@ def test_constraint_below_anything_reachable_is_a_clear_result(
 def test_no_feasible_trial_is_reported(small_space, search_splits, host_measurer):
     _, space = small_space
     corner = space.extremes()[0]
-    # an all-RL search whose first proposal is not the fastest corner
+    all_dense = {layer: "dense" for layer in corner}
+    # an all-RL search whose first proposal is the dense model (the slowest configuration:
+    # with the dense layers on the blocked kernel, the mixed ones are only a few % slower
+    # than the corner on this tiny model, the dense one >= 10 %)
     study = optuna.create_study()
     seed = next(
         s
-        for s in range(50)
+        for s in range(200)
         if space.from_params(NPSSampler(space, seed=s, rl_fraction=1.0).rl_params(study, 0))
-        != corner
+        == all_dense
     )
     probe = _search(small_space, search_splits, host_measurer, latency_ms=10.0, budget=1)
-    just_above = probe.fastest_ms * 1.05  # only the corner is this fast
+    just_above = probe.fastest_ms * 1.03  # the dense model is not this fast
     result = _search(
         small_space,
         search_splits,
