@@ -75,19 +75,32 @@ def _register_tile(extent: int, limit: int = 12) -> int:
     return max(d for d in range(1, min(extent, limit) + 1) if extent % d == 0)
 
 
-def _schedule_block_stage(sch: Schedule, blk: Any) -> None:
-    """``ps_conv_all``: a tile of output columns x 16 lanes accumulated in registers."""
-    n, r, y, z, lane, k2, p, t = sch.get_loops(blk)
+def _accumulate_in_registers(
+    sch: Schedule, blk: Any, outer: list[Any], z: Any, lane: Any, k2: Any, p: Any, t: Any
+) -> Any:
+    """The register tile of ``ps_conv_all``: a tile of output columns x the block's lanes
+    accumulated in a local buffer, pattern and tap loops unrolled, lanes vectorised.
+
+    Loops may be ``None`` (elided by ``compute_at``). Returns the outermost reduction loop
+    left (for ``decompose_reduction``, which callers apply last), or ``None``.
+    """
     zo, zi = sch.split(z, [None, _register_tile(_extent(sch, z))])
-    sch.reorder(n, r, y, zo, k2, p, t, zi, lane)
+    sch.reorder(*[lp for lp in (*outer, zo, k2, p, t, zi, lane) if lp is not None])
     acc = sch.cache_write(blk, 0, "local")
     sch.reverse_compute_at(acc, zo)
-    sch.unroll(p)
-    sch.unroll(t)
-    sch.unroll(zi)
+    for lp in (p, t, zi):
+        if lp is not None:
+            sch.unroll(lp)
     sch.vectorize(lane)
+    return next((lp for lp in (k2, p, t) if lp is not None), None)
+
+
+def _schedule_block_stage(sch: Schedule, blk: Any) -> None:
+    """``ps_conv_all`` at the root: the register tile, rows and output rows in parallel."""
+    n, r, y, z, lane, k2, p, t = sch.get_loops(blk)
+    first = _accumulate_in_registers(sch, blk, [n, r, y], z, lane, k2, p, t)
     sch.parallel(sch.fuse(n, r, y))
-    sch.decompose_reduction(blk, k2)
+    sch.decompose_reduction(blk, first)
 
 
 def _schedule_block_rows_in_epilogue(sch: Schedule, widths: tuple[int, ...]) -> None:
@@ -106,19 +119,9 @@ def _schedule_block_rows_in_epilogue(sch: Schedule, widths: tuple[int, ...]) -> 
     conv = sch.get_sblock(f"{CONV_BLOCK_PREFIX}all")
     dims = _conv_dims(sch, conv)  # before compute_at: (rows, width, lanes, slots, patterns, taps)
     sch.compute_at(conv, rows)
-    loops = _match_loops(sch, sch.get_loops(conv)[1:], dims)
-    r, zz, lane, k2, p, t = loops
+    r, zz, lane, k2, p, t = _match_loops(sch, sch.get_loops(conv)[1:], dims)
     assert zz is not None and lane is not None, "width and lanes are never elided here"
-    zo, zi = sch.split(zz, [None, _register_tile(_extent(sch, zz))])
-    sch.reorder(*[lp for lp in (r, zo, k2, p, t, zi, lane) if lp is not None])
-    acc = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(acc, zo)
-    for lp in (p, t):
-        if lp is not None:
-            sch.unroll(lp)
-    sch.unroll(zi)
-    sch.vectorize(lane)
-    first = next((lp for lp in (k2, p, t) if lp is not None), None)
+    first = _accumulate_in_registers(sch, conv, [r], zz, lane, k2, p, t)
     if first is not None:
         sch.decompose_reduction(conv, first)
 
@@ -185,6 +188,34 @@ def _carries_schedule(sch: Schedule, blocks: list[str]) -> bool:
 SCHEDULED_ATTR = "patsparse.scheduled"
 
 
+def schedule_for_target(func: tirx.PrimFunc, target: Target | None) -> Schedule | None:
+    """A ``Schedule`` over a copy of ``func`` (a PrimFunc named ``main``) with the target's
+    default schedule applied: GPU targets get
+    :func:`tvm_ext.schedules.gpu.schedule_pattern_conv_gpu`, CPUs this module's, vectorised
+    for the target's lanes, with the plain (unfused) CPU schedule as the fallback. ``None``
+    if no schedule could be built (the caller keeps the function unscheduled: slow but
+    correct; a schedule error must never break a model)."""
+    from tvm_ext.targets import is_gpu, vector_lanes
+
+    def fresh() -> Schedule:
+        # a copy: a 0.27 Schedule edits the function it was built over in place
+        return Schedule(schedulable_copy(func))
+
+    sch = fresh()
+    if is_gpu(target):
+        from tvm_ext.schedules.gpu import max_threads, schedule_pattern_conv_gpu
+
+        schedule_pattern_conv_gpu(sch, threads=max_threads(target))
+        return sch
+    for fuse_rows in (True, False):
+        try:
+            schedule_pattern_conv(sch, lanes=vector_lanes(target), fuse_rows=fuse_rows)
+            return sch
+        except Exception:
+            sch = fresh()
+    return None
+
+
 def schedule_pattern_primfunc(
     func: tirx.PrimFunc, *, target: Target | None = None
 ) -> tirx.PrimFunc | None:
@@ -195,32 +226,21 @@ def schedule_pattern_primfunc(
     this module's, vectorised for the target's lanes. Functions already scheduled (by this
     helper or by MetaSchedule) come back unchanged.
     """
-    from tvm_ext.targets import is_gpu, vector_lanes
-
     target = target if target is not None else Target.current(allow_none=True)
     attrs = func.attrs or {}
     if int(attrs.get(SCHEDULED_ATTR, 0)) or int(attrs.get("tirx.is_scheduled", 0)):
         return func
     symbol = attrs.get("global_symbol")
-    sch = Schedule(schedulable_copy(func.with_attr("global_symbol", "main")))
-    blocks = pattern_blocks(sch)
+    main = func.with_attr("global_symbol", "main")
+    probe = Schedule(main)  # read-only here: building a Schedule does not change ``func``
+    blocks = pattern_blocks(probe)
     if not any(name.startswith(CONV_BLOCK_PREFIX) for name in blocks):
         return None
-    if _carries_schedule(sch, blocks):
+    if _carries_schedule(probe, blocks):
         return func  # e.g. applied from a tuning database (no attribute says so)
-    if is_gpu(target):
-        from tvm_ext.schedules.gpu import max_threads, schedule_pattern_conv_gpu
-
-        schedule_pattern_conv_gpu(sch, threads=max_threads(target))
-    else:
-        try:
-            schedule_pattern_conv(sch, lanes=vector_lanes(target))
-        except Exception:
-            sch = Schedule(schedulable_copy(func.with_attr("global_symbol", "main")))
-            try:
-                schedule_pattern_conv(sch, lanes=vector_lanes(target), fuse_rows=False)
-            except Exception:
-                return func  # unscheduled: slow but correct
+    sch = schedule_for_target(main, target)
+    if sch is None:
+        return func  # unscheduled: slow but correct
     out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1)
     # the schedule needs a "main"; give the function back its own symbol (or none)
     if symbol is not None:

@@ -158,9 +158,8 @@ def _commit_default_schedules(
 
     ``done`` (the budget file's table) remembers which workloads already have it.
     """
-    from tvm_ext._compat import Schedule, schedulable_copy
-    from tvm_ext.schedules.cpu import pattern_blocks, schedule_pattern_conv
-    from tvm_ext.targets import is_gpu, vector_lanes
+    from tvm_ext._compat import Schedule
+    from tvm_ext.schedules.cpu import pattern_blocks, schedule_for_target
     from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX
 
     committed = 0
@@ -169,15 +168,11 @@ def _commit_default_schedules(
         key = DEFAULT_MARK + _workload_key(db, mod)
         if done.get(key):
             continue
-        sch = Schedule(schedulable_copy(mod))  # the task's own module stays unscheduled
-        if not any(b.startswith(CONV_BLOCK_PREFIX) for b in pattern_blocks(sch)):
+        if not any(b.startswith(CONV_BLOCK_PREFIX) for b in pattern_blocks(Schedule(mod))):
             continue
-        if is_gpu(target):
-            from tvm_ext.schedules.gpu import max_threads, schedule_pattern_conv_gpu
-
-            schedule_pattern_conv_gpu(sch, threads=max_threads(target))
-        else:
-            schedule_pattern_conv(sch, lanes=vector_lanes(target))
+        sch = schedule_for_target(mod["main"], target)  # on a copy: the task stays unscheduled
+        if sch is None:
+            continue
         args_info = ms.arg_info.ArgInfo.from_prim_func(sch.mod["main"])
         built = builder.build([ms.builder.BuilderInput(sch.mod, target)])[0]
         if built.error_msg:
