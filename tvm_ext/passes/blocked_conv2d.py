@@ -22,7 +22,12 @@ from __future__ import annotations
 from typing import Any
 
 from tvm_ext._compat import tvm
-from tvm_ext.passes.pattern_sparse_conv2d import BLOCKED_MODE, LayerRecord, rewrite_convs
+from tvm_ext.passes.pattern_sparse_conv2d import (
+    BLOCKED_MODE,
+    LayerRecord,
+    RewriteOptions,
+    rewrite_convs,
+)
 
 
 @tvm.transform.module_pass(opt_level=0, name="BlockedConv2D")
@@ -46,22 +51,17 @@ class BlockedConv2D:
     ) -> None:
         if block is not None and (not isinstance(block, int) or block < 1):
             raise ValueError(f"block must be a positive int (SIMD lanes), got {block!r}")
-        self.options: dict[str, Any] = {
-            "library": None,
-            "block": block,
-            "prefer_blocks": True,
-            "fuse_epilogue": fuse_epilogue,
-            "schedule": schedule,
-            "mode": BLOCKED_MODE,
-            "target": target,
-        }
-        self.verify = verify
-        self.target = target
-        self.tolerance = tolerance
+        self.options = RewriteOptions(
+            mode=BLOCKED_MODE,
+            block=block,
+            fuse_epilogue=fuse_epilogue,
+            schedule=schedule,
+            target=target,
+            verify=verify,
+            tolerance=tolerance,
+        )
         self.records: list[LayerRecord] = []
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        out, self.records = rewrite_convs(
-            mod, self.options, verify=self.verify, target=self.target, tolerance=self.tolerance
-        )
+        out, self.records = rewrite_convs(mod, self.options)
         return out

@@ -17,7 +17,8 @@ reason is recorded in :attr:`PatternSparseConv2D.records`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,25 @@ FUNC_PREFIX = "pattern_sparse_conv2d"
 #: what the rewriter looks for: 3x3 pattern-sparse convs, or any all-or-nothing-kernel conv
 PATTERN_MODE, BLOCKED_MODE = "pattern", "blocked"
 _PREFIXES = {PATTERN_MODE: FUNC_PREFIX, BLOCKED_MODE: "blocked_conv2d"}
+
+
+@dataclass(frozen=True)
+class RewriteOptions:
+    """What a conv-rewriting pass (:class:`PatternSparseConv2D`, ``BlockedConv2D``) does."""
+
+    mode: str = PATTERN_MODE
+    library: PatternLibrary | None = None
+    block: int | None = None
+    prefer_blocks: bool = True
+    fuse_epilogue: bool = True
+    schedule: bool = True
+    target: Any = None
+    verify: bool = False
+    tolerance: float = 1e-4
+    #: conv index -> reason: layers left dense (set after a failed verification)
+    exclude: Mapping[int, str] = field(default_factory=dict)
+
+
 #: Opaque op pattern: FuseOps leaves the (already scheduled, already fused) kernel alone.
 OPAQUE = 8
 
@@ -119,7 +139,7 @@ def _dtype(expr: relax.Expr) -> str:
 
 @relax.expr_functor.mutator
 class _Rewriter(relax.expr_functor.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, options: dict[str, Any]) -> None:
+    def __init__(self, mod: tvm.IRModule, options: RewriteOptions) -> None:
         super().__init__(mod)
         self.mod_ = mod
         self.options = options
@@ -160,7 +180,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             if not _is_op(value, "relax.nn.conv2d"):
                 continue
             self.conv_index[value] = len(self.conv_index)
-            if not self.options["fuse_epilogue"] or not self._rewritable(value):
+            if not self.options.fuse_epilogue or not self._rewritable(value):
                 continue
             cur, bias, residual, relu, ops, path = var, None, None, False, [], []
             while uses.get(cur, 0) == 1 and len(users.get(cur, [])) == 1 and not relu:
@@ -200,18 +220,18 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         if cached is not None:
             return cached
         index = _lookup(self.conv_index, conv)
-        reason = _eligibility(conv, self.options["mode"]) or self.options["exclude"].get(index)
+        reason = _eligibility(conv, self.options.mode) or self.options.exclude.get(index)
         result: SparseConvLayout | Rejection
         if reason is not None:
             result = Rejection(reason)
-        elif self.options["mode"] == BLOCKED_MODE:
-            result = analyze_blocked_weight(conv.args[1].value.numpy(), block=self.options["block"])
+        elif self.options.mode == BLOCKED_MODE:
+            result = analyze_blocked_weight(conv.args[1].value.numpy(), block=self.options.block)
         else:
             result = analyze_conv_weight(
                 conv.args[1].value.numpy(),
-                library=self.options["library"],
-                block=self.options["block"],
-                prefer_blocks=self.options["prefer_blocks"],
+                library=self.options.library,
+                block=self.options.block,
+                prefer_blocks=self.options.prefer_blocks,
             )
         self.layouts[conv] = result
         return result
@@ -258,8 +278,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
 
     def _try_rewrite(self, conv: relax.Call, chain: _Chain | None) -> relax.Expr | None:
         index = _lookup(self.conv_index, conv)
-        mode = self.options["mode"]
-        reason = _eligibility(conv, mode) or self.options["exclude"].get(index)
+        mode = self.options.mode
+        reason = _eligibility(conv, mode) or self.options.exclude.get(index)
         if reason is not None:
             self._record(conv, rewritten=False, reason=reason)
             return None
@@ -342,8 +362,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         mod = self.builder_.get()
         for gv in self.new_funcs:
             func = mod[gv].with_attr("op_pattern", OPAQUE)
-            if self.options["schedule"]:
-                func = schedule_pattern_primfunc(func, target=self.options["target"]) or func
+            if self.options.schedule:
+                func = schedule_pattern_primfunc(func, target=self.options.target) or func
             mod[gv] = func
         return mod
 
@@ -446,50 +466,44 @@ class PatternSparseConv2D:
     ) -> None:
         if library is not None and not isinstance(library, PatternLibrary):
             library = PatternLibrary(tuple(library))
-        self.options: dict[str, Any] = {
-            "library": library,
-            "block": block,
-            "prefer_blocks": prefer_blocks,
-            "fuse_epilogue": fuse_epilogue,
-            "schedule": schedule,
-            "exclude": {},
-            "mode": PATTERN_MODE,
-            "target": target,
-        }
-        self.verify = verify
-        self.target = target
-        self.tolerance = tolerance
+        self.options = RewriteOptions(
+            mode=PATTERN_MODE,
+            library=library,
+            block=block,
+            prefer_blocks=prefer_blocks,
+            fuse_epilogue=fuse_epilogue,
+            schedule=schedule,
+            target=target,
+            verify=verify,
+            tolerance=tolerance,
+        )
         self.records: list[LayerRecord] = []
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        out, self.records = rewrite_convs(
-            mod, self.options, verify=self.verify, target=self.target, tolerance=self.tolerance
-        )
+        out, self.records = rewrite_convs(mod, self.options)
         return out
 
 
 def rewrite_convs(
-    mod: tvm.IRModule,
-    options: dict[str, Any],
-    *,
-    verify: bool,
-    target: Any,
-    tolerance: float,
+    mod: tvm.IRModule, options: RewriteOptions
 ) -> tuple[tvm.IRModule, list[LayerRecord]]:
-    """Run the rewriter (one of the modes); with ``verify``, layers whose kernel does not
-    match the dense conv are left dense. Returns the module and one record per conv."""
-    options = dict(options, exclude={})
+    """Run the rewriter (the options' mode); with ``options.verify``, layers whose kernel
+    does not match the dense conv are left dense. Returns the module and one record per
+    conv."""
+    options = dataclasses.replace(options, exclude={})
     rewriter = _Rewriter(mod, options)
     out = rewriter.run()
-    if verify:
-        errors = {i: verify_layer(out, *info, target=target) for i, info in rewriter.built.items()}
+    if options.verify:
+        errors = {
+            i: verify_layer(out, *info, target=options.target) for i, info in rewriter.built.items()
+        }
         failed = {
             i: f"verification failed: max abs error {e:.3g} vs the dense conv"
             for i, e in errors.items()
-            if not e <= tolerance * _scale(rewriter.built[i][1])
+            if not e <= options.tolerance * _scale(rewriter.built[i][1])
         }
         if failed:  # leave those layers dense: a model must never break
-            rewriter = _Rewriter(mod, dict(options, exclude=failed))
+            rewriter = _Rewriter(mod, dataclasses.replace(options, exclude=failed))
             out = rewriter.run()
         for rec in rewriter.records:
             if rec.rewritten:
