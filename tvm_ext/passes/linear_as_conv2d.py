@@ -22,7 +22,15 @@ import numpy as np
 
 from tvm_ext._compat import IRConstant, relax, tvm
 from tvm_ext.layout import Rejection, analyze_blocked_weight
-from tvm_ext.passes.pattern_sparse_conv2d import _bias_of, _dtype, _is_op, _static_shape
+from tvm_ext.passes.pattern_sparse_conv2d import (
+    _bias_of,
+    _dtype,
+    _is_op,
+    _lookup,
+    _lookup_set,
+    _static_shape,
+    _used_vars,
+)
 
 
 @dataclass(frozen=True)
@@ -62,14 +70,13 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         self.mod_ = mod
         self.records: list[LinearRecord] = []
         self.absorbed: dict[Any, tuple[relax.Call, np.ndarray]] = {}  # add call -> matmul
+        self.absorbed_matmuls: set[Any] = set()
 
     def _plan(self, func: relax.Function) -> None:
         var2val = relax.analysis.get_var2val(func)
         uses: dict[Any, int] = {}
         for value in var2val.values():
-            for v in (
-                relax.analysis.free_vars(value) if not isinstance(value, relax.Var) else [value]
-            ):
+            for v in _used_vars(value):
                 uses[v] = uses.get(v, 0) + 1
         for value in var2val.values():
             if not _is_op(value, "relax.add"):
@@ -80,6 +87,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
                     bias = _bias_of(value, arg, (1, int(_static_shape(arg)[-1]), 1, 1))  # type: ignore[index]
                     if bias is not None:
                         self.absorbed[value] = (mm, bias)
+                        self.absorbed_matmuls.add(mm)
 
     def _emit(self, mm: relax.Call, bias: np.ndarray | None) -> relax.Expr | None:
         weight, reason = _linear_weight(mm)
@@ -96,13 +104,11 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         return relax.op.reshape(y, (n, k))
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
-        for add, (mm, bias) in self.absorbed.items():
-            if add.same_as(call):
-                out = self._emit(mm, bias)
-                return out if out is not None else super().visit_call_(call)
-        if _is_op(call, "relax.matmul") and not any(
-            mm.same_as(call) for mm, _ in self.absorbed.values()
-        ):
+        fused = _lookup(self.absorbed, call)
+        if fused is not None:
+            out = self._emit(*fused)
+            return out if out is not None else super().visit_call_(call)
+        if _is_op(call, "relax.matmul") and not _lookup_set(self.absorbed_matmuls, call):
             out = self._emit(call, None)
             if out is not None:
                 return out
@@ -111,7 +117,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
     def run(self) -> tvm.IRModule:
         for gv, func in self.mod_.functions_items():
             if isinstance(func, relax.Function):
-                self.absorbed = {}
+                self.absorbed, self.absorbed_matmuls = {}, set()
                 self._plan(func)
                 new = relax.analysis.remove_all_unused(self.visit_expr(func))
                 self.builder_.update_func(gv, new)
