@@ -121,18 +121,22 @@ def _weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
 
-def layer_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
-    """Convs and linear layers in execution order with the input each one saw (the order
-    the compiled model calls their kernels in)."""
-    seen: list[tuple[str, nn.Module, torch.Tensor]] = []
+def layer_calls(
+    model: nn.Module, x: torch.Tensor
+) -> list[tuple[str, nn.Module, torch.Tensor, tuple[int, ...]]]:
+    """Convs and linear layers in execution order with the input each one saw and its output
+    shape (the order the compiled model calls their kernels in)."""
+    seen: list[tuple[str, nn.Module, torch.Tensor, tuple[int, ...]]] = []
     hooks = []
     for name, mod in model.named_modules():
         if isinstance(mod, nn.Conv2d | nn.Linear):
 
-            def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], _n: str = name) -> None:
-                seen.append((_n, m, inp[0].detach().clone()))
+            def hook(
+                m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor, _n: str = name
+            ) -> None:
+                seen.append((_n, m, inp[0].detach().clone(), tuple(out.shape)))
 
-            hooks.append(mod.register_forward_pre_hook(hook))
+            hooks.append(mod.register_forward_hook(hook))
     try:
         with torch.no_grad():
             model(x)
@@ -359,28 +363,18 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
     logs = log_dir(cfg.model, target, cfg.logs_root) if cfg.logs_root else None
     tuning: dict[str, Any] = {}
     if cfg.trials and logs is not None:
-        log(f"tuning patsparse tasks ({cfg.trials} trials per task) into {logs}")
-        rep = tune_module(
-            lower_for_tuning(import_torch(pruned, x), target),
-            target,
-            logs,
-            trials_per_task=cfg.trials,
-        )
-        tuning["patsparse"] = {
-            "seconds": round(rep.seconds, 1),
-            "tasks": rep.tasks,
-            "tuned": len(rep.tuned),
-            "trials": rep.trials,
-        }
+        engines_to_tune: list[tuple[str, nn.Module, Any]] = [("patsparse", pruned, None)]
         if cfg.tvm_dense:
-            log("tuning TVM dense (stock) tasks with the same budget")
+            engines_to_tune.append(("tvm_dense_stock", dense, False))  # TVM's own lowering
+        for name, model, blocked in engines_to_tune:
+            log(f"tuning {name} tasks ({cfg.trials} trials per task) into {logs}")
             rep = tune_module(
-                lower_for_tuning(import_torch(dense, x), target, blocked=False),
+                lower_for_tuning(import_torch(model, x), target, blocked=blocked),
                 target,
                 logs,
                 trials_per_task=cfg.trials,
             )
-            tuning["tvm_dense_stock"] = {
+            tuning[name] = {
                 "seconds": round(rep.seconds, 1),
                 "tasks": rep.tasks,
                 "tuned": len(rep.tuned),
@@ -482,29 +476,21 @@ def _layer_table(
     }
     rows = []
     conv_index = -1
-    for name, conv, inp in calls:
+    for name, conv, inp, out_shape in calls:
         if not isinstance(conv, nn.Conv2d):
             continue
         conv_index += 1
-        with torch.no_grad():
-            out_shape = tuple(conv(inp).shape)
+        key = (tuple(inp.shape), out_shape, int(conv.kernel_size[0]) * int(conv.kernel_size[1]))
         found = {}
         for engine, kernels in per_engine.items():
             for k, call in enumerate(kernels):
-                taps = int(conv.kernel_size[0]) * int(conv.kernel_size[1])
-                if (call.in_shape, call.out_shape, call.taps) == (
-                    tuple(inp.shape),
-                    out_shape,
-                    taps,
-                ):
+                if (call.in_shape, call.out_shape, call.taps) == key:
                     found[engine] = kernels.pop(k)
                     break
         if tuple(conv.kernel_size) != (3, 3):
             continue
         weight: torch.Tensor = pruned_mods[name].weight
-        pad_h, pad_w = (int(p) for p in conv.padding)
-        oh = (inp.shape[2] + 2 * pad_h - 3) // conv.stride[0] + 1
-        ow = (inp.shape[3] + 2 * pad_w - 3) // conv.stride[1] + 1
+        oh, ow = out_shape[2:]
         reduction = float(conv.weight.numel()) / max(int(torch.count_nonzero(weight)), 1)
         with torch.no_grad():
             torch_ms = summary_ms(timed(_runner(conv, inp), cfg.repeat, cfg.clock))

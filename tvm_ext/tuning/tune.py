@@ -243,18 +243,6 @@ def tune_module(
     if todo:
         report.defaults = _commit_default_schedules(todo, db, target, builder, runner, budgets)
         _write_budgets(work, budgets)  # an interrupted run keeps them
-        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            extracted_tasks=todo,
-            work_dir=str(work),
-            space="post-order-apply",
-            # A small population keeps the search cheap on 2 cores; scaled with the budget.
-            strategy=ms.search_strategy.EvolutionarySearch(
-                population_size=min(512, max(64, 8 * trials_per_task)),
-                init_min_unmeasured=min(50, max(8, trials_per_task)),
-                genetic_num_iters=3,
-            ),
-            seed=seed,
-        )
         before = sum(1 for rec in db.get_all_tuning_records() if _measured(rec))
         watch = TuningProgress([t.task_name for t in todo], budget, show=progress)
         callbacks = [
@@ -263,8 +251,21 @@ def tune_module(
             ms.measure_callback.UpdateCostModel(),
             watch,
         ]
-        # MetaSchedule logs to stdout; keep stdout for results (``--json``)
+        # MetaSchedule's loggers (made with the tune contexts) write to stdout; keep stdout
+        # for results (``--json``)
         with contextlib.redirect_stdout(sys.stderr):
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                extracted_tasks=todo,
+                work_dir=str(work),
+                space="post-order-apply",
+                # A small population keeps the search cheap on 2 cores; scaled with the budget.
+                strategy=ms.search_strategy.EvolutionarySearch(
+                    population_size=min(512, max(64, 8 * trials_per_task)),
+                    init_min_unmeasured=min(50, max(8, trials_per_task)),
+                    genetic_num_iters=3,
+                ),
+                seed=seed,
+            )
             ms.tune.tune_tasks(
                 tasks=contexts,
                 task_weights=weights,
