@@ -30,6 +30,30 @@ def _run(func, args, out_shape):
     return out.numpy()
 
 
+def _assert_matches_torch(h, func, lay, w, geo, epilogue, *, seed):
+    """Run ``func`` on random input (+ bias / residual) and compare with PyTorch's conv."""
+    k = w.shape[0]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(geo.in_shape).astype("float32")
+    bias = rng.standard_normal(k).astype("float32")
+    oh, ow = geo.out_hw
+    res = rng.standard_normal((1, k, oh, ow)).astype("float32")
+    args = [x, *layout_arguments(lay)]
+    args += [bias] if epilogue.bias else []
+    args += [res] if epilogue.residual else []
+    got = _run(func, args, (1, k, oh, ow))
+    ref = h.torch_reference(
+        x,
+        w,
+        stride=geo.stride,
+        padding=geo.padding,
+        bias=bias if epilogue.bias else None,
+        residual=res if epilogue.residual else None,
+        relu=epilogue.relu,
+    )
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("block", [None, 8])
 @pytest.mark.parametrize("scheduled", [False, True])
 @pytest.mark.parametrize(
@@ -50,25 +74,7 @@ def test_matches_dense_conv(h, block, scheduled, stride, padding, epilogue):
         sch = Schedule(func)
         schedule_pattern_conv(sch)
         func = sch.mod["main"]
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, c, hh, ww)).astype("float32")
-    bias = rng.standard_normal(k).astype("float32")
-    oh, ow = geo.out_hw
-    res = rng.standard_normal((1, k, oh, ow)).astype("float32")
-    args = [x, *layout_arguments(lay)]
-    args += [bias] if epilogue.bias else []
-    args += [res] if epilogue.residual else []
-    got = _run(func, args, (1, k, oh, ow))
-    ref = h.torch_reference(
-        x,
-        w,
-        stride=stride,
-        padding=padding,
-        bias=bias if epilogue.bias else None,
-        residual=res if epilogue.residual else None,
-        relu=epilogue.relu,
-    )
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    _assert_matches_torch(h, func, lay, w, geo, epilogue, seed=0)
 
 
 def test_pattern_code_has_no_branches(h):
@@ -107,22 +113,4 @@ def test_large_block_layers_compute_rows_inside_the_epilogue(h, epilogue):
     assert sch.get(conv_loops[0]).same_as(sch.get(ep_loops[0]))
     assert sch.get(ep_loops[0]).kind == tirx.ForKind.PARALLEL
     assert _extent_of(sch, ep_loops[0]) == geo.out_hw[0]
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((1, c, hh, ww)).astype("float32")
-    bias = rng.standard_normal(k).astype("float32")
-    oh, ow = geo.out_hw
-    res = rng.standard_normal((1, k, oh, ow)).astype("float32")
-    args = [x, *layout_arguments(lay)]
-    args += [bias] if epilogue.bias else []
-    args += [res] if epilogue.residual else []
-    got = _run(sch.mod["main"], args, (1, k, oh, ow))
-    ref = h.torch_reference(
-        x,
-        w,
-        stride=(1, 1),
-        padding=(1, 0, 1, 0),
-        bias=bias if epilogue.bias else None,
-        residual=res if epilogue.residual else None,
-        relu=epilogue.relu,
-    )
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    _assert_matches_torch(h, sch.mod["main"], lay, w, geo, epilogue, seed=1)
