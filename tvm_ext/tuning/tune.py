@@ -24,7 +24,7 @@ from typing import Any
 from tvm_ext._compat import Target, relax, tvm
 from tvm_ext._compat import meta_schedule as ms
 from tvm_ext.passes import BlockedConv2D, CompactStructuredConv2D, PatternSparseConv2D
-from tvm_ext.pipeline import Blocked, rewrite_passes
+from tvm_ext.pipeline import Blocked, default_sparse_pass, rewrite_passes
 from tvm_ext.tuning.measure import make_builder, make_runner
 
 DEFAULT_LOG_ROOT = Path("tuning_logs")
@@ -65,7 +65,9 @@ def lower_for_tuning(
     seq = tvm.transform.Sequential(
         [
             *rewrite_passes(
-                sparse=sparse if sparse is not None else PatternSparseConv2D(schedule=False),
+                sparse=sparse
+                if sparse is not None
+                else default_sparse_pass(blocked=blocked is not False, schedule=False),
                 compact=compact,
                 blocked=blocked if blocked is not None else BlockedConv2D(schedule=False),
             ),
