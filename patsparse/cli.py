@@ -112,7 +112,6 @@ def _prune_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_prune(args: argparse.Namespace) -> dict[str, Any]:
-    from patsparse.pruning.api import PruneConfig
     from patsparse.schemes import PruningPlan
     from patsparse.workflow import DataSpec, PruneJob, run_prune
 
@@ -130,12 +129,13 @@ def _run_prune(args: argparse.Namespace) -> dict[str, Any]:
         skip_last_linear=not args.prune_last_linear,
         fallback=fallback,
     )
+    data = DataSpec(args.data, args.data_root)
     job = PruneJob(
         plan=plan,
         model=args.model,
-        data=DataSpec(args.data, args.data_root),
+        data=data,
         dense_epochs=args.dense_epochs,
-        config=PruneConfig(
+        config=data.task.prune_config(
             method=args.method,
             admm_epochs=args.admm_epochs,
             retrain_epochs=args.retrain_epochs,

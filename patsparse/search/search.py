@@ -51,6 +51,7 @@ from patsparse.search.latency import (
     structure_model,
 )
 from patsparse.search.space import SearchSpace
+from patsparse.tasks import CLASSIFICATION, Task
 
 SEARCH_VERSION = 1
 STATUSES = ("ok", "no_feasible", "infeasible")
@@ -114,7 +115,8 @@ class SearchConfig:
 
 
 def reward(accuracy: float, latency_ms: float, constraint_ms: float, *, penalty: float) -> float:
-    """Accuracy when the latency constraint holds, penalised linearly in the excess otherwise."""
+    """Accuracy (the task's metric) when the latency constraint holds, penalised linearly in
+    the excess otherwise."""
     if latency_ms <= constraint_ms:
         return accuracy
     return accuracy - 100.0 * penalty * (latency_ms / constraint_ms - 1.0)
@@ -122,7 +124,7 @@ def reward(accuracy: float, latency_ms: float, constraint_ms: float, *, penalty:
 
 @dataclass(frozen=True)
 class TrialSummary:
-    """One finished trial of the study."""
+    """One finished trial of the study (``accuracy``: the task's metric, e.g. PSNR in dB)."""
 
     number: int
     config: dict[str, str]
@@ -188,6 +190,8 @@ class SearchResult:
     cache_misses: int = 0
     seconds: float = 0.0
     verification: dict[str, Any] | None = None
+    metric: str = "accuracy"
+    unit: str = "%"
 
     @property
     def feasible(self) -> bool:
@@ -209,6 +213,8 @@ class SearchResult:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "verification": self.verification,
+            "metric": self.metric,
+            "unit": self.unit.strip(),
             "seconds": round(self.seconds, 2),
         }
 
@@ -299,8 +305,13 @@ def run_search(
     *,
     config: SearchConfig,
     progress: Callable[[str], None] | None = None,
+    task: Task = CLASSIFICATION,
 ) -> SearchResult:
-    """Run (or resume, or join) the phase-2 search until ``config.budget`` trials completed."""
+    """Run (or resume, or join) the phase-2 search until ``config.budget`` trials completed.
+
+    Candidates are scored with ``task``'s metric on ``val`` (accuracy, or PSNR for
+    super-resolution); the trials' ``accuracy`` fields hold that metric.
+    """
     start = time.perf_counter()
     say = progress or (lambda _msg: None)
     if hasattr(measurer, "check"):
@@ -342,18 +353,18 @@ def run_search(
         ms, hit = cache.get_or_measure(key, measure)
         return ms, hit, key
 
-    _check_same_search(
-        study,
-        {
-            "space": space.to_dict(),
-            "constraint_ms": config.latency_ms,
-            "latency_fraction": config.latency_fraction,
-            "device": measurer.key,
-            "penalty": config.penalty,
-            "fast_eval": config.fast_eval.to_dict(),
-            "version": SEARCH_VERSION,
-        },
-    )
+    signature: dict[str, Any] = {
+        "space": space.to_dict(),
+        "constraint_ms": config.latency_ms,
+        "latency_fraction": config.latency_fraction,
+        "device": measurer.key,
+        "penalty": config.penalty,
+        "fast_eval": config.fast_eval.to_dict(),
+        "version": SEARCH_VERSION,
+    }
+    if task is not CLASSIFICATION:  # studies made before tasks existed keep their signature
+        signature["task"] = task.name
+    _check_same_search(study, signature)
     # Probes: the dense model and the fastest corners, measured once per study.
     probe_key = f"probe:{measurer.key}"
     if probe_key in study.user_attrs:
@@ -413,6 +424,8 @@ def run_search(
             cache_hits=cache.hits,
             cache_misses=cache.misses,
             seconds=time.perf_counter() - start,
+            metric=task.metric_name,
+            unit=task.unit,
         )
 
     if probe["fastest_ms"] > constraint:
@@ -459,6 +472,7 @@ def run_search(
             val,
             config=config.fast_eval,
             seed=config.seed + trial.number,
+            task=task,
         )
         try:
             if future is not None and split is not None:
@@ -490,7 +504,8 @@ def run_search(
         value = reward(acc, lat, constraint, penalty=config.penalty)
         done = len(_completed(study)) + 1
         say(
-            f"trial {trial.number} [{proposer}] {done}/{config.budget}: accuracy {acc:.2f}% "
+            f"trial {trial.number} [{proposer}] {done}/{config.budget}: {task.metric_name} "
+            f"{task.format(acc)} "
             f"latency {lat:.4f} ms{' (cached)' if hit else ''} "
             f"{'feasible' if feasible else 'over the constraint'} reward {value:.2f} "
             f"{json.dumps(cfg)}"
@@ -531,7 +546,8 @@ def run_search(
                 v["latency_ms"] for v in result.verification["trials"] if v["number"] == b.number
             )
         result.message = (
-            f"best feasible: trial {b.number}, accuracy {b.accuracy:.2f}%, latency "
+            f"best feasible: trial {b.number}, {task.metric_name} {task.format(b.accuracy)}, "
+            "latency "
             f"{lat:.4f} ms <= {result.constraint_ms:.4f} ms"
             + (" (re-measured)" if result.verification else "")
         )
