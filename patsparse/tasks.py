@@ -22,6 +22,11 @@ from patsparse.train import OPTIMIZERS, LossFn, accuracy, psnr
 
 Metric = Callable[[nn.Module, DataLoader], float]
 
+_MODEL_HINT = (
+    "use a classifier (digits-cnn, resnet18-cifar, ...) for digits/cifar10/imagefolder and "
+    "sr-net for --data sr"
+)
+
 
 @dataclass(frozen=True)
 class Task:
@@ -78,7 +83,7 @@ class Task:
         except RuntimeError as exc:
             raise DataError(
                 f"model {model_name!r} cannot run on this dataset's inputs "
-                f"{tuple(x.shape[1:])}: {exc}; pick a model made for the dataset"
+                f"{tuple(x.shape[1:])}: {exc}; {_MODEL_HINT}"
             ) from None
         finally:
             model.train(was_training)
@@ -91,8 +96,7 @@ class Task:
             raise DataError(
                 f"model {model_name!r} outputs {tuple(out.shape[1:])} per sample but this "
                 f"{self.name} dataset's targets are {tuple(y.shape[1:]) or 'class labels'}; "
-                "use a classifier (digits-cnn, resnet18-cifar, ...) for digits/cifar10/"
-                "imagefolder and sr-net for --data sr"
+                f"{_MODEL_HINT}"
             )
 
 
