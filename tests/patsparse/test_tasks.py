@@ -67,9 +67,9 @@ def test_check_model_rejects_a_model_that_does_not_fit_the_data():
     digits_train, _ = make_data(DataSpec("digits"))
     SUPER_RESOLUTION.check_model(build_model("sr-net"), sr_train, model_name="sr-net")
     CLASSIFICATION.check_model(build_model("digits-cnn"), digits_train, model_name="digits-cnn")
-    with pytest.raises(DataError, match="cannot run on this dataset.*sr-net for --data sr"):
+    with pytest.raises(DataError, match=r"cannot run on this dataset.*sr-net for --data sr"):
         SUPER_RESOLUTION.check_model(build_model("resnet18-cifar"), sr_train, model_name="r18")
-    with pytest.raises(DataError, match="targets are \\(1, 32, 32\\).*sr-net for --data sr"):
+    with pytest.raises(DataError, match=r"targets are \(1, 32, 32\).*sr-net for --data sr"):
         SUPER_RESOLUTION.check_model(nn.Conv2d(1, 1, 3, padding=1), sr_train, model_name="c")
     with pytest.raises(DataError, match="model 'digits'"):
         SUPER_RESOLUTION.check_model(build_model("digits-cnn"), sr_train, model_name="digits")
