@@ -42,12 +42,19 @@ Blocked = BlockedConv2D | Literal[False] | None
 #: load-bound). With the blocked kernel in the pipeline, a per-kernel layer whose blocked
 #: layout (channel unions) needs fewer weighted multiply-adds runs blocked instead.
 PER_KERNEL_COST: tuple[tuple[int, float], ...] = ((64, 2.0), (128, 4.0), (0, 12.0))
+#: ... times this on strided convs (ResNet-18's 64->128 stride-2 layer at 8x: per-kernel code
+#: 3x slower than the blocked kernel, where the stride-1 cost predicted it faster)
+PER_KERNEL_STRIDE_FACTOR = 4.0
 
 
 def default_sparse_pass(*, blocked: bool = True, **options: Any) -> PatternSparseConv2D:
     """The pattern pass the pipelines use: per-kernel layers estimated slower than the
     blocked kernel are left to it (when the blocked kernel is in the pipeline)."""
-    return PatternSparseConv2D(per_kernel_cost=PER_KERNEL_COST if blocked else None, **options)
+    return PatternSparseConv2D(
+        per_kernel_cost=PER_KERNEL_COST if blocked else None,
+        per_kernel_stride_factor=PER_KERNEL_STRIDE_FACTOR,
+        **options,
+    )
 
 
 def rewrite_passes(

@@ -71,6 +71,8 @@ class RewriteOptions:
     #: bound); a layer whose blocked layout (channel unions) needs fewer weighted
     #: multiply-adds is left to BlockedConv2D. ``None``: always per-kernel.
     per_kernel_cost: tuple[tuple[int, float], ...] | None = None
+    #: multiplies ``per_kernel_cost`` on strided convs (their per-kernel code is slower)
+    per_kernel_stride_factor: float = 1.0
     #: conv index -> reason: layers left dense (set after a failed verification)
     exclude: Mapping[int, str] = field(default_factory=dict)
 
@@ -240,12 +242,13 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
                 prefer_blocks=self.options.prefer_blocks,
             )
             if isinstance(result, SparseConvLayout) and result.kind == "kernel":
-                result = self._cheaper_as_blocks(weight, result)
+                strided = any(int(v) > 1 for v in conv.attrs.strides)
+                result = self._cheaper_as_blocks(weight, result, strided=strided)
         self.layouts[conv] = result
         return result
 
     def _cheaper_as_blocks(
-        self, weight: np.ndarray, layout: SparseConvLayout
+        self, weight: np.ndarray, layout: SparseConvLayout, *, strided: bool
     ) -> SparseConvLayout | Rejection:
         """Keep a per-kernel layout unless the blocked kernel is estimated faster."""
         table = self.options.per_kernel_cost
@@ -253,6 +256,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             return layout
         channels = int(weight.shape[1])
         cost = next((c for bound, c in table if not bound or channels <= bound), table[-1][1])
+        if strided:
+            cost *= self.options.per_kernel_stride_factor
         blocked = analyze_blocked_weight(weight, block=self.options.block)
         if not isinstance(blocked, SparseConvLayout):
             return layout
@@ -480,7 +485,8 @@ class PatternSparseConv2D:
     16, 8 or 4), ``prefer_blocks`` (run block-structured layers as blocks),
     ``per_kernel_cost`` (leave per-kernel layers whose blocked layout is estimated faster to
     :class:`BlockedConv2D`: a number, or ``((max input channels, cost), ...)``; ``None``, the
-    default here, rewrites every eligible layer),
+    default here, rewrites every eligible layer; ``per_kernel_stride_factor`` scales it on
+    strided convs),
     ``fuse_epilogue`` (bias/residual/ReLU in the kernel), ``schedule`` (apply the default
     CPU schedule). After the pass runs, ``records`` lists one :class:`LayerRecord` per conv.
     """
@@ -497,8 +503,13 @@ class PatternSparseConv2D:
         target: Any = None,
         tolerance: float = 1e-4,
         per_kernel_cost: float | Sequence[tuple[int, float]] | None = None,
+        per_kernel_stride_factor: float = 1.0,
     ) -> None:
         costs = _cost_table(per_kernel_cost)
+        if not per_kernel_stride_factor > 0:
+            raise ValueError(
+                f"per_kernel_stride_factor must be > 0, got {per_kernel_stride_factor!r}"
+            )
         if library is not None and not isinstance(library, PatternLibrary):
             library = PatternLibrary(tuple(library))
         self.options = RewriteOptions(
@@ -512,6 +523,7 @@ class PatternSparseConv2D:
             verify=verify,
             tolerance=tolerance,
             per_kernel_cost=costs,
+            per_kernel_stride_factor=float(per_kernel_stride_factor),
         )
         self.records: list[LayerRecord] = []
 
