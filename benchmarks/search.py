@@ -46,7 +46,6 @@ from patsparse.search import (
 )
 from patsparse.search.phase3 import Phase3Config, choose_algorithm
 from patsparse.search.report import format_search, plot_pareto
-from patsparse.train import fit
 from patsparse.workflow import DataSpec, make_data
 
 UNIFORM = {
@@ -87,15 +86,7 @@ def main() -> None:
     train, val = split_train_val(train_full, seed=0)
     torch.manual_seed(args.seed)
     dense = build_model(arch)
-    fit(
-        dense,
-        train,
-        epochs=dense_epochs,
-        lr=task.lr,
-        weight_decay=task.weight_decay,
-        loss_fn=task.loss_fn,
-        optimizer=task.optimizer,
-    )
+    task.fit(dense, train, epochs=dense_epochs)
     dense_acc = task.evaluate(dense.eval(), test)
     say(f"dense test {task.metric_name} {task.format(dense_acc)}")
 

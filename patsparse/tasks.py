@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from patsparse.errors import DataError
 from patsparse.pruning.api import PruneConfig
-from patsparse.train import OPTIMIZERS, LossFn, accuracy, psnr
+from patsparse.train import OPTIMIZERS, LossFn, accuracy, fit, psnr
 
 Metric = Callable[[nn.Module, DataLoader], float]
 
@@ -66,6 +66,30 @@ class Task:
         }
         kw.update(overrides)
         return PruneConfig(**kw)
+
+    def fit(
+        self,
+        model: nn.Module,
+        loader: DataLoader,
+        *,
+        epochs: int,
+        lr: float | None = None,
+        progress: bool = False,
+        desc: str = "train",
+    ) -> list[float]:
+        """:func:`patsparse.train.fit` with this task's loss, optimiser and weight decay
+        (``lr`` ``None``: the from-scratch rate)."""
+        return fit(
+            model,
+            loader,
+            epochs=epochs,
+            lr=self.lr if lr is None else lr,
+            weight_decay=self.weight_decay,
+            loss_fn=self.loss_fn,
+            optimizer=self.optimizer,
+            progress=progress,
+            desc=desc,
+        )
 
     def evaluate(self, model: nn.Module, loader: DataLoader) -> float:
         """The metric of ``model`` on ``loader`` (model left in eval mode)."""

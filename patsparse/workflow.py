@@ -31,7 +31,6 @@ from patsparse.report import sparsity_report
 from patsparse.schemes.base import Scheme
 from patsparse.schemes.plan import PruningPlan
 from patsparse.tasks import CLASSIFICATION, SUPER_RESOLUTION, Task
-from patsparse.train import fit
 
 DATASETS = ("digits", "sr", "cifar10", "imagefolder")
 BUNDLED = ("digits", "sr")
@@ -104,16 +103,8 @@ def run_prune(job: PruneJob, *, progress: bool = True) -> dict[str, Any]:
     task = job.data.task
     dense = build_model(job.model, **job.model_kwargs)
     task.check_model(dense, train, model_name=job.model)
-    fit(
-        dense,
-        train,
-        epochs=job.dense_epochs,
-        lr=job.dense_lr if job.dense_lr is not None else task.lr,
-        weight_decay=task.weight_decay,
-        loss_fn=task.loss_fn,
-        optimizer=task.optimizer,
-        progress=progress,
-        desc="dense",
+    task.fit(
+        dense, train, epochs=job.dense_epochs, lr=job.dense_lr, progress=progress, desc="dense"
     )
     dense_acc = task.evaluate(dense, test)
     model = copy.deepcopy(dense)

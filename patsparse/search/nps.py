@@ -29,7 +29,6 @@ from patsparse.search.report import format_search, layer_table, plot_pareto
 from patsparse.search.search import SearchConfig, run_search
 from patsparse.search.space import SearchSpace, SpaceConfig
 from patsparse.tasks import CLASSIFICATION, Task
-from patsparse.train import fit
 from patsparse.workflow import DataSpec, make_data
 
 
@@ -112,16 +111,7 @@ def load_pretrained(
     torch.manual_seed(seed)
     model = build_model(spec)
     task.check_model(model, train, model_name=spec)
-    fit(
-        model,
-        train,
-        epochs=epochs,
-        lr=lr if lr is not None else task.lr,
-        weight_decay=task.weight_decay,
-        loss_fn=task.loss_fn,
-        optimizer=task.optimizer,
-        desc="pre-train",
-    )
+    task.fit(model, train, epochs=epochs, lr=lr, desc="pre-train")
     return model.eval(), spec
 
 

@@ -21,7 +21,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from patsparse.tasks import CLASSIFICATION, Task
-from patsparse.train import fit
 
 #: module type -> factory of its replacement (the default phase-1 map)
 DEFAULT_MODULE_MAP: Mapping[type[nn.Module], Callable[[], nn.Module]] = {
@@ -149,14 +148,11 @@ def replace_and_finetune(
         return new, report
     report.accuracy_after_replace = accuracy(new, test)
     if epochs > 0:
-        fit(
+        task.fit(
             new,
             train,
             epochs=epochs,
-            lr=lr if lr is not None else task.finetune_lr,
-            weight_decay=task.weight_decay,
-            loss_fn=task.loss_fn,
-            optimizer=task.optimizer,
+            lr=task.finetune_lr if lr is None else lr,
             desc="phase 1 fine-tune",
         )
         report.finetune_epochs = epochs
