@@ -154,30 +154,14 @@ def analyze_blocked_weight(
     channels: at most the dense conv's work, never a rejection.
     """
     w = np.asarray(weight, dtype=np.float32)
-    if w.ndim != 4:
-        return Rejection(f"weight has {w.ndim} dimensions, not 4 (K, C, kh, kw)")
-    k, c, kh, kw = (int(d) for d in w.shape)
     g = block or 16
-    # A kernel is kept if any of its weights is non-zero; kept kernels are computed whole
-    # (zeros inside a kernel, e.g. exact zeros in a dense model, cost nothing extra here).
-    kept = (w.reshape(k, c, kh * kw) != 0).any(-1)  # (K, C)
-    if not kept.any():
-        return Rejection("every kernel is zero")
-    by_sig: dict[bytes, list[int]] = {}
-    for f in range(k):
-        by_sig.setdefault(kept[f].tobytes(), []).append(f)
-    rows: list[list[int]] = []
-    sigs = sorted(by_sig, key=lambda s: -int(kept[by_sig[s][0]].sum()))
-    for sig in sigs:
-        members = by_sig[sig]
-        rows += [members[i : i + g] for i in range(0, len(members), g)]
-    if len(rows) * g > 2 * max(k, g):
-        # Scattered connectivity (every filter keeps its own channels): cluster filters with
-        # overlapping kept channels into blocks and compute each block's union of channels.
-        # Never more work than the dense conv; the fewer channels a block shares, the less.
-        rows = _union_rows(kept, g)
+    plan = _blocked_rows(w, g)
+    if isinstance(plan, Rejection):
+        return plan
+    kept, rows = plan
+    k, c, kh, kw = (int(d) for d in w.shape)
     taps = tuple((dy, dx) for dy in range(kh) for dx in range(kw))
-    per_row = [np.nonzero(kept[members].any(0))[0] for members in rows]
+    per_row = _row_channels(kept, rows)
     cmax = max(len(ch) for ch in per_row)
     flat = w.reshape(k, c, kh * kw)
     vals = np.zeros((len(rows), cmax, kh * kw, g), dtype=np.float32)
@@ -199,6 +183,50 @@ def analyze_blocked_weight(
         kept_kernels=int(kept.sum()),
         tap_sets=(taps,),
     )
+
+
+def _blocked_rows(w: np.ndarray, g: int) -> tuple[np.ndarray, list[list[int]]] | Rejection:
+    """Kept kernels ``(K, C)`` and the filters of each block of :func:`analyze_blocked_weight`."""
+    if w.ndim != 4:
+        return Rejection(f"weight has {w.ndim} dimensions, not 4 (K, C, kh, kw)")
+    k, c, kh, kw = (int(d) for d in w.shape)
+    # A kernel is kept if any of its weights is non-zero; kept kernels are computed whole
+    # (zeros inside a kernel, e.g. exact zeros in a dense model, cost nothing extra here).
+    kept = (w.reshape(k, c, kh * kw) != 0).any(-1)  # (K, C)
+    if not kept.any():
+        return Rejection("every kernel is zero")
+    by_sig: dict[bytes, list[int]] = {}
+    for f in range(k):
+        by_sig.setdefault(kept[f].tobytes(), []).append(f)
+    rows: list[list[int]] = []
+    sigs = sorted(by_sig, key=lambda s: -int(kept[by_sig[s][0]].sum()))
+    for sig in sigs:
+        members = by_sig[sig]
+        rows += [members[i : i + g] for i in range(0, len(members), g)]
+    if len(rows) * g > 2 * max(k, g):
+        # Scattered connectivity (every filter keeps its own channels): cluster filters with
+        # overlapping kept channels into blocks and compute each block's union of channels.
+        # Never more work than the dense conv; the fewer channels a block shares, the less.
+        rows = _union_rows(kept, g)
+    return kept, rows
+
+
+def _row_channels(kept: np.ndarray, rows: list[list[int]]) -> list[np.ndarray]:
+    """Per block, the union of its filters' kept input channels."""
+    return [np.nonzero(kept[members].any(0))[0] for members in rows]
+
+
+def blocked_macs_per_pixel(weight: np.ndarray, *, block: int | None = None) -> int | None:
+    """:meth:`SparseConvLayout.macs_per_pixel` of :func:`analyze_blocked_weight`'s layout,
+    without building it (``None`` where that function rejects the weight)."""
+    w = np.asarray(weight)
+    g = block or 16
+    plan = _blocked_rows(w, g)
+    if isinstance(plan, Rejection):
+        return None
+    kept, rows = plan
+    cmax = max(len(ch) for ch in _row_channels(kept, rows))
+    return len(rows) * cmax * int(w.shape[2]) * int(w.shape[3]) * g
 
 
 def _union_rows(kept: np.ndarray, g: int) -> list[list[int]]:

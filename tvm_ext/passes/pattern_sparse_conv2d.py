@@ -37,6 +37,7 @@ from tvm_ext.layout import (
     SparseConvLayout,
     analyze_blocked_weight,
     analyze_conv_weight,
+    blocked_macs_per_pixel,
 )
 from tvm_ext.schedules.cpu import schedule_pattern_primfunc
 from tvm_ext.te.pattern_conv import (
@@ -258,16 +259,15 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         cost = next((c for bound, c in table if not bound or channels <= bound), table[-1][1])
         if strided:
             cost *= self.options.per_kernel_stride_factor
-        blocked = analyze_blocked_weight(weight, block=self.options.block)
-        if not isinstance(blocked, SparseConvLayout):
+        blocked = blocked_macs_per_pixel(weight, block=self.options.block)
+        if blocked is None:
             return layout
-        per_kernel = cost * layout.macs_per_pixel()
-        if blocked.macs_per_pixel() <= per_kernel:
+        if blocked <= cost * layout.macs_per_pixel():
             return Rejection(
                 f"per-kernel patterns estimated slower than the blocked kernel over channel "
                 f"unions ({layout.macs_per_pixel()} multiply-adds per pixel x cost {cost:g} "
-                f">= {blocked.macs_per_pixel()}): left to BlockedConv2D (per_kernel_cost=None "
-                "forces per-kernel code)"
+                f">= {blocked}): left to BlockedConv2D (per_kernel_cost=None forces "
+                "per-kernel code)"
             )
         return layout
 
