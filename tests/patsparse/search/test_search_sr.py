@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from _search_helpers import search_cmd
 
 from patsparse.cli import main
 from patsparse.errors import SearchConfigError
@@ -12,45 +13,9 @@ from patsparse.errors import SearchConfigError
 
 def test_sr_search_end_to_end_reports_psnr(tmp_path, capsys):
     out = tmp_path / "sr.pt"
-    rc = main(
-        [
-            "search",
-            "sr-net",
-            "--data",
-            "sr",
-            "--input-shape",
-            "1,1,48,48",
-            "--latency-fraction",
-            "100",
-            "--storage",
-            "memory",
-            "--schemes",
-            "dense,block-pattern",
-            "--compressions",
-            "8",
-            "--budget",
-            "2",
-            "--dense-epochs",
-            "1",
-            "--phase1-epochs",
-            "0",
-            "--retrain-epochs",
-            "1",
-            "--retrain-steps",
-            "3",
-            "--methods",
-            "magnitude",
-            "--final-epochs",
-            "1",
-            "--repeat",
-            "3",
-            "--verify-top",
-            "1",
-            "--out",
-            str(out),
-            "--json",
-        ]
-    )
+    # the shared tiny-search arguments (small space, 1 retrain epoch, magnitude only), on SR
+    argv = search_cmd("sr-net", "memory", "--data", "sr", "--input-shape", "1,1,48,48")[3:]
+    rc = main([*argv, "--budget", "2", "--dense-epochs", "1", "--out", str(out), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert rc == 0, summary
     assert summary["metric"] == "PSNR" and summary["unit"] == "dB"
