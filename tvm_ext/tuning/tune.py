@@ -12,16 +12,14 @@ tasks tuned to completion whose search space is smaller than the budget).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tvm_ext._compat import Target, relax, tvm
+from tvm_ext._compat import Target, metaschedule_logging, relax, tvm
 from tvm_ext._compat import meta_schedule as ms
 from tvm_ext.passes import BlockedConv2D, CompactStructuredConv2D, PatternSparseConv2D
 from tvm_ext.pipeline import Blocked, default_sparse_pass, rewrite_passes
@@ -253,9 +251,8 @@ def tune_module(
             ms.measure_callback.UpdateCostModel(),
             watch,
         ]
-        # MetaSchedule's loggers (made with the tune contexts) write to stdout; keep stdout
-        # for results (``--json``)
-        with contextlib.redirect_stdout(sys.stderr):
+        # MetaSchedule's loggers (made with the tune contexts) write to stdout: to stderr
+        with metaschedule_logging():
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 extracted_tasks=todo,
                 work_dir=str(work),
