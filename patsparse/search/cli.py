@@ -113,6 +113,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="re-measure this many of the most accurate feasible trials at the end",
     )
     p.add_argument(
+        "--no-seed-corners",
+        action="store_true",
+        help="do not start the study from the uniform corners that meet the constraint",
+    )
+    p.add_argument(
         "--no-overlap",
         action="store_true",
         help="compile candidates in the search process instead of a worker process that "
@@ -151,6 +156,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
             bo=args.bo,
             warmup_trials=args.warmup_trials,
             overlap=not args.no_overlap,
+            seed_corners=not args.no_seed_corners,
             verify_top=args.verify_top,
             fast_eval=FastEvalConfig(
                 retrain_epochs=args.retrain_epochs, max_steps=args.retrain_steps

@@ -13,7 +13,11 @@ failed by optuna's heartbeat after ``grace_period`` seconds). ``budget`` counts 
 trials over all workers (a worker's in-flight trial still finishes when the budget is met).
 Before any trial the search measures the dense model and the fastest corners of the space
 (stored in the study, measured once): a constraint below the fastest measured corner ends
-with status ``"infeasible"`` and no trial run.
+with status ``"infeasible"`` and no trial run. With ``seed_corners`` the corners that meet
+the constraint are enqueued as the study's first trials (proposer ``"corner"``): the RL
+policy and the BO model start from known-feasible points instead of a uniform prior, which on
+a space where most random mixes are too slow is the difference between finding a feasible
+configuration in the budget or not.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ from patsparse.search.space import SearchSpace
 from patsparse.tasks import CLASSIFICATION, Task
 
 SEARCH_VERSION = 1
+#: proposer of the uniform corners enqueued before the search (``seed_corners``)
+CORNER = "corner"
 STATUSES = ("ok", "no_feasible", "infeasible")
 
 
@@ -81,6 +87,7 @@ class SearchConfig:
     overlap: bool = True
     verify_top: int = 3
     verify_rounds: int = 3
+    seed_corners: bool = True
     fast_eval: FastEvalConfig = field(default_factory=FastEvalConfig)
     heartbeat_interval: int = 10
     grace_period: int = 30
@@ -438,6 +445,8 @@ def run_search(
             "/ higher compression rates",
         )
 
+    if config.seed_corners:
+        _seed_corners(study, space, probe["corners"], constraint)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def lookup(cfg: dict[str, str]) -> tuple[str, float | None]:
@@ -455,7 +464,7 @@ def run_search(
         cfg = {
             n: trial.suggest_categorical(space.param_name(n), space.labels(n)) for n in space.layers
         }
-        proposer = sampler.proposer(trial.number)
+        proposer = str(trial.user_attrs.get(PROPOSER_ATTR) or sampler.proposer(trial.number))
         trial.set_user_attr(PROPOSER_ATTR, proposer)
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("config", cfg)
@@ -552,6 +561,24 @@ def run_search(
             + (" (re-measured)" if result.verification else "")
         )
     return result
+
+
+def _seed_corners(
+    study: optuna.Study, space: SearchSpace, corners: list[list[Any]], constraint: float
+) -> None:
+    """Enqueue the probed corners that meet ``constraint`` as trials (in probe order).
+
+    Only a study without trials is seeded; ``skip_if_exists`` keeps two workers starting
+    together from enqueueing a corner twice.
+    """
+    if study.get_trials(deepcopy=False):
+        return
+    for ms, cfg in corners:
+        if float(ms) > constraint:
+            continue
+        study.enqueue_trial(
+            space.to_params(cfg), user_attrs={PROPOSER_ATTR: CORNER}, skip_if_exists=True
+        )
 
 
 def _verify(
