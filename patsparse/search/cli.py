@@ -115,7 +115,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-seed-corners",
         action="store_true",
-        help="do not start the study from the uniform corners that meet the constraint",
+        help="do not start the study from the corners of the space and their uniform lower-rate "
+        "ladders that meet the constraint",
     )
     p.add_argument(
         "--no-overlap",

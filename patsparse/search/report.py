@@ -30,11 +30,11 @@ def format_trials(
     trials: list[TrialSummary], *, title: str, metric: str = "accuracy", unit: str = "%"
 ) -> str:
     head = f"{metric} ({unit.strip()})"
-    lines = [title, f"{'trial':>5} {'by':<6} {head:>14} {'latency ms':>11} {'ok':>3}  config"]
+    lines = [title, f"{'trial':>5} {'by':<7} {head:>14} {'latency ms':>11} {'ok':>3}  config"]
     for t in trials:
         cfg = ", ".join(f"{k}={v}" for k, v in t.config.items())
         lines.append(
-            f"{t.number:>5} {t.proposer:<6} {t.accuracy:>14.2f} {t.latency_ms:>11.4f} "
+            f"{t.number:>5} {t.proposer:<7} {t.accuracy:>14.2f} {t.latency_ms:>11.4f} "
             f"{'y' if t.feasible else 'n':>3}  {cfg}"
         )
     return "\n".join(lines)

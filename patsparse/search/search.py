@@ -14,10 +14,13 @@ trials over all workers (a worker's in-flight trial still finishes when the budg
 Before any trial the search measures the dense model and the fastest corners of the space
 (stored in the study, measured once): a constraint below the fastest measured corner ends
 with status ``"infeasible"`` and no trial run. With ``seed_corners`` the corners that meet
-the constraint are enqueued as the study's first trials (proposer ``"corner"``): the RL
-policy and the BO model start from known-feasible points instead of a uniform prior, which on
-a space where most random mixes are too slow is the difference between finding a feasible
-configuration in the budget or not.
+the constraint are enqueued as the study's first trials (proposer ``"corner"``), each followed
+by its scheme's uniform ladder down to the last rate that still meets the constraint
+(proposer ``"uniform"``, measured before enqueueing): the RL policy and the BO model start
+from known-feasible points instead of a uniform prior, which on a space where most random
+mixes are too slow is the difference between finding a feasible configuration in the budget
+or not, and the search never ends below the best uniform configuration its fast evaluation
+can see.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ from patsparse.tasks import CLASSIFICATION, Task
 SEARCH_VERSION = 1
 #: proposer of the uniform corners enqueued before the search (``seed_corners``)
 CORNER = "corner"
+#: proposer of a corner's uniform ladder (same scheme, lower rates) enqueued after it
+UNIFORM = "uniform"
 STATUSES = ("ok", "no_feasible", "infeasible")
 
 
@@ -445,8 +450,12 @@ def run_search(
             "/ higher compression rates",
         )
 
-    if config.seed_corners:
-        _seed_corners(study, space, probe["corners"], constraint)
+    if config.seed_corners and not study.get_trials(deepcopy=False):
+        seeds = _uniform_seeds(space, probe["corners"], constraint, lambda c: latency_of(c)[0])
+        for _proposer, cfg in seeds:
+            key = f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
+            study.set_user_attr(f"latency:{key}", cache.entries[key])
+        _seed_corners(study, space, seeds)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def lookup(cfg: dict[str, str]) -> tuple[str, float | None]:
@@ -563,21 +572,39 @@ def run_search(
     return result
 
 
-def _seed_corners(
-    study: optuna.Study, space: SearchSpace, corners: list[list[Any]], constraint: float
-) -> None:
-    """Enqueue the probed corners that meet ``constraint`` as trials (in probe order).
-
-    Only a study without trials is seeded; ``skip_if_exists`` keeps two workers starting
-    together from enqueueing a corner twice.
-    """
-    if study.get_trials(deepcopy=False):
-        return
+def _uniform_seeds(
+    space: SearchSpace,
+    corners: list[list[Any]],
+    constraint: float,
+    latency: Callable[[dict[str, str]], float],
+) -> list[tuple[str, dict[str, str]]]:
+    """The probed corners that meet ``constraint`` (in probe order), each followed by its
+    uniform ladder (:meth:`SearchSpace.ladder`) while the measured latency still meets it."""
+    out: list[tuple[str, dict[str, str]]] = []
     for ms, cfg in corners:
         if float(ms) > constraint:
             continue
+        out.append((CORNER, dict(cfg)))
+        for lower in space.ladder(cfg):
+            if latency(lower) > constraint:
+                break  # lower rates are slower still
+            out.append((UNIFORM, lower))
+    return out
+
+
+def _seed_corners(
+    study: optuna.Study, space: SearchSpace, seeds: list[tuple[str, dict[str, str]]]
+) -> None:
+    """Enqueue ``seeds`` (proposer, configuration) as the study's first trials.
+
+    Only a study without trials is seeded; ``skip_if_exists`` keeps two workers starting
+    together from enqueueing a configuration twice.
+    """
+    if study.get_trials(deepcopy=False):
+        return
+    for proposer, cfg in seeds:
         study.enqueue_trial(
-            space.to_params(cfg), user_attrs={PROPOSER_ATTR: CORNER}, skip_if_exists=True
+            space.to_params(cfg), user_attrs={PROPOSER_ATTR: proposer}, skip_if_exists=True
         )
 
 

@@ -266,6 +266,28 @@ class SearchSpace:
                 out.append(cfg)
         return out
 
+    def ladder(self, config: Mapping[str, str]) -> list[dict[str, str]]:
+        """Below a uniform configuration, the same scheme on every layer at each lower rate
+        all layers offer, most compressed first (``[]`` for a mixed or fixed-rate one)."""
+        labels = set(self.check(config).values())
+        if len(labels) != 1:
+            return []
+        top = Choice.parse(next(iter(labels)))
+        if top.compression is None:
+            return []
+        common = set.intersection(*(set(self.labels(n)) for n in self.layers))
+        rates = sorted(
+            {
+                c.compression
+                for c in map(Choice.parse, common)
+                if c.scheme == top.scheme
+                and c.compression is not None
+                and c.compression < top.compression
+            },
+            reverse=True,
+        )
+        return [self.uniform(Choice(top.scheme, r).label) for r in rates]
+
     def key(self, config: Mapping[str, str]) -> str:
         """Canonical text of a configuration (with library/block size): a cache key."""
         return json.dumps(

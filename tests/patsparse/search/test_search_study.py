@@ -22,7 +22,13 @@ from patsparse.search import (
     reward,
     run_search,
 )
-from patsparse.search.search import CORNER, TrialSummary, _seed_corners
+from patsparse.search.search import (
+    CORNER,
+    UNIFORM,
+    TrialSummary,
+    _seed_corners,
+    _uniform_seeds,
+)
 
 X = torch.zeros(1, 1, 8, 8)
 FAST = FastEvalConfig(retrain_epochs=1, max_steps=3)
@@ -105,33 +111,59 @@ def test_no_feasible_trial_is_reported(small_space, search_splits, host_measurer
     assert result.best is None and len(result.trials) == 1
 
 
-def test_feasible_corners_are_the_first_trials(small_space, search_splits, host_measurer):
-    _, space = small_space
-    corners = space.extremes()
-    budget = len(corners) + 1
-    result = _search(small_space, search_splits, host_measurer, budget=budget, seed=3)
-    seeded = result.trials[: len(corners)]
-    assert [t.proposer for t in seeded] == [CORNER] * len(corners)
-    assert [t.config for t in seeded] == corners
-    assert all(t.feasible for t in seeded)  # 100x dense: every corner fits
+def test_feasible_corners_and_their_ladders_are_the_first_trials(
+    small_space, search_splits, host_measurer
+):
+    model, _ = small_space
+    space = SearchSpace.from_model(
+        model, SpaceConfig(schemes=("dense", "pattern+connectivity"), compressions=(4.0, 8.0))
+    )
+    seeds = [c for corner in space.extremes() for c in [corner, *space.ladder(corner)]]
+    assert len(seeds) == 2  # p+c@8, then p+c@4
+    budget = len(seeds) + 1
+    result = _search((model, space), search_splits, host_measurer, budget=budget, seed=3)
+    seeded = result.trials[: len(seeds)]
+    assert [t.config for t in seeded] == seeds
+    assert {t.proposer for t in seeded} == {CORNER, UNIFORM}
+    assert all(t.feasible for t in seeded)  # 100x dense: every uniform configuration fits
     assert result.trials[-1].proposer in ("rl", "bo")
-    plain = _search(small_space, search_splits, host_measurer, budget=2, seed=3, seed_corners=False)
-    assert CORNER not in {t.proposer for t in plain.trials}
+    assert result.cache_misses <= len(seeds) + 2  # seeds were measured once, before enqueueing
+    plain = _search(
+        (model, space), search_splits, host_measurer, budget=2, seed=3, seed_corners=False
+    )
+    assert not {CORNER, UNIFORM} & {t.proposer for t in plain.trials}
 
 
-def test_only_corners_under_the_constraint_are_seeded():
+def test_uniform_ladder_stops_at_the_constraint():
     cfg = SpaceConfig(schemes=("dense", "pattern+connectivity", "filter", "block"))
     space = SearchSpace.from_model(build_model("digits-cnn"), cfg)
     corners = space.extremes()
     assert len(corners) == 3
-    probes = [[1.0 + i, c] for i, c in enumerate(corners)]  # corner i takes 1+i ms
+    filter8 = space.uniform("filter@8")
+    assert filter8 in corners
+    assert space.ladder(filter8) == [space.uniform(f"filter@{r:g}") for r in (6, 4, 3, 2)]
+    assert space.ladder({**filter8, "features.3": "dense"}) == []  # mixed: no ladder
+    latency = {f"filter@{r:g}": 10.0 - r for r in (8, 6, 4, 3, 2)}  # lower rate, slower
+
+    def measure(c):
+        return latency[next(iter(c.values()))] if len(set(c.values())) == 1 else 99.0
+
+    probes = [[1.0 if c == filter8 else 9.0, c] for c in corners]  # only filter@8 fits
+    seeds = _uniform_seeds(space, probes, 6.5, measure)  # filter@6 (4 ms), @4 (6 ms) fit
+    assert seeds == [
+        (CORNER, filter8),
+        (UNIFORM, space.uniform("filter@6")),
+        (UNIFORM, space.uniform("filter@4")),
+    ]
     study = optuna.create_study(direction="maximize")
-    _seed_corners(study, space, probes, constraint=2.0)
+    _seed_corners(study, space, seeds)
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [space.from_params(t.system_attrs["fixed_params"]) for t in waiting] == corners[:2]
-    assert all(t.user_attrs["proposer"] == CORNER for t in waiting)
-    _seed_corners(study, space, probes, constraint=9.0)  # a study with trials: left alone
-    assert len(study.get_trials()) == 2
+    assert [space.from_params(t.system_attrs["fixed_params"]) for t in waiting] == [
+        c for _, c in seeds
+    ]
+    assert [t.user_attrs["proposer"] for t in waiting] == [CORNER, UNIFORM, UNIFORM]
+    _seed_corners(study, space, [(CORNER, corners[0])])  # a study with trials: left alone
+    assert len(study.get_trials()) == 3
 
 
 def test_reinforce_learns_a_bandit():
