@@ -52,7 +52,7 @@ UNIFORM = {
     "digits": ("pattern", "pattern+connectivity@3", "pattern+connectivity@4",
                "pattern+connectivity@6", "pattern+connectivity@8"),
     "sr": ("pattern", "pattern+connectivity@4", "pattern+connectivity@8",
-           "block-pattern@4", "block-pattern@8"),
+           "block-pattern@3", "block-pattern@4", "block-pattern@6", "block-pattern@8"),
 }  # fmt: skip
 MODELS = {"digits": ("digits-cnn", "digits", 15), "sr": ("sr-net", "sr", 8)}
 
