@@ -17,6 +17,7 @@ Where it belongs: right after the conv rewrites, before the rest of the pipeline
     seq = tvm.transform.Sequential([PatternSparseConv2D(), BlockedConv2D(),
                                     ChainConvLayouts(), relax.get_default_pipeline(target)])
 
+CPU targets only (a GPU target in the options or in scope leaves the module unchained).
 A model with nothing to chain comes out exactly as it went in (less the rewriters'
 :data:`~tvm_ext.passes.pattern_sparse_conv2d.CONV_ATTR` metadata, which this pass always
 removes); :attr:`ChainConvLayouts.records` says what was chained and why not.
@@ -446,7 +447,12 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         return out
 
     def run(self) -> tvm.IRModule:
-        if self.options.enabled:
+        from tvm_ext.targets import is_gpu
+
+        target = self.options.target
+        target = target if target is not None else Target.current(allow_none=True)
+        # the layouts were chosen (and measured) for CPU vector lanes; GPU kernels keep NCHW
+        if self.options.enabled and not is_gpu(target):
             for gv, func in self.mod_.functions_items():
                 if isinstance(func, relax.Function):
                     self._plan(func)
@@ -455,7 +461,6 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                         new = relax.analysis.remove_all_unused(new)
                         self.builder_.update_func(gv, new)
         mod = self.builder_.get()
-        target = self.options.target
         for gv, scheduled in self.new_funcs:
             func = mod[gv].with_attr("op_pattern", OPAQUE)
             if scheduled:

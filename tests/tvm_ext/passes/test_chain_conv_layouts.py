@@ -323,3 +323,13 @@ def test_blocked_layout_producer_chains_too(h, well_formed):
     assert chain.records[0].function.startswith("blocked_conv2d_")
     assert chain.records[0].chained_output and chain.records[1].chained_input
     _check(h, mod, xs)
+
+
+def test_gpu_targets_keep_nchw(h, well_formed):
+    """The chained layouts are a CPU (vector lanes) choice: a GPU target leaves them out."""
+    from tvm_ext.targets import make_target
+
+    mod, _ = _vgg_stage(h)
+    gpu, chain = _rewrite(mod, target=make_target("adreno"))
+    tvm.ir.assert_structural_equal(gpu, _unchained(mod))
+    assert not chain.records
