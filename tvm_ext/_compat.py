@@ -9,8 +9,12 @@ this file only. Built and tested against apache-tvm 0.27.0.post1.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import tvm
@@ -33,6 +37,28 @@ SUPPORTED_VERSIONS = ("0.27",)
 
 #: array constructor (``tvm.nd.array`` in TVM < 0.25)
 tensor = tvm.runtime.tensor
+
+
+@contextlib.contextmanager
+def metaschedule_logging() -> Iterator[None]:
+    """Around MetaSchedule's tune-context creation and ``tune_tasks``.
+
+    Its loggers write to stdout: redirected to stderr (stdout stays for results such as
+    ``--json``). Its logger setup lists the names of the handlers already on the
+    ``tvm.s_tir.meta_schedule`` logger and crashes on an unnamed one, which other code may
+    add (pytest >= 9.2 attaches its capture handler to every non-propagating logger): those
+    are detached for the duration and put back afterwards.
+    """
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    unnamed = [h for h in ms_logger.handlers if h.get_name() is None]
+    for h in unnamed:
+        ms_logger.removeHandler(h)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for h in unnamed:
+            ms_logger.addHandler(h)
 
 
 def cpu_threads() -> int:
@@ -99,6 +125,7 @@ __all__ = [
     "from_exported_program",
     "host_target",
     "meta_schedule",
+    "metaschedule_logging",
     "relax",
     "rpc",
     "rpc_base",

@@ -12,7 +12,8 @@ qualifies, builds a :class:`SparseConvLayout`:
 :func:`analyze_blocked_weight` builds the same ``block`` layout for any other conv (a dense
 conv of any kernel size, a 1x1 / 7x7 conv with block-shared connectivity pruning): one
 "pattern" holding every tap of the kernel; zero kernels shared by a block are skipped. Filters
-that do not fill a last block are padded with zero filters the epilogue never reads.
+that do not fill a last block are padded with zero filters the epilogue never reads; filters
+with scattered kept channels are clustered into blocks computing the union of their channels.
 
 Per pattern ``p`` the layout holds ``values[p]`` of shape ``(rows, cmax_p, taps, G)`` and
 ``channels[p]`` of shape ``(rows, cmax_p)``: the kernels of pattern ``p`` in each row, padded
@@ -64,6 +65,10 @@ class SparseConvLayout:
     def padded_slots(self) -> int:
         """Kernel slots the kernel computes (kept kernels plus zero padding), per lane."""
         return sum(int(v.shape[0] * v.shape[1]) for v in self.values) * self.block
+
+    def macs_per_pixel(self) -> int:
+        """Multiply-adds the kernel issues per output pixel, padding included."""
+        return sum(int(np.prod(v.shape)) for v in self.values)
 
     def to_dense(self) -> np.ndarray:
         """The weight this layout encodes (inverse of :func:`analyze_conv_weight`)."""
@@ -143,34 +148,20 @@ def analyze_blocked_weight(
 
     Filters with the same kept input channels are grouped into blocks of ``block`` lanes
     (default 16; a dense conv is one group). A group whose size is not a multiple of the
-    lanes is padded with zero filters.
+    lanes is padded with zero filters. When that would waste more than half the lanes
+    (scattered, per-kernel connectivity), filters are instead clustered by overlapping kept
+    channels (:func:`_union_rows`) and each block computes the union of its filters'
+    channels: at most the dense conv's work, never a rejection.
     """
     w = np.asarray(weight, dtype=np.float32)
-    if w.ndim != 4:
-        return Rejection(f"weight has {w.ndim} dimensions, not 4 (K, C, kh, kw)")
-    k, c, kh, kw = (int(d) for d in w.shape)
     g = block or 16
-    # A kernel is kept if any of its weights is non-zero; kept kernels are computed whole
-    # (zeros inside a kernel, e.g. exact zeros in a dense model, cost nothing extra here).
-    kept = (w.reshape(k, c, kh * kw) != 0).any(-1)  # (K, C)
-    if not kept.any():
-        return Rejection("every kernel is zero")
-    by_sig: dict[bytes, list[int]] = {}
-    for f in range(k):
-        by_sig.setdefault(kept[f].tobytes(), []).append(f)
-    rows: list[list[int]] = []
-    sigs = sorted(by_sig, key=lambda s: -int(kept[by_sig[s][0]].sum()))
-    for sig in sigs:
-        members = by_sig[sig]
-        rows += [members[i : i + g] for i in range(0, len(members), g)]
-    if len(rows) * g > 2 * max(k, g):
-        return Rejection(
-            f"{len(by_sig)} distinct kept-channel sets across {k} filters: not block "
-            f"structured, {len(rows) * g} lanes for {k} filters (prune with a block scheme "
-            "so blocks of filters share kept channels)"
-        )
+    plan = _blocked_rows(w, g)
+    if isinstance(plan, Rejection):
+        return plan
+    kept, rows = plan
+    k, c, kh, kw = (int(d) for d in w.shape)
     taps = tuple((dy, dx) for dy in range(kh) for dx in range(kw))
-    per_row = [np.nonzero(kept[members[0]])[0] for members in rows]
+    per_row = _row_channels(kept, rows)
     cmax = max(len(ch) for ch in per_row)
     flat = w.reshape(k, c, kh * kw)
     vals = np.zeros((len(rows), cmax, kh * kw, g), dtype=np.float32)
@@ -192,6 +183,77 @@ def analyze_blocked_weight(
         kept_kernels=int(kept.sum()),
         tap_sets=(taps,),
     )
+
+
+def _blocked_rows(w: np.ndarray, g: int) -> tuple[np.ndarray, list[list[int]]] | Rejection:
+    """Kept kernels ``(K, C)`` and the filters of each block of :func:`analyze_blocked_weight`."""
+    if w.ndim != 4:
+        return Rejection(f"weight has {w.ndim} dimensions, not 4 (K, C, kh, kw)")
+    k, c, kh, kw = (int(d) for d in w.shape)
+    # A kernel is kept if any of its weights is non-zero; kept kernels are computed whole
+    # (zeros inside a kernel, e.g. exact zeros in a dense model, cost nothing extra here).
+    kept = (w.reshape(k, c, kh * kw) != 0).any(-1)  # (K, C)
+    if not kept.any():
+        return Rejection("every kernel is zero")
+    by_sig: dict[bytes, list[int]] = {}
+    for f in range(k):
+        by_sig.setdefault(kept[f].tobytes(), []).append(f)
+    rows: list[list[int]] = []
+    sigs = sorted(by_sig, key=lambda s: -int(kept[by_sig[s][0]].sum()))
+    for sig in sigs:
+        members = by_sig[sig]
+        rows += [members[i : i + g] for i in range(0, len(members), g)]
+    if len(rows) * g > 2 * max(k, g):
+        # Scattered connectivity (every filter keeps its own channels): cluster filters with
+        # overlapping kept channels into blocks and compute each block's union of channels.
+        # Never more work than the dense conv; the fewer channels a block shares, the less.
+        rows = _union_rows(kept, g)
+    return kept, rows
+
+
+def _row_channels(kept: np.ndarray, rows: list[list[int]]) -> list[np.ndarray]:
+    """Per block, the union of its filters' kept input channels."""
+    return [np.nonzero(kept[members].any(0))[0] for members in rows]
+
+
+def blocked_macs_per_pixel(weight: np.ndarray, *, block: int | None = None) -> int | None:
+    """:meth:`SparseConvLayout.macs_per_pixel` of :func:`analyze_blocked_weight`'s layout,
+    without building it (``None`` where that function rejects the weight)."""
+    w = np.asarray(weight)
+    g = block or 16
+    plan = _blocked_rows(w, g)
+    if isinstance(plan, Rejection):
+        return None
+    kept, rows = plan
+    cmax = max(len(ch) for ch in _row_channels(kept, rows))
+    return len(rows) * cmax * int(w.shape[2]) * int(w.shape[3]) * g
+
+
+def _union_rows(kept: np.ndarray, g: int) -> list[list[int]]:
+    """Greedy clustering of filters into blocks of ``g`` with small unions of kept channels.
+
+    Each block starts from the remaining filter with the most kept channels and adds, one at
+    a time, the filter that grows the block's union least (ties: the fuller filter). The
+    union of a block is what the blocked kernel computes for it.
+    """
+    k = kept.shape[0]
+    counts = kept.sum(1)
+    remaining = np.ones(k, dtype=bool)
+    rows: list[list[int]] = []
+    while remaining.any():
+        idx = np.nonzero(remaining)[0]
+        seed = int(idx[np.argmax(counts[idx])])
+        members, union = [seed], kept[seed].copy()
+        remaining[seed] = False
+        while len(members) < g and remaining.any():
+            idx = np.nonzero(remaining)[0]
+            grow = (kept[idx] & ~union).sum(1)
+            best = int(idx[np.lexsort((-counts[idx], grow))[0]])
+            members.append(best)
+            union |= kept[best]
+            remaining[best] = False
+        rows.append(members)
+    return rows
 
 
 def _block_groups(codes: np.ndarray, g: int) -> list[list[int]] | None:

@@ -43,6 +43,27 @@ Blocked = BlockedConv2D | Literal[False] | None
 Chain = ChainConvLayouts | Literal[False] | None
 
 
+#: Cost of one per-kernel-pattern multiply-add (padding included) relative to one on the
+#: blocked kernel, by input channels, measured on x86 AVX-512 at one thread (BENCHMARKS.md:
+#: 1.7-2.5 up to 64 channels, 3.5-4.2 at 128, 12-15 at 256, where the per-kernel code is
+#: load-bound). With the blocked kernel in the pipeline, a per-kernel layer whose blocked
+#: layout (channel unions) needs fewer weighted multiply-adds runs blocked instead.
+PER_KERNEL_COST: tuple[tuple[int, float], ...] = ((64, 2.0), (128, 4.0), (0, 12.0))
+#: ... times this on strided convs (ResNet-18's 64->128 stride-2 layer at 8x: per-kernel code
+#: 3x slower than the blocked kernel, where the stride-1 cost predicted it faster)
+PER_KERNEL_STRIDE_FACTOR = 4.0
+
+
+def default_sparse_pass(*, blocked: bool = True, **options: Any) -> PatternSparseConv2D:
+    """The pattern pass the pipelines use: per-kernel layers estimated slower than the
+    blocked kernel are left to it (when the blocked kernel is in the pipeline)."""
+    return PatternSparseConv2D(
+        per_kernel_cost=PER_KERNEL_COST if blocked else None,
+        per_kernel_stride_factor=PER_KERNEL_STRIDE_FACTOR,
+        **options,
+    )
+
+
 def rewrite_passes(
     *,
     sparse: PatternSparseConv2D | None = None,
@@ -57,7 +78,7 @@ def rewrite_passes(
         FoldConvBiasBatchNorm(),
         relax.transform.FoldBatchnormToConv2D(),
         relax.transform.FoldConstant(),
-        sparse if sparse is not None else PatternSparseConv2D(),
+        sparse if sparse is not None else default_sparse_pass(blocked=blocked is not False),
         compact if compact is not None else CompactStructuredConv2D(),
     ]
     if blocked is not False:
@@ -164,7 +185,9 @@ def compile_torch(
     from tvm_ext.tuning.tune import tuned_pipeline
 
     target = target or host_target()
-    sparse = sparse or PatternSparseConv2D(verify=verify, target=target, schedule=logs is None)
+    sparse = sparse or default_sparse_pass(
+        blocked=blocked, verify=verify, target=target, schedule=logs is None
+    )
     compact = CompactStructuredConv2D()
     dense: Blocked = (
         BlockedConv2D(verify=verify, target=target, schedule=logs is None) if blocked else False

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from patsparse.pruning.pruners import ADMMPruner, ADMMSettings, BasePruner, MagnitudePruner
 from patsparse.schemes.plan import LayerDecision, PruningPlan
-from patsparse.train import LossFn, make_optimizer, train_epoch
+from patsparse.train import OPTIMIZERS, LossFn, make_optimizer, train_epoch
 
 METHODS = ("admm", "magnitude")
 
@@ -36,6 +36,7 @@ class PruneConfig:
     retrain_lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
+    optimizer: str = "sgd"
     admm: ADMMSettings = field(default_factory=ADMMSettings)
     version: int = 1
 
@@ -44,6 +45,10 @@ class PruneConfig:
             raise ValueError(f"unknown pruning method {self.method!r}; choose one of {METHODS}")
         if self.admm_epochs < 0 or self.retrain_epochs < 0:
             raise ValueError("epochs must be >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
         if isinstance(self.admm, dict):
             object.__setattr__(self, "admm", ADMMSettings(**self.admm))
 
@@ -83,7 +88,13 @@ def prune(
     if cfg.method == "admm":
         admm = ADMMPruner(plan, cfg.admm)
         admm.prepare(model)
-        opt = make_optimizer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(
+            model,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            kind=cfg.optimizer,
+        )
         for epoch in tqdm(range(cfg.admm_epochs), desc="ADMM", disable=not progress, leave=False):
             loss = train_epoch(model, loader, opt, loss_fn=loss_fn, penalty=admm.penalty)
             admm.step()
@@ -94,7 +105,7 @@ def prune(
         pruner = MagnitudePruner(plan)
         pruner.prepare(model)
         pruner.step()
-    opt = make_optimizer(model, lr=cfg.retrain_lr, momentum=cfg.momentum)
+    opt = make_optimizer(model, lr=cfg.retrain_lr, momentum=cfg.momentum, kind=cfg.optimizer)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.retrain_epochs, 1))
     for epoch in tqdm(range(cfg.retrain_epochs), desc="retrain", disable=not progress, leave=False):
         loss = train_epoch(model, loader, opt, loss_fn=loss_fn)

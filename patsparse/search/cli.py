@@ -19,6 +19,17 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(",") if v.strip())
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    from patsparse.errors import SearchConfigError
+
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise SearchConfigError(
+            f"--input-shape {text!r}: write N,C,H,W integers, e.g. 1,1,128,128"
+        ) from None
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -37,7 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "workers may share one --storage. MODEL: a zoo name (trained first) or a checkpoint.",
     )
     p.add_argument("model", help="zoo model name (e.g. digits-cnn) or checkpoint path")
-    p.add_argument("--data", default="digits", help="digits (bundled), cifar10 or imagefolder")
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="digits or sr (bundled; sr = x2 super-resolution patches scored by PSNR, for "
+        "sr-net), cifar10 or imagefolder",
+    )
     p.add_argument("--data-root", default=None, help="folder of an on-disk dataset")
     lat = p.add_mutually_exclusive_group(required=True)
     lat.add_argument("--latency-ms", type=float, default=None, help="latency constraint (ms)")
@@ -46,6 +62,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="latency constraint as a fraction of the measured dense latency (e.g. 0.5)",
+    )
+    p.add_argument(
+        "--input-shape",
+        default=None,
+        help="N,C,H,W input the latency is measured on (default: the model's own, e.g. "
+        "1,1,32,32 for sr-net; e.g. 1,1,128,128 to time x2 upscaling to 256x256)",
     )
     p.add_argument("--target", default="host", help="compilation target (host)")
     p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT (remote device)")
@@ -91,6 +113,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="re-measure this many of the most accurate feasible trials at the end",
     )
     p.add_argument(
+        "--no-seed-corners",
+        action="store_true",
+        help="do not start the study from the uniform corners that meet the constraint",
+    )
+    p.add_argument(
         "--no-overlap",
         action="store_true",
         help="compile candidates in the search process instead of a worker process that "
@@ -129,6 +156,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
             bo=args.bo,
             warmup_trials=args.warmup_trials,
             overlap=not args.no_overlap,
+            seed_corners=not args.no_seed_corners,
             verify_top=args.verify_top,
             fast_eval=FastEvalConfig(
                 retrain_epochs=args.retrain_epochs, max_steps=args.retrain_steps
@@ -155,6 +183,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
         out=args.out,
         plot=args.plot,
         search_only=args.search_only,
+        input_shape=_shape(args.input_shape) if args.input_shape else None,
     )
 
 
@@ -174,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
         if "final" in summary:
             f = summary["final"]
             print(
-                f"final ({summary['phase3']['method']}): test accuracy {f['test_accuracy']:.2f}%, "
+                f"final ({summary['phase3']['method']}): test {summary['metric']} "
+                f"{f['test_accuracy']:.2f} {summary['unit']}, "
                 f"latency {f['latency_ms']:.4f} ms "
                 f"({'meets' if f['meets_constraint'] else 'misses'} the constraint)"
             )

@@ -21,7 +21,8 @@ from patsparse.data import make_loaders
 from patsparse.errors import SearchConfigError
 from patsparse.pruning.pruners import MagnitudePruner
 from patsparse.schemes.plan import PruningPlan
-from patsparse.train import accuracy, make_optimizer
+from patsparse.tasks import CLASSIFICATION, Task
+from patsparse.train import make_optimizer
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class FastEvalConfig:
 
     retrain_epochs: int = 2
     max_steps: int | None = None
-    lr: float = 0.01
+    lr: float | None = None  # None: the task's fine-tuning rate
     momentum: float = 0.9
     version: int = 1
 
@@ -52,15 +53,22 @@ def fast_evaluate(
     *,
     config: FastEvalConfig | None = None,
     seed: int = 0,
+    task: Task = CLASSIFICATION,
 ) -> float:
-    """Validation accuracy (%) of ``pretrained`` one-shot pruned by ``plan`` and retrained."""
+    """Validation metric of ``pretrained`` one-shot pruned by ``plan`` and retrained
+    (accuracy in % for classification, PSNR in dB for super-resolution)."""
     cfg = config or FastEvalConfig()
     model = copy.deepcopy(pretrained)
     torch.manual_seed(seed)
     pruner = MagnitudePruner(plan)
     pruner.prepare(model)
     pruner.step()
-    opt = make_optimizer(model, lr=cfg.lr, momentum=cfg.momentum)
+    opt = make_optimizer(
+        model,
+        lr=cfg.lr if cfg.lr is not None else task.finetune_lr,
+        momentum=cfg.momentum,
+        kind=task.optimizer,
+    )
     # A loader of its own, shuffled from ``seed``: the same candidate sees the same batches
     # whatever ran before it (a shared loader's generator would advance between trials).
     loader = DataLoader(
@@ -70,7 +78,7 @@ def fast_evaluate(
         generator=torch.Generator().manual_seed(seed),
     )
     steps = 0
-    loss_fn = nn.functional.cross_entropy
+    loss_fn = task.loss_fn
     for _ in range(cfg.retrain_epochs):
         model.train()
         for x, y in loader:
@@ -81,7 +89,7 @@ def fast_evaluate(
             opt.step()
             steps += 1
     pruner.squash_mask()
-    return accuracy(model, val)
+    return task.evaluate(model, val)
 
 
 def split_train_val(

@@ -28,7 +28,7 @@ from patsparse.search.phase3 import Phase3Config, choose_algorithm
 from patsparse.search.report import format_search, layer_table, plot_pareto
 from patsparse.search.search import SearchConfig, run_search
 from patsparse.search.space import SearchSpace, SpaceConfig
-from patsparse.train import accuracy, fit
+from patsparse.tasks import CLASSIFICATION, Task
 from patsparse.workflow import DataSpec, make_data
 
 
@@ -39,13 +39,17 @@ class NPSJob:
     ``model``: a zoo name (trained ``dense_epochs`` first) or a checkpoint path.
     ``tracker``/``key``: measure on a device behind a TVM RPC tracker instead of the host.
     ``search_only``: stop after phase 2 (extra workers of a shared study need no phase 3).
+    ``input_shape``: the input the latency is measured on (default: the zoo model's own,
+    e.g. ``(1, 1, 32, 32)`` for sr-net; fully convolutional models such as sr-net may be
+    measured on larger images than they are trained on).
+    ``dense_lr``: pre-training rate of a zoo model (default: the dataset's task default).
     """
 
     search: SearchConfig
     model: str = "digits-cnn"
     data: DataSpec = field(default_factory=DataSpec)
     dense_epochs: int = 15
-    dense_lr: float = 0.05
+    dense_lr: float | None = None
     phase1_epochs: int = 2
     functional_ops: bool = False
     space: SpaceConfig = field(default_factory=SpaceConfig)
@@ -61,9 +65,18 @@ class NPSJob:
     out: str | None = None
     plot: str | None = None
     search_only: bool = False
+    input_shape: tuple[int, ...] | None = None
     version: int = 1
 
     def __post_init__(self) -> None:
+        if self.input_shape is not None:
+            shape = tuple(int(v) for v in self.input_shape)
+            if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
+                raise SearchConfigError(
+                    f"input_shape must be a batch-1 NCHW shape such as 1,1,128,128; got "
+                    f"{self.input_shape}"
+                )
+            object.__setattr__(self, "input_shape", shape)
         if (self.tracker is None) != (self.key is None):
             raise SearchConfigError(
                 "remote measurement needs both --tracker HOST:PORT and --key KEY (the key the "
@@ -72,14 +85,23 @@ class NPSJob:
 
 
 def load_pretrained(
-    spec: str, train: Any, *, epochs: int, lr: float, seed: int
+    spec: str,
+    train: Any,
+    *,
+    epochs: int,
+    lr: float | None,
+    seed: int,
+    task: Task = CLASSIFICATION,
 ) -> tuple[nn.Module, str]:
-    """(model, architecture): a checkpoint as saved, or a zoo model trained ``epochs``."""
+    """(model, architecture): a checkpoint as saved, or a zoo model trained ``epochs`` for
+    ``task`` (``lr`` ``None``: the task's rate). Raises :class:`DataError` when the model
+    does not fit the data (a classifier given super-resolution patches)."""
     path = Path(spec)
     if path.suffix in (".pt", ".pth") or path.exists():
         loaded = load_pruned(path)
         if loaded.arch is None:
             raise PatsparseError(f"{spec}: checkpoint of a model outside the zoo")
+        task.check_model(loaded.model, train, model_name=spec)
         return loaded.model.eval(), loaded.arch
     if spec not in MODEL_NAMES:
         raise PatsparseError(
@@ -88,7 +110,8 @@ def load_pretrained(
         )
     torch.manual_seed(seed)
     model = build_model(spec)
-    fit(model, train, epochs=epochs, lr=lr, desc="pre-train")
+    task.check_model(model, train, model_name=spec)
+    task.fit(model, train, epochs=epochs, lr=lr, desc="pre-train")
     return model.eval(), spec
 
 
@@ -132,27 +155,31 @@ def run_nps(job: NPSJob, *, progress: Callable[[str], None] | None = None) -> di
     if isinstance(measurer, RPCLatency):
         measurer.check()  # fail before any training when the tracker is dead
     train_full, test = make_data(job.data, seed=job.seed)
+    task = job.data.task
     train, val = split_train_val(train_full, val_fraction=job.val_fraction, seed=job.seed)
     model, arch = load_pretrained(
-        job.model, train, epochs=job.dense_epochs, lr=job.dense_lr, seed=job.seed
+        job.model, train, epochs=job.dense_epochs, lr=job.dense_lr, seed=job.seed, task=task
     )
-    dense_test = accuracy(model, test)
-    say(f"pre-trained {arch}: test accuracy {dense_test:.2f}%")
+    dense_test = task.evaluate(model, test)
+    say(f"pre-trained {arch}: test {task.metric_name} {task.format(dense_test)}")
 
     model, phase1 = replace_and_finetune(
-        model, train, val, epochs=job.phase1_epochs, functional=job.functional_ops
+        model, train, val, epochs=job.phase1_epochs, functional=job.functional_ops, task=task
     )
     say(f"phase 1: {len(phase1.replaced)} activation(s) replaced")
 
-    example = torch.zeros(default_input_shape(arch))
+    example = torch.zeros(job.input_shape or default_input_shape(arch))
     space = SearchSpace.from_model(model, job.space)
     result = run_search(
-        model, space, train, val, measurer, example, config=job.search, progress=say
+        model, space, train, val, measurer, example, config=job.search, progress=say, task=task
     )
     summary: dict[str, Any] = {
         "model": arch,
         "dataset": job.data.name,
+        "metric": task.metric_name,
+        "unit": task.unit.strip(),
         "device": measurer.key,
+        "input_shape": list(example.shape),
         "dense_test_accuracy": round(dense_test, 3),
         "phase1": phase1.to_dict(),
         "space": space.to_dict(),
@@ -174,9 +201,9 @@ def run_nps(job: NPSJob, *, progress: Callable[[str], None] | None = None) -> di
     config = result.best.config
     plan = space.plan(config)
     say(f"phase 3: comparing {', '.join(job.phase3.methods)} on the chosen configuration")
-    phase3 = choose_algorithm(model, plan, train, val, config=job.phase3, seed=job.seed)
+    phase3 = choose_algorithm(model, plan, train, val, config=job.phase3, seed=job.seed, task=task)
     final = phase3.model.eval()
-    test_acc = accuracy(final, test)
+    test_acc = task.evaluate(final, test)
     measured = measurer.measure(final, example)
     summary.update(
         {

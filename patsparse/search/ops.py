@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from patsparse.train import accuracy, fit
+from patsparse.tasks import CLASSIFICATION, Task
 
 #: module type -> factory of its replacement (the default phase-1 map)
 DEFAULT_MODULE_MAP: Mapping[type[nn.Module], Callable[[], nn.Module]] = {
@@ -43,9 +43,11 @@ _METHOD_MAP: Mapping[str, Callable[..., Any]] = {"sigmoid": F.hardsigmoid}
 
 @dataclass
 class ReplacementReport:
-    """What phase 1 changed: ``(where, old op, new op)`` per replacement, and accuracies."""
+    """What phase 1 changed: ``(where, old op, new op)`` per replacement, and the task's
+    metric (``metric``: accuracy or PSNR) before and after."""
 
     replaced: list[tuple[str, str, str]] = field(default_factory=list)
+    metric: str = "accuracy"
     accuracy_before: float | None = None
     accuracy_after_replace: float | None = None
     accuracy_after_finetune: float | None = None
@@ -54,6 +56,7 @@ class ReplacementReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "replaced": [list(r) for r in self.replaced],
+            "metric": self.metric,
             "accuracy_before": self.accuracy_before,
             "accuracy_after_replace": self.accuracy_after_replace,
             "accuracy_after_finetune": self.accuracy_after_finetune,
@@ -127,19 +130,31 @@ def replace_and_finetune(
     test: DataLoader,
     *,
     epochs: int = 2,
-    lr: float = 0.01,
+    lr: float | None = None,
     module_map: Mapping[type[nn.Module], Callable[[], nn.Module]] | None = None,
     functional: bool = False,
+    task: Task = CLASSIFICATION,
 ) -> tuple[nn.Module, ReplacementReport]:
-    """Phase 1: replace, fine-tune ``epochs`` (skipped when nothing changed), report."""
-    report = ReplacementReport(accuracy_before=accuracy(model, test))
+    """Phase 1: replace, fine-tune ``epochs`` (skipped when nothing changed), report.
+
+    The report's ``accuracy_*`` fields hold ``task``'s metric (PSNR for super-resolution);
+    ``lr`` defaults to the task's fine-tuning rate.
+    """
+    accuracy = task.evaluate
+    report = ReplacementReport(accuracy_before=accuracy(model, test), metric=task.metric_name)
     new, report.replaced = replace_ops(model, module_map=module_map, functional=functional)
     if not report.replaced:
         report.accuracy_after_replace = report.accuracy_after_finetune = report.accuracy_before
         return new, report
     report.accuracy_after_replace = accuracy(new, test)
     if epochs > 0:
-        fit(new, train, epochs=epochs, lr=lr, desc="phase 1 fine-tune")
+        task.fit(
+            new,
+            train,
+            epochs=epochs,
+            lr=task.finetune_lr if lr is None else lr,
+            desc="phase 1 fine-tune",
+        )
         report.finetune_epochs = epochs
     report.accuracy_after_finetune = accuracy(new, test)
     return new.eval(), report

@@ -18,9 +18,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from patsparse.errors import SearchConfigError
-from patsparse.pruning.api import METHODS, PruneConfig, PruneResult, prune
+from patsparse.pruning.api import METHODS, PruneResult, prune
 from patsparse.schemes.plan import PruningPlan
-from patsparse.train import accuracy
+from patsparse.tasks import CLASSIFICATION, Task
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Phase3Config:
     methods: tuple[str, ...] = ("magnitude", "admm")
     admm_epochs: int = 8
     retrain_epochs: int = 8
-    lr: float = 0.01
+    lr: float | None = None  # None: the task's fine-tuning rate
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -77,9 +77,12 @@ def choose_algorithm(
     *,
     config: Phase3Config | None = None,
     seed: int = 0,
+    task: Task = CLASSIFICATION,
 ) -> Phase3Result:
-    """Prune with each method, keep the most accurate (ties: the first listed, cheaper)."""
+    """Prune with each method, keep the best on ``task``'s validation metric (ties: the
+    first listed, cheaper)."""
     cfg = config or Phase3Config()
+    lr = cfg.lr if cfg.lr is not None else task.finetune_lr
     results: dict[str, PruneResult] = {}
     accs: dict[str, float] = {}
     for method in cfg.methods:
@@ -89,14 +92,15 @@ def choose_algorithm(
             model,
             plan,
             train,
-            config=PruneConfig(
+            config=task.prune_config(
                 method=method,
                 admm_epochs=cfg.admm_epochs,
                 retrain_epochs=cfg.retrain_epochs,
-                lr=cfg.lr,
-                retrain_lr=cfg.lr,
+                lr=lr,
+                retrain_lr=lr,
             ),
+            loss_fn=task.loss_fn,
         )
-        accs[method] = accuracy(results[method].model, val)
+        accs[method] = task.evaluate(results[method].model, val)
     best = max(cfg.methods, key=lambda m: (accs[m], -cfg.methods.index(m)))
     return Phase3Result(best, accs, results[best])

@@ -26,12 +26,15 @@ def format_layers(config: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def format_trials(trials: list[TrialSummary], *, title: str) -> str:
-    lines = [title, f"{'trial':>5} {'by':<3} {'accuracy':>9} {'latency ms':>11} {'ok':>3}  config"]
+def format_trials(
+    trials: list[TrialSummary], *, title: str, metric: str = "accuracy", unit: str = "%"
+) -> str:
+    head = f"{metric} ({unit.strip()})"
+    lines = [title, f"{'trial':>5} {'by':<6} {head:>14} {'latency ms':>11} {'ok':>3}  config"]
     for t in trials:
         cfg = ", ".join(f"{k}={v}" for k, v in t.config.items())
         lines.append(
-            f"{t.number:>5} {t.proposer:<3} {t.accuracy:>8.2f}% {t.latency_ms:>11.4f} "
+            f"{t.number:>5} {t.proposer:<6} {t.accuracy:>14.2f} {t.latency_ms:>11.4f} "
             f"{'y' if t.feasible else 'n':>3}  {cfg}"
         )
     return "\n".join(lines)
@@ -48,7 +51,14 @@ def format_search(result: SearchResult) -> str:
     ]
     if result.best is not None:
         parts.append(format_layers(result.best.config))
-    parts.append(format_trials(result.pareto, title="Pareto front (accuracy vs latency):"))
+    parts.append(
+        format_trials(
+            result.pareto,
+            title=f"Pareto front ({result.metric} vs latency):",
+            metric=result.metric,
+            unit=result.unit,
+        )
+    )
     return "\n".join(parts)
 
 
@@ -84,7 +94,7 @@ def plot_pareto(result: SearchResult, path: str | Path) -> Path | None:
     if result.best is not None:
         ax.scatter([result.best.latency_ms], [result.best.accuracy], s=80, marker="*", c="gold")
     ax.set_xlabel("measured latency of the compiled model (ms)")
-    ax.set_ylabel("fast-evaluation accuracy (%)")
+    ax.set_ylabel(f"fast-evaluation {result.metric} ({result.unit.strip()})")
     ax.set_xscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -13,7 +13,11 @@ failed by optuna's heartbeat after ``grace_period`` seconds). ``budget`` counts 
 trials over all workers (a worker's in-flight trial still finishes when the budget is met).
 Before any trial the search measures the dense model and the fastest corners of the space
 (stored in the study, measured once): a constraint below the fastest measured corner ends
-with status ``"infeasible"`` and no trial run.
+with status ``"infeasible"`` and no trial run. With ``seed_corners`` the corners that meet
+the constraint are enqueued as the study's first trials (proposer ``"corner"``): the RL
+policy and the BO model start from known-feasible points instead of a uniform prior, which on
+a space where most random mixes are too slow is the difference between finding a feasible
+configuration in the budget or not.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ from patsparse.search.latency import (
     structure_model,
 )
 from patsparse.search.space import SearchSpace
+from patsparse.tasks import CLASSIFICATION, Task
 
 SEARCH_VERSION = 1
+#: proposer of the uniform corners enqueued before the search (``seed_corners``)
+CORNER = "corner"
 STATUSES = ("ok", "no_feasible", "infeasible")
 
 
@@ -80,6 +87,7 @@ class SearchConfig:
     overlap: bool = True
     verify_top: int = 3
     verify_rounds: int = 3
+    seed_corners: bool = True
     fast_eval: FastEvalConfig = field(default_factory=FastEvalConfig)
     heartbeat_interval: int = 10
     grace_period: int = 30
@@ -114,7 +122,8 @@ class SearchConfig:
 
 
 def reward(accuracy: float, latency_ms: float, constraint_ms: float, *, penalty: float) -> float:
-    """Accuracy when the latency constraint holds, penalised linearly in the excess otherwise."""
+    """Accuracy (the task's metric) when the latency constraint holds, penalised linearly in
+    the excess otherwise."""
     if latency_ms <= constraint_ms:
         return accuracy
     return accuracy - 100.0 * penalty * (latency_ms / constraint_ms - 1.0)
@@ -122,7 +131,7 @@ def reward(accuracy: float, latency_ms: float, constraint_ms: float, *, penalty:
 
 @dataclass(frozen=True)
 class TrialSummary:
-    """One finished trial of the study."""
+    """One finished trial of the study (``accuracy``: the task's metric, e.g. PSNR in dB)."""
 
     number: int
     config: dict[str, str]
@@ -188,6 +197,8 @@ class SearchResult:
     cache_misses: int = 0
     seconds: float = 0.0
     verification: dict[str, Any] | None = None
+    metric: str = "accuracy"
+    unit: str = "%"
 
     @property
     def feasible(self) -> bool:
@@ -209,6 +220,8 @@ class SearchResult:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "verification": self.verification,
+            "metric": self.metric,
+            "unit": self.unit.strip(),
             "seconds": round(self.seconds, 2),
         }
 
@@ -299,8 +312,13 @@ def run_search(
     *,
     config: SearchConfig,
     progress: Callable[[str], None] | None = None,
+    task: Task = CLASSIFICATION,
 ) -> SearchResult:
-    """Run (or resume, or join) the phase-2 search until ``config.budget`` trials completed."""
+    """Run (or resume, or join) the phase-2 search until ``config.budget`` trials completed.
+
+    Candidates are scored with ``task``'s metric on ``val`` (accuracy, or PSNR for
+    super-resolution); the trials' ``accuracy`` fields hold that metric.
+    """
     start = time.perf_counter()
     say = progress or (lambda _msg: None)
     if hasattr(measurer, "check"):
@@ -342,18 +360,18 @@ def run_search(
         ms, hit = cache.get_or_measure(key, measure)
         return ms, hit, key
 
-    _check_same_search(
-        study,
-        {
-            "space": space.to_dict(),
-            "constraint_ms": config.latency_ms,
-            "latency_fraction": config.latency_fraction,
-            "device": measurer.key,
-            "penalty": config.penalty,
-            "fast_eval": config.fast_eval.to_dict(),
-            "version": SEARCH_VERSION,
-        },
-    )
+    signature: dict[str, Any] = {
+        "space": space.to_dict(),
+        "constraint_ms": config.latency_ms,
+        "latency_fraction": config.latency_fraction,
+        "device": measurer.key,
+        "penalty": config.penalty,
+        "fast_eval": config.fast_eval.to_dict(),
+        "version": SEARCH_VERSION,
+    }
+    if task is not CLASSIFICATION:  # studies made before tasks existed keep their signature
+        signature["task"] = task.name
+    _check_same_search(study, signature)
     # Probes: the dense model and the fastest corners, measured once per study.
     probe_key = f"probe:{measurer.key}"
     if probe_key in study.user_attrs:
@@ -413,6 +431,8 @@ def run_search(
             cache_hits=cache.hits,
             cache_misses=cache.misses,
             seconds=time.perf_counter() - start,
+            metric=task.metric_name,
+            unit=task.unit,
         )
 
     if probe["fastest_ms"] > constraint:
@@ -425,6 +445,8 @@ def run_search(
             "/ higher compression rates",
         )
 
+    if config.seed_corners:
+        _seed_corners(study, space, probe["corners"], constraint)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def lookup(cfg: dict[str, str]) -> tuple[str, float | None]:
@@ -442,7 +464,7 @@ def run_search(
         cfg = {
             n: trial.suggest_categorical(space.param_name(n), space.labels(n)) for n in space.layers
         }
-        proposer = sampler.proposer(trial.number)
+        proposer = str(trial.user_attrs.get(PROPOSER_ATTR) or sampler.proposer(trial.number))
         trial.set_user_attr(PROPOSER_ATTR, proposer)
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("config", cfg)
@@ -459,6 +481,7 @@ def run_search(
             val,
             config=config.fast_eval,
             seed=config.seed + trial.number,
+            task=task,
         )
         try:
             if future is not None and split is not None:
@@ -490,7 +513,8 @@ def run_search(
         value = reward(acc, lat, constraint, penalty=config.penalty)
         done = len(_completed(study)) + 1
         say(
-            f"trial {trial.number} [{proposer}] {done}/{config.budget}: accuracy {acc:.2f}% "
+            f"trial {trial.number} [{proposer}] {done}/{config.budget}: {task.metric_name} "
+            f"{task.format(acc)} "
             f"latency {lat:.4f} ms{' (cached)' if hit else ''} "
             f"{'feasible' if feasible else 'over the constraint'} reward {value:.2f} "
             f"{json.dumps(cfg)}"
@@ -531,11 +555,30 @@ def run_search(
                 v["latency_ms"] for v in result.verification["trials"] if v["number"] == b.number
             )
         result.message = (
-            f"best feasible: trial {b.number}, accuracy {b.accuracy:.2f}%, latency "
+            f"best feasible: trial {b.number}, {task.metric_name} {task.format(b.accuracy)}, "
+            "latency "
             f"{lat:.4f} ms <= {result.constraint_ms:.4f} ms"
             + (" (re-measured)" if result.verification else "")
         )
     return result
+
+
+def _seed_corners(
+    study: optuna.Study, space: SearchSpace, corners: list[list[Any]], constraint: float
+) -> None:
+    """Enqueue the probed corners that meet ``constraint`` as trials (in probe order).
+
+    Only a study without trials is seeded; ``skip_if_exists`` keeps two workers starting
+    together from enqueueing a corner twice.
+    """
+    if study.get_trials(deepcopy=False):
+        return
+    for ms, cfg in corners:
+        if float(ms) > constraint:
+            continue
+        study.enqueue_trial(
+            space.to_params(cfg), user_attrs={PROPOSER_ATTR: CORNER}, skip_if_exists=True
+        )
 
 
 def _verify(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -88,8 +89,13 @@ def test_compile_zoo_model_json(tmp_path, capsys):
     )
     data = _json(capsys)
     layers = data["layers"]
-    assert data["rewritten"] == 16 and data["convs"] == 20  # stem skipped, 3 downsample 1x1
-    assert all(r["max_abs_error"] < 1e-4 for r in layers if r["rewritten"])
+    # 16 pattern-pruned 3x3 convs (stem skipped, 3 downsample 1x1): per-kernel code, or the
+    # blocked kernel where that is estimated faster (the wider layers)
+    to_blocked = [r for r in layers if "estimated slower than the blocked kernel" in r["reason"]]
+    assert data["rewritten"] + len(to_blocked) == 16 and data["convs"] == 20
+    blocked_3x3 = [b for b in data["blocked"] if b["weight_shape"][2:] == [3, 3]]
+    assert len(blocked_3x3) >= len(to_blocked) > 0
+    assert all(r["max_abs_error"] < 1e-4 for r in [*layers, *data["blocked"]] if r["rewritten"])
     kept = [r for r in layers if not r["rewritten"]]
     assert {r["reason"].split(":")[0] for r in kept} >= {"1x1 kernel"}
     assert data["max_abs_error_vs_pytorch"] < 1e-4 and lib.is_file()
@@ -101,7 +107,9 @@ def test_compile_checkpoint_table(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compile", str(ckpt), "--no-verify"]) == 0
     out = capsys.readouterr().out
-    assert "2/3 convs rewritten" in out and "checkpoint" in out
+    # the three pattern-pruned convs: per-kernel code or (estimated faster) the blocked kernel
+    m = re.search(r"(\d)/3 convs rewritten, 0 structured convs compacted, (\d) other convs", out)
+    assert m and int(m[1]) >= 1 and int(m[1]) + int(m[2]) >= 3 and "checkpoint" in out
 
 
 @pytest.mark.parametrize(
@@ -148,7 +156,10 @@ def test_demo_console_script(tmp_path):
     assert data["accuracy_drop"] <= 1.5
     assert (tmp_path / "demo.pt").is_file()
     tvm = data["tvm"]  # prune -> import -> rewrite -> verify -> run on the host
-    assert tvm["rewritten_convs"] == 2 and tvm["convs"] == 3  # the first conv stays dense
+    # the first conv stays dense (blocked kernel); the two pruned ones run per-kernel or, where
+    # estimated faster, blocked: every conv (and the classifier, as a 1x1) on our kernels
+    assert tvm["rewritten_convs"] >= 1 and tvm["convs"] == 3
+    assert tvm["rewritten_convs"] + tvm["blocked_convs"] == 4
     assert tvm["max_layer_error"] < 1e-4 and tvm["max_abs_error_vs_pytorch"] < 1e-4
     assert abs(tvm["accuracy"] - data["pruned_accuracy"]) <= 0.3
     st = tvm["storage_bytes_rewritten_layers"]

@@ -33,3 +33,29 @@ def test_thread_setting(monkeypatch):
     monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
     assert C.set_threads(2) == 2 and C.cpu_threads() == 2
     assert C.TVM_VERSION.startswith(C.SUPPORTED_VERSIONS)
+
+
+def test_metaschedule_logging_survives_unnamed_handlers(capsys):
+    """MetaSchedule's logger setup crashes on an unnamed handler on its logger (pytest >= 9.2
+    attaches one to non-propagating loggers); they are set aside during tuning only."""
+    import logging
+
+    from tvm_ext._compat import meta_schedule as ms
+    from tvm_ext._compat import metaschedule_logging
+
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    stray = logging.StreamHandler()  # no name
+    ms_logger.addHandler(stray)
+    try:
+        with metaschedule_logging():
+            assert stray not in ms_logger.handlers
+            # what tune-context creation calls: fails with an unnamed handler attached
+            ms.logging.create_loggers(
+                log_dir="/tmp", params=[{"log_dir": "/tmp", "logger_name": "probe"}]
+            )
+            print("to stderr")
+        assert stray in ms_logger.handlers
+        captured = capsys.readouterr()
+        assert "to stderr" in captured.err and "to stderr" not in captured.out
+    finally:
+        ms_logger.removeHandler(stray)

@@ -7,12 +7,14 @@ plan keeps dense) then dominate the run time. This pass gives them the block lay
 :func:`tvm_ext.layout.analyze_blocked_weight`: blocks of output channels vectorised over SIMD
 lanes, one "pattern" holding every tap, kept input channels listed per block, so a dense conv
 runs at hand-scheduled speed without tuning and a conv whose filter blocks share pruned input
-channels (``block`` connectivity) skips them. Run it after :class:`PatternSparseConv2D`::
+channels (``block`` connectivity) skips them; scattered per-kernel connectivity runs as blocks
+of similar filters over the union of their channels (never slower than dense). Run it after
+:class:`PatternSparseConv2D`::
 
     seq = tvm.transform.Sequential([PatternSparseConv2D(), BlockedConv2D(), ...])
 
 Same fusion (bias, residual add, ReLU), records and verification as the pattern pass; a conv
-that does not qualify (depthwise, grouped, scattered kept channels, weights as inputs) is left
+that does not qualify (depthwise, grouped, all-zero, weights as inputs) is left
 exactly as it was, with the reason in :attr:`BlockedConv2D.records`. MetaSchedule tunes the
 generated functions with the same rule as the pattern-sparse ones.
 """

@@ -38,6 +38,7 @@ from tvm_ext.layout import (
     SparseConvLayout,
     analyze_blocked_weight,
     analyze_conv_weight,
+    blocked_macs_per_pixel,
 )
 from tvm_ext.schedules.cpu import schedule_pattern_primfunc
 from tvm_ext.te.pattern_conv import (
@@ -67,6 +68,13 @@ class RewriteOptions:
     target: Any = None
     verify: bool = False
     tolerance: float = 1e-4
+    #: per-kernel layers: cost of one per-kernel multiply-add in blocked ones, as
+    #: ``((max input channels, cost), ...)`` (the first row whose bound holds; ``0``: no
+    #: bound); a layer whose blocked layout (channel unions) needs fewer weighted
+    #: multiply-adds is left to BlockedConv2D. ``None``: always per-kernel.
+    per_kernel_cost: tuple[tuple[int, float], ...] | None = None
+    #: multiplies ``per_kernel_cost`` on strided convs (their per-kernel code is slower)
+    per_kernel_stride_factor: float = 1.0
     #: conv index -> reason: layers left dense (set after a failed verification)
     exclude: Mapping[int, str] = field(default_factory=dict)
 
@@ -253,14 +261,41 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         elif self.options.mode == BLOCKED_MODE:
             result = analyze_blocked_weight(conv.args[1].value.numpy(), block=self.options.block)
         else:
+            weight = conv.args[1].value.numpy()
             result = analyze_conv_weight(
-                conv.args[1].value.numpy(),
+                weight,
                 library=self.options.library,
                 block=self.options.block,
                 prefer_blocks=self.options.prefer_blocks,
             )
+            if isinstance(result, SparseConvLayout) and result.kind == "kernel":
+                strided = any(int(v) > 1 for v in conv.attrs.strides)
+                result = self._cheaper_as_blocks(weight, result, strided=strided)
         self.layouts[conv] = result
         return result
+
+    def _cheaper_as_blocks(
+        self, weight: np.ndarray, layout: SparseConvLayout, *, strided: bool
+    ) -> SparseConvLayout | Rejection:
+        """Keep a per-kernel layout unless the blocked kernel is estimated faster."""
+        table = self.options.per_kernel_cost
+        if table is None:
+            return layout
+        channels = int(weight.shape[1])
+        cost = next((c for bound, c in table if not bound or channels <= bound), table[-1][1])
+        if strided:
+            cost *= self.options.per_kernel_stride_factor
+        blocked = blocked_macs_per_pixel(weight, block=self.options.block)
+        if blocked is None:
+            return layout
+        if blocked <= cost * layout.macs_per_pixel():
+            return Rejection(
+                f"per-kernel patterns estimated slower than the blocked kernel over channel "
+                f"unions ({layout.macs_per_pixel()} multiply-adds per pixel x cost {cost:g} "
+                f">= {blocked}): left to BlockedConv2D (per_kernel_cost=None forces "
+                "per-kernel code)"
+            )
+        return layout
 
     def _rewritable(self, conv: relax.Call) -> bool:
         return isinstance(self._layout(conv), SparseConvLayout)
@@ -478,6 +513,10 @@ class PatternSparseConv2D:
     Options (keyword-only): ``library`` (pattern codes or a PatternLibrary; default: the
     patterns each weight uses), ``block`` (lanes of block-shared layers; default: detect
     16, 8 or 4), ``prefer_blocks`` (run block-structured layers as blocks),
+    ``per_kernel_cost`` (leave per-kernel layers whose blocked layout is estimated faster to
+    :class:`BlockedConv2D`: a number, or ``((max input channels, cost), ...)``; ``None``, the
+    default here, rewrites every eligible layer; ``per_kernel_stride_factor`` scales it on
+    strided convs),
     ``fuse_epilogue`` (bias/residual/ReLU in the kernel), ``schedule`` (apply the default
     CPU schedule). After the pass runs, ``records`` lists one :class:`LayerRecord` per conv.
     """
@@ -493,7 +532,14 @@ class PatternSparseConv2D:
         verify: bool = False,
         target: Any = None,
         tolerance: float = 1e-4,
+        per_kernel_cost: float | Sequence[tuple[int, float]] | None = None,
+        per_kernel_stride_factor: float = 1.0,
     ) -> None:
+        costs = _cost_table(per_kernel_cost)
+        if not per_kernel_stride_factor > 0:
+            raise ValueError(
+                f"per_kernel_stride_factor must be > 0, got {per_kernel_stride_factor!r}"
+            )
         if library is not None and not isinstance(library, PatternLibrary):
             library = PatternLibrary(tuple(library))
         self.options = RewriteOptions(
@@ -506,12 +552,33 @@ class PatternSparseConv2D:
             target=target,
             verify=verify,
             tolerance=tolerance,
+            per_kernel_cost=costs,
+            per_kernel_stride_factor=float(per_kernel_stride_factor),
         )
         self.records: list[LayerRecord] = []
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         out, self.records = rewrite_convs(mod, self.options)
         return out
+
+
+def _cost_table(
+    cost: float | Sequence[tuple[int, float]] | None,
+) -> tuple[tuple[int, float], ...] | None:
+    """Normalise ``per_kernel_cost``: a number applies to every layer."""
+    if cost is None:
+        return None
+    rows = ((0, cost),) if isinstance(cost, int | float) else tuple(cost)
+    try:
+        table = tuple((int(b), float(c)) for b, c in rows)
+    except (TypeError, ValueError):
+        table = ()
+    if not table or any(b < 0 or not c > 0 for b, c in table):
+        raise ValueError(
+            "per_kernel_cost must be None, a number > 0, or ((max input channels, cost > 0), "
+            f"...) rows; got {cost!r}"
+        )
+    return table
 
 
 def rewrite_convs(

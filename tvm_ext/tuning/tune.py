@@ -12,19 +12,17 @@ tasks tuned to completion whose search space is smaller than the budget).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tvm_ext._compat import Target, relax, tvm
+from tvm_ext._compat import Target, metaschedule_logging, relax, tvm
 from tvm_ext._compat import meta_schedule as ms
 from tvm_ext.passes import BlockedConv2D, CompactStructuredConv2D, PatternSparseConv2D
-from tvm_ext.pipeline import Blocked, Chain, rewrite_passes
+from tvm_ext.pipeline import Blocked, Chain, default_sparse_pass, rewrite_passes
 from tvm_ext.tuning.measure import make_builder, make_runner
 
 DEFAULT_LOG_ROOT = Path("tuning_logs")
@@ -67,7 +65,9 @@ def lower_for_tuning(
     seq = tvm.transform.Sequential(
         [
             *rewrite_passes(
-                sparse=sparse if sparse is not None else PatternSparseConv2D(schedule=False),
+                sparse=sparse
+                if sparse is not None
+                else default_sparse_pass(blocked=blocked is not False, schedule=False),
                 compact=compact,
                 blocked=blocked if blocked is not None else BlockedConv2D(schedule=False),
                 chain=chain,
@@ -254,9 +254,8 @@ def tune_module(
             ms.measure_callback.UpdateCostModel(),
             watch,
         ]
-        # MetaSchedule's loggers (made with the tune contexts) write to stdout; keep stdout
-        # for results (``--json``)
-        with contextlib.redirect_stdout(sys.stderr):
+        # MetaSchedule's loggers (made with the tune contexts) write to stdout: to stderr
+        with metaschedule_logging():
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 extracted_tasks=todo,
                 work_dir=str(work),

@@ -22,7 +22,7 @@ from patsparse.search import (
     reward,
     run_search,
 )
-from patsparse.search.search import TrialSummary
+from patsparse.search.search import CORNER, TrialSummary, _seed_corners
 
 X = torch.zeros(1, 1, 8, 8)
 FAST = FastEvalConfig(retrain_epochs=1, max_steps=3)
@@ -98,10 +98,40 @@ def test_no_feasible_trial_is_reported(small_space, search_splits, host_measurer
         budget=1,
         seed=seed,
         rl_fraction=1.0,
+        seed_corners=False,  # the fastest corner meets the constraint
     )
     assert result.status == "no_feasible"
     assert "no feasible configuration among 1 trials" in result.message
     assert result.best is None and len(result.trials) == 1
+
+
+def test_feasible_corners_are_the_first_trials(small_space, search_splits, host_measurer):
+    _, space = small_space
+    corners = space.extremes()
+    budget = len(corners) + 1
+    result = _search(small_space, search_splits, host_measurer, budget=budget, seed=3)
+    seeded = result.trials[: len(corners)]
+    assert [t.proposer for t in seeded] == [CORNER] * len(corners)
+    assert [t.config for t in seeded] == corners
+    assert all(t.feasible for t in seeded)  # 100x dense: every corner fits
+    assert result.trials[-1].proposer in ("rl", "bo")
+    plain = _search(small_space, search_splits, host_measurer, budget=2, seed=3, seed_corners=False)
+    assert CORNER not in {t.proposer for t in plain.trials}
+
+
+def test_only_corners_under_the_constraint_are_seeded():
+    cfg = SpaceConfig(schemes=("dense", "pattern+connectivity", "filter", "block"))
+    space = SearchSpace.from_model(build_model("digits-cnn"), cfg)
+    corners = space.extremes()
+    assert len(corners) == 3
+    probes = [[1.0 + i, c] for i, c in enumerate(corners)]  # corner i takes 1+i ms
+    study = optuna.create_study(direction="maximize")
+    _seed_corners(study, space, probes, constraint=2.0)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [space.from_params(t.system_attrs["fixed_params"]) for t in waiting] == corners[:2]
+    assert all(t.user_attrs["proposer"] == CORNER for t in waiting)
+    _seed_corners(study, space, probes, constraint=9.0)  # a study with trials: left alone
+    assert len(study.get_trials()) == 2
 
 
 def test_reinforce_learns_a_bandit():

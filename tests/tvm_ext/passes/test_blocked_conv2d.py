@@ -145,12 +145,47 @@ def test_rejections_name_the_problem(h):
     lay = analyze_blocked_weight(holes)
     assert isinstance(lay, SparseConvLayout) and lay.kept_kernels == 16 * 8
     np.testing.assert_array_equal(lay.to_dense(), holes)
-    assert isinstance(analyze_blocked_weight(np.zeros((4, 4, 3, 3), "float32")), Rejection)
-    scattered = np.zeros((16, 16, 1, 1), "float32")
-    for f in range(16):
-        scattered[f, f] = 1.0  # 16 filters, 16 different kept-channel sets
-    rej = analyze_blocked_weight(scattered)
-    assert isinstance(rej, Rejection) and "not block structured" in rej.reason
+    rej = analyze_blocked_weight(np.zeros((4, 4, 3, 3), "float32"))
+    assert isinstance(rej, Rejection) and "every kernel is zero" in rej.reason
+
+
+def test_scattered_connectivity_runs_as_blocks_of_channel_unions():
+    """Every filter keeps its own channels (per-kernel connectivity): filters are clustered
+    so each block computes a small union of channels, never more than the dense conv."""
+    rng = np.random.default_rng(0)
+    w = np.zeros((32, 8, 3, 3), "float32")
+    for f in rng.permutation(32):  # filters of two channel groups, interleaved
+        group = 4 * (f % 2)
+        keep = group + rng.choice(4, size=int(rng.integers(1, 4)), replace=False)
+        w[f, keep] = rng.standard_normal((len(keep), 3, 3))
+    lay = analyze_blocked_weight(w)
+    assert isinstance(lay, SparseConvLayout)
+    np.testing.assert_array_equal(lay.to_dense(), w)
+    # two blocks, each over one group's 4 channels (not all 8)
+    assert lay.rows == 2 and lay.channels[0].shape == (2, 4)
+    assert {frozenset(r.tolist()) for r in lay.channels[0]} == {
+        frozenset(range(4)),
+        frozenset(range(4, 8)),
+    }
+    diagonal = np.zeros((16, 16, 1, 1), "float32")
+    diagonal[np.arange(16), np.arange(16)] = 1.0  # 16 filters, 16 distinct kept channels
+    lay = analyze_blocked_weight(diagonal)
+    assert isinstance(lay, SparseConvLayout) and lay.rows == 1
+    np.testing.assert_array_equal(lay.to_dense(), diagonal)
+
+
+def test_per_kernel_connectivity_layer_is_blocked_and_exact(h, well_formed):
+    from patsparse.schemes import ConnectivityScheme
+
+    w = ConnectivityScheme(density=0.25).project(torch.from_numpy(_weight((32, 32, 3, 3))))
+    mod = h.conv_module((1, 32, 10, 10), w.numpy(), relu=True)
+    p = BlockedConv2D(verify=True)
+    after = p(mod)
+    assert p.records[0].rewritten, p.records[0].reason
+    assert "relax.nn.conv2d" not in h.relax_ops(after)
+    x = np.random.default_rng(1).standard_normal((1, 32, 10, 10)).astype("float32")
+    ref = torch.relu(torch.nn.functional.conv2d(torch.from_numpy(x), w, padding=1)).numpy()
+    np.testing.assert_allclose(h.run_module(after, x), ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(

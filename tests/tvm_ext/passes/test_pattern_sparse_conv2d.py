@@ -172,3 +172,43 @@ def test_failed_verification_keeps_the_dense_conv(h, monkeypatch):
     assert "relax.nn.conv2d" in h.relax_ops(after)
     assert not sparse.records[0].rewritten
     assert "verification failed" in sparse.records[0].reason
+
+
+def test_per_kernel_layers_estimated_slower_are_left_to_the_blocked_kernel(h, well_formed):
+    """With a cost table, a wide per-kernel layer (load-bound per-kernel code) goes to
+    BlockedConv2D; a narrow, highly pruned one stays per-kernel; both match PyTorch."""
+    import torch
+    import torch.nn.functional as F
+
+    from tvm_ext.passes import BlockedConv2D
+    from tvm_ext.pipeline import PER_KERNEL_COST
+
+    rng = np.random.default_rng(0)
+    for c, density, per_kernel in ((256, 4 / 9, False), (32, 0.125, True)):
+        w = h.pattern_weight(c, c, density=density)
+        mod = h.conv_module((1, c, 6, 6), w, relu=True)
+        sparse, blocked = PatternSparseConv2D(per_kernel_cost=PER_KERNEL_COST), BlockedConv2D()
+        after = tvm.transform.Sequential([sparse, blocked])(mod)
+        assert sparse.records[0].rewritten is per_kernel, sparse.records[0].reason
+        assert bool(blocked.records and blocked.records[0].rewritten) is not per_kernel
+        if not per_kernel:
+            assert "estimated slower than the blocked kernel" in sparse.records[0].reason
+        assert "relax.nn.conv2d" not in h.relax_ops(after)
+        x = rng.standard_normal((1, c, 6, 6)).astype("float32")
+        ref = torch.relu(F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1)).numpy()
+        np.testing.assert_allclose(h.run_module(after, x), ref, rtol=1e-4, atol=1e-4)
+    # strided convs weigh the per-kernel code more: the narrow layer at stride 2 goes blocked
+    w = h.pattern_weight(32, 32, density=0.125)
+    for factor, per_kernel in ((1.0, True), (4.0, False)):
+        p = PatternSparseConv2D(per_kernel_cost=PER_KERNEL_COST, per_kernel_stride_factor=factor)
+        p(h.conv_module((1, 32, 8, 8), w, stride=(2, 2)))
+        assert p.records[0].rewritten is per_kernel, p.records[0].reason
+    # without a table every eligible layer is per-kernel (the pass's default)
+    p = PatternSparseConv2D()
+    p(h.conv_module((1, 256, 6, 6), h.pattern_weight(256, 256, density=4 / 9)))
+    assert p.records[0].rewritten
+    for bad in (0.0, -1, ((64, 0.0),), "fast"):
+        with pytest.raises(ValueError, match="per_kernel_cost"):
+            PatternSparseConv2D(per_kernel_cost=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="per_kernel_stride_factor"):
+        PatternSparseConv2D(per_kernel_stride_factor=0.0)
