@@ -235,6 +235,11 @@ def conv_kernel_times(
     from tvm_ext._compat import relax, tensor
 
     vm = relax.VirtualMachine(compiled.executable, compiled.device)
+    # kernels reading or writing chained layouts: identify them by their conv's NCHW shapes
+    logical = {
+        r.function: (tuple(r.in_shape), tuple(r.out_shape))
+        for r in getattr(compiled, "chain_records", [])
+    }
     runs: list[list[tuple[str, tuple[int, ...], tuple[int, ...], int, float]]] = []
     started: dict[str, tuple[float, tuple[int, ...], tuple[int, ...], int]] = {}
 
@@ -244,12 +249,10 @@ def conv_kernel_times(
             return 0
         if before:
             shapes = [tuple(int(d) for d in a.shape) for a in args if hasattr(a, "shape")]
-            started[symbol] = (
-                now,
-                shapes[0] if shapes else (),
-                shapes[-1] if shapes else (),
-                _kernel_taps(symbol, shapes),
+            ins, outs = logical.get(
+                symbol, (shapes[0] if shapes else (), shapes[-1] if shapes else ())
             )
+            started[symbol] = (now, ins, outs, _kernel_taps(symbol, shapes))
         elif symbol in started:
             begin, ins, outs, taps = started.pop(symbol)
             runs[-1].append((symbol, ins, outs, taps, (now - begin) * 1e3))

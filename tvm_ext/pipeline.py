@@ -9,7 +9,10 @@ Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
 4. :class:`tvm_ext.passes.LinearAsConv2D` + :class:`tvm_ext.passes.BlockedConv2D`: linear
    layers as 1x1 convs, then the remaining convs (dense, 1x1, 7x7, block connectivity) on the
    register-blocked kernel (``blocked=False`` leaves both to TVM).
-5. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
+5. :class:`tvm_ext.passes.ChainConvLayouts`: activations between block-layout convs stay in
+   the kernels' own layout (no padding stage, no NCHW gather, max pools fused);
+   ``chain=False`` keeps every conv's NCHW input and output.
+6. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ import numpy as np
 from tvm_ext._compat import Target, from_exported_program, host_target, relax, tensor, tvm
 from tvm_ext.passes import (
     BlockedConv2D,
+    ChainConvLayouts,
     CompactStructuredConv2D,
     FoldConvBiasBatchNorm,
     LayerRecord,
     LinearAsConv2D,
     PatternSparseConv2D,
 )
+from tvm_ext.passes.chain_conv_layouts import ChainRecord
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
 
 #: ``blocked=False``: leave the convs the pattern pass does not take to TVM's lowering
 Blocked = BlockedConv2D | Literal[False] | None
+#: ``chain=False``: every rewritten conv keeps NCHW input and output
+Chain = ChainConvLayouts | Literal[False] | None
 
 
 #: Cost of one per-kernel-pattern multiply-add (padding included) relative to one on the
@@ -62,9 +69,10 @@ def rewrite_passes(
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
+    chain: Chain = None,
 ) -> list[tvm.transform.Pass]:
-    """Phases 1-4: BN folding, the pattern-sparse rewrite, structured compaction, the
-    blocked kernel for the remaining convs."""
+    """Phases 1-5: BN folding, the pattern-sparse rewrite, structured compaction, the
+    blocked kernel for the remaining convs, chained layouts between them."""
     passes = [
         relax.transform.FoldConstant(),  # constant-fold the exported bias reshapes first
         FoldConvBiasBatchNorm(),
@@ -75,6 +83,12 @@ def rewrite_passes(
     ]
     if blocked is not False:
         passes += [LinearAsConv2D(), blocked if blocked is not None else BlockedConv2D()]
+    # disabled, the pass still removes the rewriters' metadata (it keys the tuning logs)
+    passes.append(
+        chain
+        if chain is not None and chain is not False
+        else ChainConvLayouts(enabled=chain is None)
+    )
     return passes
 
 
@@ -84,13 +98,14 @@ def pattern_sparse_pipeline(
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
+    chain: Chain = None,
 ) -> tvm.transform.Pass:
     """BN folding, the pattern-sparse rewrite, structured compaction, the blocked kernel for
-    the remaining convs, TVM's default pipeline."""
+    the remaining convs, chained layouts, TVM's default pipeline."""
     target = target or host_target()
     return tvm.transform.Sequential(
         [
-            *rewrite_passes(sparse=sparse, compact=compact, blocked=blocked),
+            *rewrite_passes(sparse=sparse, compact=compact, blocked=blocked, chain=chain),
             relax.get_default_pipeline(target),
         ],
         name="patsparse_pipeline",
@@ -117,6 +132,8 @@ class CompiledModel:
     compact_records: list[CompactRecord] = field(default_factory=list)
     #: what :class:`BlockedConv2D` did with the convs the pattern pass left
     blocked_records: list[LayerRecord] = field(default_factory=list)
+    #: what :class:`ChainConvLayouts` did with each block-layout conv call
+    chain_records: list[ChainRecord] = field(default_factory=list)
     device: Any = field(default_factory=tvm.cpu)
 
     def __post_init__(self) -> None:
@@ -156,12 +173,14 @@ def compile_torch(
     verify: bool = False,
     logs: str | Path | None = None,
     blocked: bool = True,
+    chain: bool = True,
 ) -> CompiledModel:
     """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile.
 
     ``logs``: a MetaSchedule database directory (``patsparse tune``); its schedules are
     applied, and functions without a record get the default schedules. ``blocked=False``
-    leaves the convs the pattern pass does not take to TVM's own lowering.
+    leaves the convs the pattern pass does not take to TVM's own lowering; ``chain=False``
+    keeps NCHW between rewritten convs.
     """
     from tvm_ext.tuning.tune import tuned_pipeline
 
@@ -173,12 +192,15 @@ def compile_torch(
     dense: Blocked = (
         BlockedConv2D(verify=verify, target=target, schedule=logs is None) if blocked else False
     )
+    chained = ChainConvLayouts(enabled=chain, target=target)
     start = time.perf_counter()
     mod = import_torch(model, example)
     pipeline = (
-        tuned_pipeline(target, logs, sparse=sparse, compact=compact, blocked=dense)
+        tuned_pipeline(target, logs, sparse=sparse, compact=compact, blocked=dense, chain=chained)
         if logs is not None
-        else pattern_sparse_pipeline(target, sparse=sparse, compact=compact, blocked=dense)
+        else pattern_sparse_pipeline(
+            target, sparse=sparse, compact=compact, blocked=dense, chain=chained
+        )
     )
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     return CompiledModel(
@@ -188,6 +210,7 @@ def compile_torch(
         compile_seconds=time.perf_counter() - start,
         compact_records=list(compact.records),
         blocked_records=list(dense.records) if dense else [],
+        chain_records=list(chained.records),
     )
 
 

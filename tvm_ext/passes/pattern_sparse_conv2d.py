@@ -18,6 +18,7 @@ reason is recorded in :attr:`PatternSparseConv2D.records`.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,29 @@ class RewriteOptions:
 
 #: Opaque op pattern: FuseOps leaves the (already scheduled, already fused) kernel alone.
 OPAQUE = 8
+
+#: PrimFunc attribute on block-layout kernels: what :class:`ChainConvLayouts` needs to rebuild
+#: the kernel with chained layouts (JSON, see :func:`describe_conv`). That pass removes it
+#: again (it would change the functions' structural hash, which keys the tuning logs).
+CONV_ATTR = "patsparse.conv"
+
+
+def describe_conv(geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Epilogue) -> str:
+    """The JSON of :data:`CONV_ATTR`: geometry, taps per pattern, fused epilogue."""
+    return json.dumps(
+        {
+            "in_shape": list(geometry.in_shape),
+            "stride": list(geometry.stride),
+            "padding": list(geometry.padding),
+            "kernel": list(geometry.kernel),
+            "shape": list(layout.shape),
+            "block": layout.block,
+            "taps": [[list(t) for t in layout.taps(p)] for p in range(layout.patterns)],
+            "bias": epilogue.bias,
+            "residual": epilogue.residual,
+            "relu": epilogue.relu,
+        }
+    )
 
 
 @dataclass
@@ -155,6 +179,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         self.chains: dict[Any, _Chain] = {}
         self.absorbed: set[Any] = set()
         self.new_funcs: list[tvm.ir.GlobalVar] = []
+        #: block-layout kernels: their :data:`CONV_ATTR`
+        self.descriptions: dict[str, str] = {}
         self.conv_index: dict[Any, int] = {}
         self.layouts: dict[Any, SparseConvLayout | Rejection] = {}
         #: per rewritten conv index: what verification needs
@@ -369,6 +395,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         )
         gv = out.args[0]
         self.new_funcs.append(gv)
+        if layout.kind == "block":
+            self.descriptions[gv.name_hint] = describe_conv(geometry, layout, epilogue)
         bias = chain.bias if chain is not None and chain.bias is not None else None
         self.built[index] = (gv, weight, geometry, layout, epilogue, bias)
         self._record(
@@ -397,6 +425,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         mod = self.builder_.get()
         for gv in self.new_funcs:
             func = mod[gv].with_attr("op_pattern", OPAQUE)
+            if gv.name_hint in self.descriptions:
+                func = func.with_attr(CONV_ATTR, self.descriptions[gv.name_hint])
             if self.options.schedule:
                 func = schedule_pattern_primfunc(func, target=self.options.target) or func
             mod[gv] = func

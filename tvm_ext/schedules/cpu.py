@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tvm_ext._compat import Schedule, Target, schedulable_copy, tirx
-from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
+from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK, POOL_ATTR
 
 
 def vector_widths(lanes: int = 16) -> tuple[int, ...]:
@@ -41,8 +41,8 @@ def schedule_pattern_conv(sch: Schedule, *, lanes: int = 16, fuse_rows: bool = T
     widths = vector_widths(lanes)
     names = pattern_blocks(sch)
     if fuse_rows and f"{CONV_BLOCK_PREFIX}all" in names and EPILOGUE_BLOCK in names:
-        ep_loops = sch.get_loops(sch.get_sblock(EPILOGUE_BLOCK))
-        oh, ow = _extent(sch, ep_loops[2]), _extent(sch, ep_loops[3])
+        conv_loops = sch.get_loops(sch.get_sblock(f"{CONV_BLOCK_PREFIX}all"))
+        oh, ow = _extent(sch, conv_loops[2]), _extent(sch, conv_loops[3])
         if oh * ow >= FUSE_ROWS_FROM_PIXELS:
             _schedule_block_rows_in_epilogue(sch, widths)
             names = [n for n in names if n == PAD_BLOCK]
@@ -55,7 +55,13 @@ def schedule_pattern_conv(sch: Schedule, *, lanes: int = 16, fuse_rows: bool = T
             _schedule_conv_stage(sch, name, widths)
         elif name == EPILOGUE_BLOCK:
             blk = sch.get_sblock(name)
-            n, k, _, w = sch.get_loops(blk)
+            loops = sch.get_loops(blk)
+            if len(loops) == 5:  # chained output: rows of lanes, written as they are
+                n, r, _, w, lane = loops
+                sch.parallel(sch.fuse(n, r))
+                _vectorize_lanes_or_width(sch, w, lane, widths)
+                continue
+            n, k, _, w = loops
             sch.parallel(sch.fuse(n, k))
             vf = _vector_factor(_extent(sch, w), widths)
             if vf:
@@ -105,25 +111,50 @@ def _schedule_block_stage(sch: Schedule, blk: Any) -> None:
 
 def _schedule_block_rows_in_epilogue(sch: Schedule, widths: tuple[int, ...]) -> None:
     """Block layers with large outputs: the epilogue runs over (image, output row) in
-    parallel and computes that row of every block (``ps_conv_all``) just before it reads it,
-    so the conv result stays in cache; the conv keeps its register tile."""
+    parallel and computes that row of every block (``ps_conv_all``; ``pool`` rows under a
+    fused max pool) just before it reads it, so the conv result stays in cache; the conv
+    keeps its register tile. A chained epilogue (5 loops) writes the rows of lanes as they
+    are, vectorised over the lanes."""
     ep = sch.get_sblock(EPILOGUE_BLOCK)
-    n, k, y, z = sch.get_loops(ep)
-    sch.reorder(n, y, k, z)
-    rows = sch.fuse(n, y)
-    sch.parallel(rows)
-    vf = _vector_factor(_extent(sch, z), widths)
-    if vf:
-        _, zi = sch.split(z, [None, vf])
-        sch.vectorize(zi)
+    pool = int(sch.get(ep).annotations.get(POOL_ATTR, 1))
+    loops = sch.get_loops(ep)
+    if len(loops) == 5:
+        n, k, y, z, lane = loops
+        sch.reorder(n, y, k, z, lane)
+        rows = sch.fuse(n, y)
+        sch.parallel(rows)
+        _vectorize_lanes_or_width(sch, z, lane, widths)
+    else:
+        n, k, y, z = loops
+        sch.reorder(n, y, k, z)
+        rows = sch.fuse(n, y)
+        sch.parallel(rows)
+        vf = _vector_factor(_extent(sch, z), widths)
+        if vf:
+            _, zi = sch.split(z, [None, vf])
+            sch.vectorize(zi)
     conv = sch.get_sblock(f"{CONV_BLOCK_PREFIX}all")
-    dims = _conv_dims(sch, conv)  # before compute_at: (rows, width, lanes, slots, patterns, taps)
+    # before compute_at: (rows, output rows per epilogue row, width, lanes, slots, patterns, taps)
+    dims = _conv_dims(sch, conv)
+    dims.insert(1, pool)
     sch.compute_at(conv, rows)
-    r, zz, lane, k2, p, t = _match_loops(sch, sch.get_loops(conv)[1:], dims)
+    r, yy, zz, lane, k2, p, t = _match_loops(sch, sch.get_loops(conv)[1:], dims)
     assert zz is not None and lane is not None, "width and lanes are never elided here"
-    first = _accumulate_in_registers(sch, conv, [r], zz, lane, k2, p, t)
+    outer = [lp for lp in (r, yy) if lp is not None]
+    first = _accumulate_in_registers(sch, conv, outer, zz, lane, k2, p, t)
     if first is not None:
         sch.decompose_reduction(conv, first)
+
+
+def _vectorize_lanes_or_width(sch: Schedule, w: Any, lane: Any, widths: tuple[int, ...]) -> None:
+    """A chained epilogue: vectorise its lanes, or its width if it has one lane (planar)."""
+    if _extent(sch, lane) > 1:
+        sch.vectorize(lane)
+        return
+    vf = _vector_factor(_extent(sch, w), widths)
+    if vf:
+        _, wi = sch.split(w, [None, vf])
+        sch.vectorize(wi)
 
 
 def _conv_dims(sch: Schedule, blk: Any) -> list[int]:

@@ -14,6 +14,15 @@ Stages (block names are stable; schedules and tuning rules find them by name):
 - ``ps_epilogue``: sums the pattern stages, undoes the filter reorder (reads the row/lane
   of each output channel from ``inverse``), adds bias and residual and applies ReLU, all in
   the one pass that writes the output.
+
+Chained layouts (:class:`BlockedActivation`, used by ``tvm_ext.passes.ChainConvLayouts``):
+a block layer can read its input as another block layer wrote it and write its output as the
+next one reads it: ``(N, rows, H + 2b, W + 2b, lanes)``, channel-blocked in the *producer's*
+filter order (position ``row * lanes + lane``) with a zero border ``b`` that stands in for the
+consumer's padding. Then there is no ``ps_pad`` stage (the consumer's channel indices are
+positions in that buffer, permuted at compile time) and ``ps_epilogue`` writes the conv's
+register rows as they are (plus bias, residual, ReLU, an optional max pool and the border)
+instead of gathering them back into NCHW.
 """
 
 from __future__ import annotations
@@ -34,13 +43,38 @@ PAD_RULE = "patsparse.pattern_pad"
 
 
 @dataclass(frozen=True)
+class BlockedActivation:
+    """A chained activation: ``(N, rows, H + 2 * border, W + 2 * border, lanes)``.
+
+    Channel ``c`` of the logical NCHW tensor lives at position ``p = inverse[c]`` of the layer
+    that wrote it, i.e. at ``[:, p // lanes, border + y, border + x, p % lanes]``; positions
+    no channel maps to (padding filters) and the border hold zeros.
+    """
+
+    rows: int
+    lanes: int
+    border: int
+
+    def shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int, int]:
+        """The buffer shape for a logical ``(n, *, h, w)`` tensor."""
+        b = self.border
+        return (n, self.rows, h + 2 * b, w + 2 * b, self.lanes)
+
+
+@dataclass(frozen=True)
 class ConvGeometry:
-    """Input shape, stride and padding (top, left, bottom, right) of an NCHW conv."""
+    """Input shape, stride and padding (top, left, bottom, right) of an NCHW conv.
+
+    ``in_shape`` is always the logical NCHW shape; ``in_layout`` says how the input is stored
+    (``None``: NCHW, padded by the ``ps_pad`` stage; else a chained buffer whose border covers
+    the padding, read in place).
+    """
 
     in_shape: tuple[int, int, int, int]
     stride: tuple[int, int]
     padding: tuple[int, int, int, int]
     kernel: tuple[int, int] = (3, 3)
+    in_layout: BlockedActivation | None = None
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -53,21 +87,65 @@ class ConvGeometry:
 
 @dataclass(frozen=True)
 class Epilogue:
-    """What the kernel fuses after the convolution."""
+    """What the kernel fuses after the convolution, and how it writes the output.
+
+    ``out_border``: ``None`` writes NCHW (the filter reorder undone); an int writes the
+    chained layout with this zero border: rows and lanes of the conv's own layout, or with
+    ``planar`` one row per output channel in the original order (lanes 1: NCHW with a border,
+    the filter reorder undone).
+    ``pool``: a max pool with window = stride = ``pool`` after ReLU (1: none).
+    ``residual_layout``: how the residual is stored (``None``: NCHW).
+    """
 
     bias: bool = False
     residual: bool = False
     relu: bool = False
+    out_border: int | None = None
+    planar: bool = False
+    pool: int = 1
+    residual_layout: BlockedActivation | None = None
+
+    @property
+    def chained(self) -> bool:
+        """The output keeps the conv's own rows of lanes (no gather, no ``inverse``)."""
+        return self.out_border is not None and not self.planar
+
+    @property
+    def residual_index(self) -> bool:
+        """The residual is read through an index array (output or residual is chained)."""
+        return self.residual and (self.chained or self.residual_layout is not None)
+
+    def out_activation(self, layout: SparseConvLayout) -> BlockedActivation | None:
+        """How the output is stored (``None``: NCHW)."""
+        if self.out_border is None:
+            return None
+        if self.planar:
+            return BlockedActivation(layout.shape[0], 1, self.out_border)
+        return BlockedActivation(layout.rows, layout.block, self.out_border)
+
+    def out_shape(
+        self, n: int, k: int, oh: int, ow: int, layout: SparseConvLayout
+    ) -> tuple[int, ...]:
+        """Shape of the output buffer for a conv with ``(n, k, oh, ow)`` output."""
+        ph, pw = (oh - self.pool) // self.pool + 1, (ow - self.pool) // self.pool + 1
+        act = self.out_activation(layout)
+        return (n, k, ph, pw) if act is None else act.shape(n, ph, pw)
 
 
 def pattern_conv2d_placeholders(
     geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Epilogue, *, dtype: str = "float32"
 ) -> list[te.Tensor]:
-    """Inputs in call order: ``x, V_0, I_0, ..., inverse, (bias), (residual)``."""
+    """Inputs in call order: ``x, V_0, I_0, ..., (inverse), (bias), (residual),
+    (residual index)``.
+
+    NCHW output: ``inverse`` and ``bias`` have one entry per output channel. Chained output:
+    no ``inverse``; ``bias`` (and the residual index) have one entry per stored position
+    (``rows * lanes``, the permutation applied at compile time)."""
     n, c, h, w = geometry.in_shape
     k, g = layout.shape[0], layout.block
     oh, ow = geometry.out_hw
-    out = [te.placeholder((n, c, h, w), dtype, name="x")]
+    x_shape = (n, c, h, w) if geometry.in_layout is None else geometry.in_layout.shape(n, h, w)
+    out = [te.placeholder(x_shape, dtype, name="x")]
     if layout.kind == "block":
         vals, chans = merged_block_arrays(layout)
         out.append(te.placeholder(vals.shape, dtype, name="v"))
@@ -77,11 +155,17 @@ def pattern_conv2d_placeholders(
             rows, cmax, ntaps, _ = vals.shape
             out.append(te.placeholder((rows, cmax, ntaps, g), dtype, name=f"v{p}"))
             out.append(te.placeholder((rows, cmax), "int32", name=f"i{p}"))
-    out.append(te.placeholder((k,), "int32", name="inverse"))
+    positions = k if not epilogue.chained else layout.rows * g
+    if not epilogue.chained:
+        out.append(te.placeholder((k,), "int32", name="inverse"))
     if epilogue.bias:
-        out.append(te.placeholder((k,), dtype, name="bias"))
+        out.append(te.placeholder((positions,), dtype, name="bias"))
     if epilogue.residual:
-        out.append(te.placeholder((n, k, oh, ow), dtype, name="residual"))
+        rl = epilogue.residual_layout
+        r_shape = (n, k, oh, ow) if rl is None else rl.shape(n, oh, ow)
+        out.append(te.placeholder(r_shape, dtype, name="residual"))
+        if epilogue.residual_index:
+            out.append(te.placeholder((positions,), "int32", name="residual_index"))
     return out
 
 
@@ -94,24 +178,11 @@ def pattern_conv2d_compute(
     """The output tensor, reading ``inputs`` (ordered as :func:`pattern_conv2d_placeholders`)."""
     x = inputs[0]
     dtype = x.dtype
-    n, c, h, w = geometry.in_shape
+    n = geometry.in_shape[0]
     k, g = layout.shape[0], layout.block
     oh, ow = geometry.out_hw
-    pt, pl, pb, pr = geometry.padding
     sh, sw = geometry.stride
-    if any(geometry.padding):
-        xp = te.compute(
-            (n, c, h + pt + pb, w + pl + pr),
-            lambda a, b, i, j: te.if_then_else(
-                te.all(i >= pt, i < h + pt, j >= pl, j < w + pl),
-                x[a, b, i - pt, j - pl],
-                tirx.const(0.0, dtype),
-            ),
-            name=PAD_BLOCK,
-            attrs={"schedule_rule": PAD_RULE},
-        )
-    else:
-        xp = x
+    xp = _input_reader(x, geometry)
     stages = []
     n_arrays = 1 if layout.kind == "block" else len(layout.values)
     if layout.kind == "block":
@@ -131,25 +202,127 @@ def pattern_conv2d_compute(
             )
         )
     rest = list(inputs[1 + 2 * n_arrays :])
-    inverse = rest.pop(0)
+    inverse = rest.pop(0) if not epilogue.chained else None
     bias = rest.pop(0) if epilogue.bias else None
     residual = rest.pop(0) if epilogue.residual else None
+    res_index = rest.pop(0) if epilogue.residual_index else None
+    rl = epilogue.residual_layout
+    zero = tirx.const(0.0, dtype)
 
-    def out_body(a, kk, y, z):  # type: ignore[no-untyped-def]
-        pos = inverse[kk]
-        row, lane = (pos // g, pos % g) if g > 1 else (pos, 0)
+    def finish(acc, a, out_ch, y, z):  # type: ignore[no-untyped-def]
+        """Bias, residual, ReLU of the value of output channel / position ``out_ch``."""
+        if bias is not None:
+            acc = acc + bias[out_ch]
+        if residual is not None:
+            if res_index is None:
+                acc = acc + residual[a, out_ch, y, z]
+            elif rl is None:
+                acc = acc + residual[a, res_index[out_ch], y, z]
+            else:
+                q = res_index[out_ch]
+                b = rl.border
+                acc = acc + residual[a, q // rl.lanes, y + b, z + b, q % rl.lanes]
+        if epilogue.relu:
+            acc = te.max(acc, zero)
+        return acc
+
+    def conv_at(a, row, y, z, lane):  # type: ignore[no-untyped-def]
         acc = stages[0][a, row, y, z, lane]
         for s in stages[1:]:
             acc = acc + s[a, row, y, z, lane]
-        if bias is not None:
-            acc = acc + bias[kk]
-        if residual is not None:
-            acc = acc + residual[a, kk, y, z]
-        if epilogue.relu:
-            acc = te.max(acc, tirx.const(0.0, dtype))
         return acc
 
-    return te.compute((n, k, oh, ow), out_body, name=EPILOGUE_BLOCK)
+    def pooled(value):  # type: ignore[no-untyped-def]
+        """``value(y, z)`` at the conv's output pixel, max-pooled over ``pool`` x ``pool``."""
+
+        def at(py, pz):  # type: ignore[no-untyped-def]
+            if epilogue.pool == 1:
+                return value(py, pz)
+            out = None
+            for i in range(epilogue.pool):
+                for j in range(epilogue.pool):
+                    v = value(py * epilogue.pool + i, pz * epilogue.pool + j)
+                    out = v if out is None else te.max(out, v)
+            return out
+
+        return at
+
+    ph, pw = (oh - epilogue.pool) // epilogue.pool + 1, (ow - epilogue.pool) // epilogue.pool + 1
+    if epilogue.out_border is None:
+        assert inverse is not None
+
+        def out_body(a, kk, y, z):  # type: ignore[no-untyped-def]
+            pos = inverse[kk]
+            row, lane = (pos // g, pos % g) if g > 1 else (pos, 0)
+            at = pooled(lambda yy, zz: finish(conv_at(a, row, yy, zz, lane), a, kk, yy, zz))
+            return at(y, z)
+
+        return te.compute(
+            (n, k, ph, pw), out_body, name=EPILOGUE_BLOCK, attrs=_pool_attrs(epilogue)
+        )
+
+    b = int(epilogue.out_border or 0)
+
+    def chained_body(a, row, yb, zb, lane):  # type: ignore[no-untyped-def]
+        # clamped indices keep the conv region of border pixels inside the conv (what
+        # compute_at needs); the border itself is a zero
+        y = te.max(te.min(yb - b, ph - 1), 0)
+        z = te.max(te.min(zb - b, pw - 1), 0)
+        if epilogue.planar:  # row = output channel: gather it from the conv's rows of lanes
+            assert inverse is not None
+            pos = inverse[row]
+            crow, clane, out_ch = (pos // g, pos % g, row) if g > 1 else (pos, 0, row)
+        else:
+            crow, clane, out_ch = row, lane, row * g + lane
+        at = pooled(lambda yy, zz: finish(conv_at(a, crow, yy, zz, clane), a, out_ch, yy, zz))
+        inside = te.all(yb >= b, yb < ph + b, zb >= b, zb < pw + b)
+        return te.if_then_else(inside, at(y, z), zero)
+
+    act = epilogue.out_activation(layout)
+    assert act is not None
+    shape = act.shape(n, ph, pw)
+    return te.compute(shape, chained_body, name=EPILOGUE_BLOCK, attrs=_pool_attrs(epilogue))
+
+
+#: epilogue block annotation: the max-pool window (schedules size the conv rows by it)
+POOL_ATTR = "patsparse.pool"
+
+
+def _pool_attrs(epilogue: Epilogue) -> dict[str, int]:
+    return {POOL_ATTR: epilogue.pool} if epilogue.pool > 1 else {}
+
+
+def _input_reader(x: te.Tensor, geometry: ConvGeometry):  # type: ignore[no-untyped-def]
+    """``read(a, c, i, j)``: input channel ``c`` at row ``i``, column ``j`` of the *padded*
+    input. NCHW input: a ``ps_pad`` stage (if there is padding); a chained input is read in
+    place, ``c`` being a position in it and its border standing in for the padding."""
+    n, c, h, w = geometry.in_shape
+    pt, pl, pb, pr = geometry.padding
+    lay = geometry.in_layout
+    if lay is not None:
+        if max(geometry.padding) > lay.border:
+            raise ValueError(
+                f"padding {geometry.padding} needs a border >= {max(geometry.padding)}, "
+                f"the chained input has {lay.border}"
+            )
+        oy, ox = lay.border - pt, lay.border - pl
+        if lay.lanes == 1:
+            return lambda a, ch, i, j: x[a, ch, i + oy, j + ox, 0]
+        return lambda a, ch, i, j: x[a, ch // lay.lanes, i + oy, j + ox, ch % lay.lanes]
+    if any(geometry.padding):
+        xp = te.compute(
+            (n, c, h + pt + pb, w + pl + pr),
+            lambda a, b, i, j: te.if_then_else(
+                te.all(i >= pt, i < h + pt, j >= pl, j < w + pl),
+                x[a, b, i - pt, j - pl],
+                tirx.const(0.0, x.dtype),
+            ),
+            name=PAD_BLOCK,
+            attrs={"schedule_rule": PAD_RULE},
+        )
+    else:
+        xp = x
+    return lambda a, ch, i, j: xp[a, ch, i, j]
 
 
 def pattern_conv2d_te(
@@ -188,7 +361,7 @@ def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
     return te.compute(
         (n, rows, oh, ow, g),
         lambda a, r, y, z, lane: te.sum(
-            v[r, p, k2, t, lane] * xp[a, idx[r, p, k2], y * sh + dy, z * sw + dx],
+            v[r, p, k2, t, lane] * xp(a, idx[r, p, k2], y * sh + dy, z * sw + dx),
             axis=[k2, p, t],
         ),
         name=f"{CONV_BLOCK_PREFIX}all",
@@ -216,7 +389,7 @@ def _pattern_body(v, idx, xp, taps, j, sh, sw):  # type: ignore[no-untyped-def]
     def body(a, r, y, z, lane):  # type: ignore[no-untyped-def]
         total = None
         for t, (dy, dx) in enumerate(taps):
-            term = v[r, j, t, lane] * xp[a, idx[r, j], y * sh + dy, z * sw + dx]
+            term = v[r, j, t, lane] * xp(a, idx[r, j], y * sh + dy, z * sw + dx)
             total = term if total is None else total + term
         return te.sum(total, axis=j)
 

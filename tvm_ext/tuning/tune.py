@@ -22,7 +22,7 @@ from typing import Any
 from tvm_ext._compat import Target, metaschedule_logging, relax, tvm
 from tvm_ext._compat import meta_schedule as ms
 from tvm_ext.passes import BlockedConv2D, CompactStructuredConv2D, PatternSparseConv2D
-from tvm_ext.pipeline import Blocked, default_sparse_pass, rewrite_passes
+from tvm_ext.pipeline import Blocked, Chain, default_sparse_pass, rewrite_passes
 from tvm_ext.tuning.measure import make_builder, make_runner
 
 DEFAULT_LOG_ROOT = Path("tuning_logs")
@@ -57,9 +57,11 @@ def lower_for_tuning(
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
+    chain: Chain = None,
 ) -> tvm.IRModule:
     """Our rewrites (sparse and blocked kernels left unscheduled), then legalise and fuse:
-    tasks ready. ``blocked=False`` leaves dense convs to TVM (stock tasks)."""
+    tasks ready. ``blocked=False`` leaves dense convs to TVM (stock tasks); chained kernels
+    stay unscheduled too (they are scheduled only where the kernels they replace were)."""
     seq = tvm.transform.Sequential(
         [
             *rewrite_passes(
@@ -68,6 +70,7 @@ def lower_for_tuning(
                 else default_sparse_pass(blocked=blocked is not False, schedule=False),
                 compact=compact,
                 blocked=blocked if blocked is not None else BlockedConv2D(schedule=False),
+                chain=chain,
             ),
             relax.transform.LegalizeOps(),
             relax.transform.AnnotateTIROpPattern(),
@@ -306,6 +309,7 @@ def tuned_pipeline(
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
+    chain: Chain = None,
 ) -> tvm.transform.Pass:
     """Rewrite, apply the tuning logs in ``work_dir`` (if any), schedule what has no record
     with the defaults, then TVM's default pipeline."""
@@ -313,7 +317,9 @@ def tuned_pipeline(
 
     @tvm.transform.module_pass(opt_level=0, name="patsparse_tuned_pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        mod = lower_for_tuning(mod, target, sparse=sparse, compact=compact, blocked=blocked)
+        mod = lower_for_tuning(
+            mod, target, sparse=sparse, compact=compact, blocked=blocked, chain=chain
+        )
         with target:
             if work_dir is not None and Path(work_dir).is_dir():
                 mod = relax.transform.MetaScheduleApplyDatabase(str(work_dir))(mod)

@@ -1,0 +1,335 @@
+"""ChainConvLayouts: chained block layouts between rewritten convs (structure and numbers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from patsparse.bench import BenchConfig, prune_for_bench
+from patsparse.models import build_model, default_input_shape
+from tvm_ext._compat import relax, tvm
+from tvm_ext.layout import analyze_blocked_weight, analyze_conv_weight
+from tvm_ext.passes import BlockedConv2D, ChainConvLayouts, PatternSparseConv2D
+from tvm_ext.passes.pattern_sparse_conv2d import CONV_ATTR, OPAQUE
+from tvm_ext.pipeline import compile_torch
+from tvm_ext.te.pattern_conv import (
+    PAD_BLOCK,
+    BlockedActivation,
+    ConvGeometry,
+    Epilogue,
+    merged_block_arrays,
+    pattern_conv2d_compute,
+)
+
+
+def _weight(h, k, c, seed):
+    # scaled so activations stay O(1) through a few layers (absolute tolerances mean something)
+    w = h.pattern_weight(k, c, density=0.25, block=16, seed=seed)
+    return (w / np.sqrt(np.count_nonzero(w) / k)).astype("float32")
+
+
+def _build(fn, x_shape):
+    """``main(x)`` built with BlockBuilder; ``fn(bb, x)`` emits the body, returns the output."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(x_shape, "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(fn(bb, x))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _conv(bb, x, w, *, stride=1, padding=1, bias=None, relu=False, residual=None):
+    y = bb.emit(relax.op.nn.conv2d(x, relax.const(w), strides=stride, padding=padding))
+    if bias is not None:
+        y = bb.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
+    if residual is not None:
+        y = bb.emit(relax.op.add(y, residual))
+    return bb.emit(relax.op.nn.relu(y)) if relu else y
+
+
+def _rewrite(mod, **chain):
+    """The conv rewrites (unscheduled: structure only) and the chain pass."""
+    passes = [PatternSparseConv2D(schedule=False), BlockedConv2D(schedule=False)]
+    pass_ = ChainConvLayouts(**chain)
+    return tvm.transform.Sequential([*passes, pass_])(mod), pass_
+
+
+def _kernels(mod):
+    return {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+
+
+def _check(h, mod, x_shape, *, seed=0, rtol=1e-4, atol=1e-4, **chain):
+    """Compiled (default schedules, chained) output vs the unchanged Relax module."""
+    x = np.random.default_rng(seed).standard_normal(x_shape).astype("float32")
+    passes = [PatternSparseConv2D(), BlockedConv2D(), ChainConvLayouts(**chain)]
+    after = tvm.transform.Sequential(passes)(mod)
+    np.testing.assert_allclose(h.run_module(after, x), h.run_module(mod, x), rtol=rtol, atol=atol)
+    return after
+
+
+# -- structure ------------------------------------------------------------------------------
+
+
+def test_structural_conv_conv_chain_before_expected(h, well_formed):
+    """conv+ReLU -> conv: the producer writes its own blocked, bordered layout (no gather), the
+    consumer reads it in place (no pad stage) with channel indices permuted at compile time."""
+    xs = (1, 16, 6, 6)
+    w1, w2 = _weight(h, 32, 16, 1), _weight(h, 16, 32, 2)
+    before = _build(lambda bb, x: _conv(bb, _conv(bb, x, w1, relu=True), w2), xs)
+    after, chain = _rewrite(before)
+
+    lay1, lay2 = analyze_conv_weight(w1), analyze_conv_weight(w2)
+    assert lay1.kind == lay2.kind == "block"
+    v1, i1 = merged_block_arrays(lay1)
+    v2, i2 = merged_block_arrays(lay2)
+    act = BlockedActivation(lay1.rows, lay1.block, 1)
+    geo1 = ConvGeometry(xs, (1, 1), (1, 1, 1, 1))
+    geo2 = ConvGeometry((1, 32, 6, 6), (1, 1), (1, 1, 1, 1), in_layout=act)
+    ep1, ep2 = Epilogue(relu=True, out_border=1), Epilogue()
+
+    def expected_body(bb, x):
+        y = bb.emit_te(
+            lambda *t: pattern_conv2d_compute(t, geo1, lay1, ep1),
+            x,
+            relax.const(v1),
+            relax.const(i1),
+            primfunc_name_hint="pattern_sparse_conv2d_0_chained",
+        )
+        return bb.emit_te(
+            lambda *t: pattern_conv2d_compute(t, geo2, lay2, ep2),
+            y,
+            relax.const(v2),
+            relax.const(lay1.inverse[i2].astype("int32")),
+            relax.const(lay2.inverse),
+            primfunc_name_hint="pattern_sparse_conv2d_1_chained",
+        )
+
+    expected = _build(expected_body, xs)
+    for gv, func in list(expected.functions_items()):
+        if isinstance(func, tvm.tirx.PrimFunc):
+            expected[gv] = func.with_attr("op_pattern", OPAQUE)
+    tvm.ir.assert_structural_equal(after, expected)
+    kernels = _kernels(after)
+    assert PAD_BLOCK not in kernels["pattern_sparse_conv2d_1_chained"].script()
+    assert "inverse" not in kernels["pattern_sparse_conv2d_0_chained"].script()
+    rec = {r.function: r for r in chain.records}
+    assert rec["pattern_sparse_conv2d_0_chained"].chained_output
+    assert rec["pattern_sparse_conv2d_1_chained"].chained_input
+    assert "leaves the function" in rec["pattern_sparse_conv2d_1_chained"].reason
+
+
+def _vgg_stage(h, xs=(1, 16, 8, 8)):
+    """conv+bias+ReLU -> conv+ReLU -> max pool 2x2 -> conv (a VGG stage boundary)."""
+    w1, w2, w3 = _weight(h, 32, 16, 1), _weight(h, 32, 32, 2), _weight(h, 16, 32, 3)
+    bias = np.linspace(-0.5, 0.5, 32).astype("float32")
+
+    def body(bb, x):
+        y = _conv(bb, x, w1, bias=bias, relu=True)
+        y = _conv(bb, y, w2, relu=True)
+        y = bb.emit(relax.op.nn.max_pool2d(y, pool_size=(2, 2), strides=(2, 2)))
+        return _conv(bb, y, w3)
+
+    return _build(body, xs), xs
+
+
+def test_max_pool_is_fused_and_no_nchw_op_is_left_between_convs(h, well_formed):
+    mod, _ = _vgg_stage(h)
+    after, chain = _rewrite(mod)
+    assert "relax.nn.max_pool2d" not in h.relax_ops(after)
+    assert [(r.chained_input, r.chained_output, r.pool) for r in chain.records] == [
+        (False, True, 1),
+        (True, True, 2),
+        (True, False, 1),
+    ]
+    # every call reads the previous call's output directly, 5-D in between
+    calls = []
+    relax.analysis.post_order_visit(
+        after["main"], lambda e: calls.append(e) if _is_call_tir(e) else None
+    )
+    shapes = [tuple(int(d) for d in c.ty_args[0].shape) for c in calls]
+    assert shapes == [(1, 2, 10, 10, 16), (1, 2, 6, 6, 16), (1, 16, 4, 4)]
+    for name, func in _kernels(after).items():
+        assert PAD_BLOCK not in func.script() or name.startswith("pattern_sparse_conv2d_0")
+        assert CONV_ATTR not in (func.attrs or {})
+
+
+def _is_call_tir(expr):
+    return (
+        isinstance(expr, relax.Call)
+        and isinstance(expr.op, tvm.ir.Op)
+        and expr.op.name == "relax.call_tir"
+    )
+
+
+def test_disabled_pass_only_removes_metadata(h, well_formed):
+    mod, _ = _vgg_stage(h)
+    rewritten = tvm.transform.Sequential(
+        [PatternSparseConv2D(schedule=False), BlockedConv2D(schedule=False)]
+    )(mod)
+    assert any(CONV_ATTR in (f.attrs or {}) for f in _kernels(rewritten).values())
+    off, chain = _rewrite(mod, enabled=False)
+    assert not chain.records
+    expected = rewritten
+    for gv, func in list(expected.functions_items()):
+        if isinstance(func, tvm.tirx.PrimFunc) and CONV_ATTR in (func.attrs or {}):
+            expected[gv] = func.without_attr(CONV_ATTR)
+    tvm.ir.assert_structural_equal(off, expected)
+    no_pool, chain = _rewrite(mod, pool=False)
+    assert "relax.nn.max_pool2d" in h.relax_ops(no_pool)
+    assert [r.chained_output for r in chain.records] == [True, False, False]
+
+
+def _unchained(mod):
+    return _rewrite(mod, enabled=False)[0]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["single conv", "used by a non-conv op", "per-kernel patterns", "second use leaves"],
+)
+def test_non_chainable_graphs_are_unchanged(h, well_formed, case):
+    xs = (1, 16, 6, 6)
+    w1, w2 = _weight(h, 32, 16, 1), _weight(h, 16, 32, 2)
+
+    def body(bb, x):
+        if case == "single conv":
+            return _conv(bb, x, w1, relu=True)
+        if case == "used by a non-conv op":
+            y = _conv(bb, x, w1, relu=True)
+            return bb.emit(relax.op.mean(y, axis=[2, 3]))
+        if case == "per-kernel patterns":
+            k1 = h.pattern_weight(32, 16, density=0.25, seed=1)
+            k2 = h.pattern_weight(16, 32, density=0.25, seed=2)
+            return _conv(bb, _conv(bb, x, k1, relu=True), k2)
+        y = _conv(bb, x, w1, relu=True)  # feeds a conv and, summed, the output
+        z = _conv(bb, y, w2)
+        return bb.emit(relax.op.add(bb.emit(relax.op.mean(y)), bb.emit(relax.op.mean(z))))
+
+    mod = _build(body, xs)
+    after, chain = _rewrite(mod)
+    tvm.ir.assert_structural_equal(after, _unchained(mod))
+    assert not any(r.chained_input or r.chained_output for r in chain.records)
+
+
+def test_bad_option_is_a_clear_error():
+    with pytest.raises(ValueError, match="min_pixels"):
+        ChainConvLayouts(min_pixels=-1)
+    with pytest.raises(ValueError, match="max_channels"):
+        ChainConvLayouts(max_channels=0)
+
+
+# -- numbers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("planar", [False, True])
+def test_conv_conv_chain_matches(h, well_formed, planar):
+    xs = (1, 16, 9, 7)
+    w1, w2 = _weight(h, 32, 16, 4), _weight(h, 32, 32, 5)
+    bias = np.linspace(-1, 1, 32).astype("float32")
+    mod = _build(lambda bb, x: _conv(bb, _conv(bb, x, w1, bias=bias, relu=True), w2), xs)
+    # planar: activations above max_channels keep NCHW order (with a border, no pad stage)
+    _, chain = _rewrite(mod, max_channels=16 if planar else 256)
+    assert chain.records[0].chained_output and chain.records[0].planar == planar
+    _check(h, mod, xs, max_channels=16 if planar else 256)
+
+
+@pytest.mark.parametrize("planar", [False, True])
+def test_chain_through_max_pool_matches(h, well_formed, planar):
+    mod, xs = _vgg_stage(h, (1, 16, 10, 10))
+    after = _check(h, mod, xs, max_channels=16 if planar else 256)
+    assert "relax.nn.max_pool2d" not in h.relax_ops(after)
+
+
+def test_large_layers_compute_rows_inside_the_chained_epilogue(h):
+    """From 56x56 the conv runs one output row (two under a 2x2 pool) at a time inside the
+    epilogue's parallel row loop, also when the epilogue writes the chained layout."""
+    mod, xs = _vgg_stage(h, (1, 16, 56, 56))
+    after = _check(h, mod, xs)
+    pooled = _kernels(after)["pattern_sparse_conv2d_1_chained"].script()
+    assert "T.parallel" in pooled and "T.vectorized" in pooled
+
+
+@pytest.mark.parametrize(("downsample", "planar"), [(False, False), (True, False), (True, True)])
+def test_resnet_basic_block_with_residual_matches(h, well_formed, downsample, planar):
+    """stem -> basic block (identity or stride-2 with a 1x1 downsample) -> conv: the block
+    input is chained into conv1, the downsample and the residual conv2's epilogue adds."""
+    xs = (1, 8, 12, 12)
+    rng = np.random.default_rng(0)
+    stem = rng.standard_normal((32, 8, 3, 3)).astype("float32") / 6
+    w1, w2, w3 = _weight(h, 32, 32, 6), _weight(h, 32, 32, 7), _weight(h, 16, 32, 8)
+    ds = rng.standard_normal((32, 32, 1, 1)).astype("float32") / 6
+    bias = np.linspace(-0.3, 0.3, 32).astype("float32")
+
+    def body(bb, x):
+        x0 = _conv(bb, x, stem, relu=True)
+        identity = _conv(bb, x0, ds, stride=2, padding=0, bias=bias) if downsample else x0
+        y = _conv(bb, x0, w1, stride=2 if downsample else 1, bias=bias, relu=True)
+        y = _conv(bb, y, w2, bias=bias, residual=identity, relu=True)
+        return _conv(bb, y, w3)
+
+    mod = _build(body, xs)
+    max_channels = 16 if planar else 256
+    _, chain = _rewrite(mod, max_channels=max_channels)
+    assert sum(r.chained_residual for r in chain.records) == 1
+    assert all(r.chained_output and r.planar == planar for r in chain.records[:-1])
+    _check(h, mod, xs, max_channels=max_channels)
+
+
+def _scaled_pruned(name):
+    """A model pruned as ``patsparse bench`` prunes it (block-pattern at the paper's rate),
+    weights rescaled so activations stay O(1) (random init pruned 12x shrinks them ~1e7)."""
+    torch.manual_seed(0)
+    model = prune_for_bench(build_model(name).eval(), BenchConfig(model=name))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
+                kept = max(int(torch.count_nonzero(m.weight)), 1)
+                m.weight.mul_(float(np.sqrt(m.weight.numel() / kept)))
+    return model
+
+
+@pytest.mark.parametrize("name", ["vgg16-cifar", "resnet18-cifar"])
+def test_whole_model_chained_matches_pytorch(name):
+    model = _scaled_pruned(name)
+    x = torch.randn(default_input_shape(name), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(ref).max() > 0.1  # the tolerance below is not vacuous
+    compiled = compile_torch(model, x)
+    chained = [r for r in compiled.chain_records if r.chained_output]
+    # VGG: every conv but the last (its pool feeds the classifier); ResNet: all but the
+    # stage outputs that feed a compacted downsample or the final mean
+    assert len(chained) >= (12 if name == "vgg16-cifar" else 14)
+    if name == "vgg16-cifar":
+        assert sum(r.pool == 2 for r in compiled.chain_records) == 4
+    else:
+        assert any(r.chained_residual for r in compiled.chain_records)
+    np.testing.assert_allclose(compiled(x.numpy()), ref, rtol=1e-4, atol=1e-4)
+    plain = compile_torch(model, x, chain=False)
+    assert not any(r.chained_output or r.chained_input for r in plain.chain_records)
+    np.testing.assert_allclose(plain(x.numpy()), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_blocked_layout_producer_chains_too(h, well_formed):
+    """A dense conv on the blocked kernel (e.g. VGG's stem) writes the chained layout too."""
+    xs = (1, 3, 8, 8)
+    stem = np.random.default_rng(3).standard_normal((32, 3, 3, 3)).astype("float32") / 3
+    assert analyze_blocked_weight(stem).kind == "block"  # type: ignore[union-attr]
+    w = _weight(h, 16, 32, 9)
+    mod = _build(lambda bb, x: _conv(bb, _conv(bb, x, stem, relu=True), w), xs)
+    _, chain = _rewrite(mod)
+    assert chain.records[0].function.startswith("blocked_conv2d_")
+    assert chain.records[0].chained_output and chain.records[1].chained_input
+    _check(h, mod, xs)
+
+
+def test_gpu_targets_keep_nchw(h, well_formed):
+    """The chained layouts are a CPU (vector lanes) choice: a GPU target leaves them out."""
+    from tvm_ext.targets import make_target
+
+    mod, _ = _vgg_stage(h)
+    gpu, chain = _rewrite(mod, target=make_target("adreno"))
+    tvm.ir.assert_structural_equal(gpu, _unchained(mod))
+    assert not chain.records
