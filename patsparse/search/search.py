@@ -353,8 +353,11 @@ def run_search(
                 cache.entries[key] = float(t.user_attrs["latency_ms"])
                 return
 
+    def latency_key(cfg: dict[str, str]) -> str:
+        return f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
+
     def latency_of(cfg: dict[str, str]) -> tuple[float, bool, str]:
-        key = f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
+        key = latency_key(cfg)
         if key not in cache.entries:
             latency_of_cached(key)
 
@@ -395,8 +398,7 @@ def run_search(
         }
         study.set_user_attr(probe_key, json.dumps(probe))
         for ms, c in ([[dense_ms, dense_cfg]] if dense_cfg else []) + probe["corners"]:
-            key = f"{measurer.key}|{space.key(c)}|seed={config.structure_seed}"
-            study.set_user_attr(f"latency:{key}", ms)
+            study.set_user_attr(f"latency:{latency_key(c)}", ms)
     dense_ms = probe["dense_ms"]
     if config.latency_ms is not None:
         constraint = float(config.latency_ms)
@@ -452,14 +454,15 @@ def run_search(
 
     if config.seed_corners and not study.get_trials(deepcopy=False):
         seeds = _uniform_seeds(space, probe["corners"], constraint, lambda c: latency_of(c)[0])
-        for _proposer, cfg in seeds:
-            key = f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
-            study.set_user_attr(f"latency:{key}", cache.entries[key])
+        for proposer, cfg in seeds:
+            if proposer == UNIFORM:  # the corners' latencies were stored with the probe
+                key = latency_key(cfg)
+                study.set_user_attr(f"latency:{key}", cache.entries[key])
         _seed_corners(study, space, seeds)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def lookup(cfg: dict[str, str]) -> tuple[str, float | None]:
-        key = f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
+        key = latency_key(cfg)
         if key not in cache.entries:
             latency_of_cached(key)
         return key, cache.entries.get(key)

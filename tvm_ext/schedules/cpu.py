@@ -63,10 +63,7 @@ def schedule_pattern_conv(sch: Schedule, *, lanes: int = 16, fuse_rows: bool = T
                 continue
             n, k, _, w = loops
             sch.parallel(sch.fuse(n, k))
-            vf = _vector_factor(_extent(sch, w), widths)
-            if vf:
-                _, wi = sch.split(w, [None, vf])
-                sch.vectorize(wi)
+            _vectorize_width(sch, w, widths)
 
 
 def pattern_blocks(sch: Schedule) -> list[str]:
@@ -129,10 +126,7 @@ def _schedule_block_rows_in_epilogue(sch: Schedule, widths: tuple[int, ...]) -> 
         sch.reorder(n, y, k, z)
         rows = sch.fuse(n, y)
         sch.parallel(rows)
-        vf = _vector_factor(_extent(sch, z), widths)
-        if vf:
-            _, zi = sch.split(z, [None, vf])
-            sch.vectorize(zi)
+        _vectorize_width(sch, z, widths)
     conv = sch.get_sblock(f"{CONV_BLOCK_PREFIX}all")
     # before compute_at: (rows, output rows per epilogue row, width, lanes, slots, patterns, taps)
     dims = _conv_dims(sch, conv)
@@ -151,6 +145,11 @@ def _vectorize_lanes_or_width(sch: Schedule, w: Any, lane: Any, widths: tuple[in
     if _extent(sch, lane) > 1:
         sch.vectorize(lane)
         return
+    _vectorize_width(sch, w, widths)
+
+
+def _vectorize_width(sch: Schedule, w: Any, widths: tuple[int, ...]) -> None:
+    """Split the innermost width loop by the widest vector that divides it; vectorise it."""
     vf = _vector_factor(_extent(sch, w), widths)
     if vf:
         _, wi = sch.split(w, [None, vf])
