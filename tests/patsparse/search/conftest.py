@@ -24,6 +24,36 @@ def host_measurer():
     return MemoLatency(LocalLatency(timing=TimingConfig(number=5, repeat=5, min_repeat_ms=5)))
 
 
+class WeightCountLatency:
+    """A deterministic stand-in for a device: latency proportional to the kept weights.
+
+    For tests of the search's mechanics that compare latencies (the digits CNN compiles to
+    ~0.04 ms whatever its sparsity, so real timings of it are within noise of each other).
+    """
+
+    key = "test:weight-count"
+
+    def measure(self, model, example):
+        from patsparse.search import LatencyMeasurement
+
+        kept = sum(int((p != 0).sum()) for p in model.parameters() if p.dim() > 1)
+        ms = kept * 1e-4
+        return LatencyMeasurement(
+            median_ms=ms,
+            min_ms=ms,
+            max_ms=ms,
+            repeat=1,
+            compile_seconds=0.0,
+            rewritten_convs=0,
+            device=self.key,
+        )
+
+
+@pytest.fixture(scope="session")
+def count_measurer():
+    return WeightCountLatency()
+
+
 @pytest.fixture(scope="session")
 def search_splits(digits_loaders):
     from patsparse.search import split_train_val

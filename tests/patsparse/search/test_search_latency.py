@@ -43,9 +43,15 @@ def test_host_latency_is_positive_and_sparse_beats_dense(host_measurer):
     assert dense.median_ms > 0 and sparse.median_ms > 0
     assert dense.min_ms <= dense.median_ms <= dense.max_ms
     assert sparse.rewritten_convs == 2 and dense.rewritten_convs == 0
-    # default-scheduled dense convs vs pattern kernels: far apart, robust to noise
-    # the dense convs run on the blocked kernel too, so the margin is the sparsity alone
-    assert sparse.median_ms < dense.median_ms
+    # The digits CNN compiles to ~0.04 ms pruned or not (fixed costs), so speed is compared
+    # where the work dominates: SR-net on a 64x64 image, block-pattern 8x runs ~4.5x faster
+    # than dense here (both on the blocked kernel: the margin is the sparsity alone).
+    sr, x = build_model("sr-net"), torch.zeros(1, 1, 64, 64)
+    bp8 = PruningPlan(default=make_scheme("block-pattern", density=1 / 8))
+    sr_dense = host_measurer.measure(structure_model(sr, PruningPlan(default=None)), x)
+    sr_sparse = host_measurer.measure(structure_model(sr, bp8), x)
+    assert sr_sparse.rewritten_convs > 0
+    assert sr_sparse.median_ms < sr_dense.median_ms
     assert host_measurer.key.startswith("local:llvm")
 
 
