@@ -44,6 +44,7 @@ from tvm_ext.schedules.cpu import schedule_pattern_primfunc
 from tvm_ext.te.pattern_conv import (
     ConvGeometry,
     Epilogue,
+    column_taps,
     layout_arguments,
     pattern_conv2d_compute,
     pattern_conv2d_te,
@@ -98,7 +99,8 @@ def describe_conv(geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Ep
             "kernel": list(geometry.kernel),
             "shape": list(layout.shape),
             "block": layout.block,
-            "taps": [[list(t) for t in layout.taps(p)] for p in range(layout.patterns)],
+            # per column of the merged block arrays (block_columns)
+            "taps": [[list(t) for t in taps] for taps in column_taps(layout)],
             "bias": epilogue.bias,
             "residual": epilogue.residual,
             "relu": epilogue.relu,

@@ -27,6 +27,7 @@ instead of gathering them back into NCHW.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -336,7 +337,8 @@ def pattern_conv2d_te(
 def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
     """All patterns of a block layer accumulate into one register tile.
 
-    Reduction over (kernel slot, pattern, tap); the tap offset is a select over Python
+    Reduction over (kernel slot, column, tap) (:func:`block_columns`: a column is a run of
+    one pattern's slots); the tap offset is a select over Python
     constants indexed by (pattern, tap), which folds to an immediate once the pattern and tap
     loops are unrolled (the schedules unroll them), so the inner loop has no branch.
     """
@@ -344,7 +346,7 @@ def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
     oh, ow = geometry.out_hw
     sh, sw = geometry.stride
     rows, npat, cmax, ntaps, g = (int(d) for d in v.shape)
-    taps = [layout.taps(p) for p in range(npat)]
+    taps = column_taps(layout)
     k2 = te.reduce_axis((0, cmax), name="k2")
     p = te.reduce_axis((0, npat), name="p")
     t = te.reduce_axis((0, ntaps), name="t")
@@ -369,17 +371,48 @@ def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
     )
 
 
+#: most columns :func:`block_columns` splits a block layer's patterns into; the kernel
+#: unrolls them (columns x taps x register-tile FMAs per slot), so beyond this every pattern
+#: is one column padded to the longest (where kept counts are large the padding is small)
+MAX_COLUMNS = 48
+
+
+def block_columns(layout: SparseConvLayout) -> tuple[tuple[tuple[int, int], ...], int]:
+    """How a block layer's slots are laid out for the kernel: ``(columns, slots)``, each
+    column ``(pattern, first slot)`` holding ``slots`` slots of that pattern.
+
+    Patterns with unequal slot counts ``c_p`` would each be padded to the longest, wasting
+    ``P * max(c_p) / sum(c_p)`` of the work (1.33x for 12 kept channels over 8 patterns,
+    e.g. 2+2+2+2+1+1+1+1). Instead each pattern is split into ``c_p / gcd(c)`` columns of
+    ``gcd(c)`` slots: every column has the same length and nothing is padded, as long as
+    there are at most :data:`MAX_COLUMNS` columns (else one padded column per pattern).
+    """
+    counts = [int(v.shape[1]) for v in layout.values]
+    step = math.gcd(*counts)
+    cols = tuple((p, s) for p, c in enumerate(counts) for s in range(0, c, step))
+    if len(cols) <= MAX_COLUMNS:
+        return cols, step
+    return tuple((p, 0) for p in range(len(counts))), max(counts)
+
+
+def column_taps(layout: SparseConvLayout) -> list[tuple[tuple[int, int], ...]]:
+    """The (dy, dx) taps of each column of :func:`block_columns`."""
+    cols, _ = block_columns(layout)
+    return [layout.taps(p) for p, _ in cols]
+
+
 def merged_block_arrays(layout: SparseConvLayout) -> tuple[np.ndarray, np.ndarray]:
-    """Block layers: all patterns in one ``(rows, P, cmax, taps, G)`` weight array and one
-    ``(rows, P, cmax)`` channel array, zero-padded to the longest pattern list."""
-    npat = layout.patterns
-    cmax = max(int(v.shape[1]) for v in layout.values)
+    """Block layers: every column (:func:`block_columns`) in one ``(rows, columns, slots,
+    taps, G)`` weight array and one ``(rows, columns, slots)`` channel array; slots a row
+    does not fill hold zero weights (channel 0)."""
+    cols, step = block_columns(layout)
     ntaps, g = int(layout.values[0].shape[2]), layout.block
-    vals = np.zeros((layout.rows, npat, cmax, ntaps, g), dtype=np.float32)
-    chans = np.zeros((layout.rows, npat, cmax), dtype=np.int32)
-    for p, (v, ch) in enumerate(zip(layout.values, layout.channels, strict=True)):
-        vals[:, p, : v.shape[1]] = v
-        chans[:, p, : ch.shape[1]] = ch
+    vals = np.zeros((layout.rows, len(cols), step, ntaps, g), dtype=np.float32)
+    chans = np.zeros((layout.rows, len(cols), step), dtype=np.int32)
+    for j, (p, first) in enumerate(cols):
+        v = layout.values[p][:, first : first + step]
+        vals[:, j, : v.shape[1]] = v
+        chans[:, j, : v.shape[1]] = layout.channels[p][:, first : first + step]
     return vals, chans
 
 

@@ -165,6 +165,12 @@ def test_block_pattern_balanced_caps_pattern_use():
         counts_f = torch.bincount(ids_f[b][keep_f[b]], minlength=len(DESIGNED_8))
         assert int(counts_b.max()) <= cap < int(counts_f.max())
         assert int(counts_b.sum()) == kept
+        # the same counts in every block of the layer (the kernel computes the same slots
+        # for every block): kept // P each, one more for the layer's most used patterns
+        assert torch.equal(counts_b, torch.bincount(ids_b[0][keep_b[0]], minlength=len(DESIGNED_8)))
+        assert sorted(counts_b.tolist()) == sorted(
+            [kept // len(DESIGNED_8) + (i < kept % len(DESIGNED_8)) for i in range(8)]
+        )
     # Still a valid block-pattern mask with the same density, and every kept weight's
     # energy is at most what the free choice keeps.
     mask = fair.mask(w)
@@ -272,3 +278,14 @@ def test_unknown_scheme_and_option():
 def test_projection_is_idempotent_many_cases(scheme, w):
     p = scheme.project(w)
     assert torch.equal(scheme.project(p), p)
+
+
+def test_balanced_patterns_rejects_caps_that_cannot_hold_the_kept_channels():
+    from patsparse.schemes.pattern import balanced_patterns
+
+    energy = torch.rand(6, 8)
+    keep = torch.ones(6, dtype=torch.bool)
+    with pytest.raises(ValueError, match="sum to at least the 6 kept"):
+        balanced_patterns(energy, keep, caps=[0] * 7 + [5])
+    ids = balanced_patterns(energy, keep, caps=[0] * 7 + [6])
+    assert ids.tolist() == [7] * 6

@@ -114,3 +114,43 @@ def test_large_block_layers_compute_rows_inside_the_epilogue(h, epilogue):
     assert sch.get(ep_loops[0]).kind == tirx.ForKind.PARALLEL
     assert _extent_of(sch, ep_loops[0]) == geo.out_hw[0]
     _assert_matches_torch(h, sch.mod["main"], lay, w, geo, epilogue, seed=1)
+
+
+def test_uneven_pattern_counts_become_columns_without_padding(h):
+    """12 kept channels over 8 patterns (2+2+2+2+1+1+1+1, the balanced scheme at 12x on
+    64 channels): one padded column per pattern would compute 16 slots; split into 12
+    one-slot columns nothing is padded, and the kernel still matches the dense conv."""
+    from patsparse.schemes import BlockPatternScheme
+    from tvm_ext.te.pattern_conv import block_columns, column_taps, merged_block_arrays
+
+    torch = pytest.importorskip("torch")
+    k, c = 32, 64
+    scheme = BlockPatternScheme(density=1 / 12, block_size=16)
+    w = scheme.project(torch.randn(k, c, 3, 3, generator=torch.Generator().manual_seed(4)))
+    lay = analyze_conv_weight(w.numpy(), block=16)
+    counts = sorted(int(v.shape[1]) for v in lay.values)
+    assert counts == [1, 1, 1, 1, 2, 2, 2, 2]
+    cols, slots = block_columns(lay)
+    assert (len(cols), slots) == (12, 1)
+    vals, chans = merged_block_arrays(lay)
+    assert vals.shape == (2, 12, 1, 4, 16) and chans.shape == (2, 12, 1)
+    # every slot holds a kept kernel: 12 per block, no zero padding
+    assert int(np.any(vals != 0, axis=(3, 4)).sum()) == 2 * 12
+    assert [column_taps(lay)[j] for j in range(12)] == [lay.taps(p) for p, _ in cols]
+    geo = ConvGeometry((1, c, 8, 8), (1, 1), (1, 1, 1, 1))
+    epilogue = Epilogue(bias=True, relu=True)
+    sch = Schedule(te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue)))
+    schedule_pattern_conv(sch)
+    _assert_matches_torch(h, sch.mod["main"], lay, w.numpy(), geo, epilogue, seed=1)
+
+
+def test_many_columns_fall_back_to_one_padded_column_per_pattern(h, monkeypatch):
+    from tvm_ext.te import pattern_conv
+
+    w = h.pattern_weight(16, 24, density=0.3, block=16, seed=5)
+    lay = analyze_conv_weight(w, block=16)
+    counts = [int(v.shape[1]) for v in lay.values]
+    monkeypatch.setattr(pattern_conv, "MAX_COLUMNS", 0)
+    cols, slots = pattern_conv.block_columns(lay)
+    assert cols == tuple((p, 0) for p in range(lay.patterns)) and slots == max(counts)
+    assert pattern_conv.merged_block_arrays(lay)[0].shape[1:3] == (lay.patterns, max(counts))
