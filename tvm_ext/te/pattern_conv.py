@@ -338,9 +338,9 @@ def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
     """All patterns of a block layer accumulate into one register tile.
 
     Reduction over (kernel slot, column, tap) (:func:`block_columns`: a column is a run of
-    one pattern's slots); the tap offset is a select over Python
-    constants indexed by (pattern, tap), which folds to an immediate once the pattern and tap
-    loops are unrolled (the schedules unroll them), so the inner loop has no branch.
+    one pattern's slots); the tap offset is a select over Python constants indexed by
+    (column, tap), which folds to an immediate once the column and tap loops are unrolled
+    (the schedules unroll them), so the inner loop has no branch.
     """
     n = geometry.in_shape[0]
     oh, ow = geometry.out_hw
