@@ -61,3 +61,60 @@ def test_tune_apply_resume_and_skip(tmp_path):
         ref = model(x).numpy()
     np.testing.assert_allclose(compiled(x.numpy()), ref, rtol=1e-4, atol=1e-4)
     assert all(r.rewritten for r in compiled.records)
+
+
+@pytest.mark.parametrize(
+    ("tuned_secs", "hand_secs", "picked"),
+    [(0.95e-3, 1.0e-3, "hand"), (0.5e-3, 1.0e-3, "tuned"), (2.0e-3, 1.0e-3, "hand")],
+)
+def test_logs_database_keeps_the_hand_schedule_unless_clearly_beaten(
+    h, tmp_path, tuned_secs, hand_secs, picked
+):
+    """A tuned record replaces the hand schedule of a pattern kernel only when it measured at
+    most TUNED_MARGIN of its time; other workloads keep their fastest record."""
+    from tvm_ext._compat import Schedule, te, tvm
+    from tvm_ext._compat import meta_schedule as ms
+    from tvm_ext.layout import analyze_conv_weight
+    from tvm_ext.schedules.cpu import schedule_for_target, schedule_pattern_conv
+    from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, pattern_conv2d_te
+    from tvm_ext.tuning.tune import TUNED_MARGIN, logs_database
+
+    assert tuned_secs / hand_secs > TUNED_MARGIN or picked == "tuned"
+    w = h.pattern_weight(16, 8, density=0.3, block=16, seed=2)
+    lay = analyze_conv_weight(w, block=16)
+    geo = ConvGeometry((1, 8, 8, 8), (1, 1), (1, 1, 1, 1))
+    func = te.create_prim_func(pattern_conv2d_te(geo, lay, Epilogue())).with_attr(
+        "global_symbol", "main"
+    )
+    mod = tvm.IRModule({"main": func})
+    target = host_target()
+    hand = schedule_for_target(func, target)
+    assert hand is not None and not hand.trace.decisions
+    tuned = Schedule(mod)
+    tuned.sample_categorical([1, 2], [0.5, 0.5])  # a sampled decision, as tuned traces have
+    schedule_pattern_conv(tuned)
+    # a workload without a pattern block: its fastest record is kept whatever it is
+    a = te.placeholder((8,), name="a")
+    add = te.create_prim_func([a, te.compute((8,), lambda i: a[i] + 1.0, name="b")])
+    plain = tvm.IRModule({"main": add.with_attr("global_symbol", "main")})
+    db = ms.database.JSONDatabase(work_dir=str(tmp_path))
+    args = ms.arg_info.ArgInfo.from_prim_func(func)
+    for sch, secs in ((hand, hand_secs), (tuned, tuned_secs)):
+        rec = ms.database.TuningRecord(sch.trace, db.commit_workload(mod), [secs], target, args)
+        db.commit_tuning_record(rec)
+    for secs in (3e-6, 1e-6):
+        sch = Schedule(plain)
+        if secs < 2e-6:  # the faster one was tuned: no hand-schedule rule applies here
+            sch.sample_categorical([1, 2], [0.5, 0.5])
+        plain_args = ms.arg_info.ArgInfo.from_prim_func(add)
+        rec = ms.database.TuningRecord(
+            sch.trace, db.commit_workload(plain), [secs], target, plain_args
+        )
+        db.commit_tuning_record(rec)
+    out = logs_database(tmp_path)
+    (best,) = out.get_top_k(out.commit_workload(mod), 1)
+    assert bool(best.trace.decisions) == (picked == "tuned")
+    (fastest,) = out.get_top_k(out.commit_workload(plain), 1)
+    assert float(fastest.run_secs[0]) == pytest.approx(1e-6)
+    with pytest.raises(ValueError, match="margin"):
+        logs_database(tmp_path, margin=0)
