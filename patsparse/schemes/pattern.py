@@ -295,13 +295,19 @@ class BlockPatternScheme(_PatternBudget):
 def layer_pattern_counts(energy: torch.Tensor, keep: torch.Tensor) -> list[int]:
     """How many kept channels of every block use each pattern (``energy``: ``(B, C, P)``,
     ``keep``: ``(B, C)``, the same count of kept channels per block): ``kept // P`` each,
-    plus one for the ``kept % P`` patterns with the most energy on kept channels over the
-    layer (ties to lower indices). The counts sum to ``kept``."""
+    plus one for the ``kept % P`` patterns that are the best choice of the most kept
+    channels over the layer (ties: more energy on the channels they are best for, then lower
+    index). The counts sum to ``kept``. On a weight this scheme already projected, every
+    kept channel's best pattern is its own, so the same patterns are favoured again (the
+    projection is idempotent)."""
     npat = energy.shape[-1]
     kept = int(keep[0].sum()) if keep.shape[0] else 0
     base, extra = divmod(kept, npat)
-    total = (energy * keep[..., None]).sum((0, 1))  # (P,)
-    favoured = torch.sort(-total, stable=True).indices[:extra].tolist()
+    best_energy, best = energy.max(-1)  # (B, C)
+    votes = torch.bincount(best[keep], minlength=npat).tolist()
+    mass = torch.zeros(npat, dtype=energy.dtype).index_add_(0, best[keep], best_energy[keep])
+    order = sorted(range(npat), key=lambda p: (-votes[p], -float(mass[p]), p))
+    favoured = set(order[:extra])
     return [base + (1 if p in favoured else 0) for p in range(npat)]
 
 
