@@ -311,20 +311,16 @@ def layer_pattern_counts(energy: torch.Tensor, keep: torch.Tensor) -> list[int]:
     return [base + (1 if p in favoured else 0) for p in range(npat)]
 
 
-def balanced_patterns(
-    energy: torch.Tensor, keep: torch.Tensor, *, caps: list[int] | None = None
-) -> torch.Tensor:
+def balanced_patterns(energy: torch.Tensor, keep: torch.Tensor, *, caps: list[int]) -> torch.Tensor:
     """Pattern id per channel (``energy``: ``(C, P)``) such that pattern ``p`` serves at most
-    ``caps[p]`` of the ``keep``-ed channels (default: ``ceil(kept / P)`` each); greedy by
-    energy, ties to lower indices. Caps summing to the kept count are met exactly.
+    ``caps[p]`` of the ``keep``-ed channels (:func:`layer_pattern_counts`); greedy by energy,
+    ties to lower indices. Caps summing to the kept count are met exactly.
 
     Pruned channels keep their best pattern (it is masked out anyway).
     """
     ids = energy.argmax(-1).clone()
     kept = torch.nonzero(keep).flatten()
     npat = energy.shape[1]
-    if caps is None:
-        caps = [-(-int(kept.numel()) // npat)] * npat
     if len(caps) != npat or sum(caps) < kept.numel():
         raise ValueError(
             f"caps {caps} must have one entry per pattern ({npat}) and sum to at least the "

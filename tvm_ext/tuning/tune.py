@@ -112,6 +112,19 @@ def _workload_key(db: Any, mod: tvm.IRModule) -> str:
     return str(db.commit_workload(mod).as_json()[0])
 
 
+def _is_pattern_task(mod: tvm.IRModule) -> bool:
+    """A task of our pattern-sparse / blocked kernels (a ``ps_conv_*`` block at the root)."""
+    from tvm_ext._compat import Schedule
+    from tvm_ext.schedules.cpu import pattern_blocks
+    from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX
+
+    try:
+        names = pattern_blocks(Schedule(mod))
+    except Exception:  # not a single schedulable PrimFunc
+        return False
+    return any(n.startswith(CONV_BLOCK_PREFIX) for n in names)
+
+
 def _measured(rec: Any) -> bool:
     """A record with a real measurement (failed runs are stored with 1e10 s or none)."""
     secs = [float(s) for s in (rec.run_secs or [])]
@@ -161,17 +174,13 @@ def _commit_default_schedules(
 
     ``done`` (the budget file's table) remembers which workloads already have it.
     """
-    from tvm_ext._compat import Schedule
-    from tvm_ext.schedules.cpu import pattern_blocks, schedule_for_target
-    from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX
+    from tvm_ext.schedules.cpu import schedule_for_target
 
     committed = 0
     for task in tasks:
         mod = task.dispatched[0]
         key = DEFAULT_MARK + _workload_key(db, mod)
-        if done.get(key):
-            continue
-        if not any(b.startswith(CONV_BLOCK_PREFIX) for b in pattern_blocks(Schedule(mod))):
+        if done.get(key) or not _is_pattern_task(mod):
             continue
         sch = schedule_for_target(mod["main"], target)  # on a copy: the task stays unscheduled
         if sch is None:
@@ -311,20 +320,10 @@ TUNED_MARGIN = 0.8
 
 
 def _mean_secs(rec: Any) -> float:
-    secs = [float(s) for s in (rec.run_secs or [])]
-    return sum(secs) / len(secs) if secs and min(secs) < 1e9 else float("inf")
-
-
-def _is_pattern_task(mod: tvm.IRModule) -> bool:
-    from tvm_ext._compat import Schedule
-    from tvm_ext.schedules.cpu import pattern_blocks
-    from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX
-
-    try:
-        names = pattern_blocks(Schedule(mod))
-    except Exception:  # not a single schedulable PrimFunc
-        return False
-    return any(n.startswith(CONV_BLOCK_PREFIX) for n in names)
+    """Mean measured run time of a record; infinite for a failed one."""
+    if not _measured(rec):
+        return float("inf")
+    return sum(float(s) for s in rec.run_secs) / len(rec.run_secs)
 
 
 def logs_database(work_dir: Path | str, *, margin: float = TUNED_MARGIN) -> Any:
@@ -346,9 +345,10 @@ def logs_database(work_dir: Path | str, *, margin: float = TUNED_MARGIN) -> Any:
             continue
         best = min(recs, key=_mean_secs)
         hand = [r for r in recs if not r.trace.decisions]
-        if hand and best.trace.decisions and _is_pattern_task(best.workload.mod):
+        if hand and best.trace.decisions:
             mine = min(hand, key=_mean_secs)
-            if _mean_secs(best) > margin * _mean_secs(mine):
+            # cheap comparison first: building a Schedule to inspect the task is not
+            if _mean_secs(best) > margin * _mean_secs(mine) and _is_pattern_task(best.workload.mod):
                 best = mine
         workload = out.commit_workload(best.workload.mod)
         out.commit_tuning_record(
