@@ -44,14 +44,18 @@ Chain = ChainConvLayouts | Literal[False] | None
 
 
 #: Cost of one per-kernel-pattern multiply-add (padding included) relative to one on the
-#: blocked kernel, by input channels, measured on x86 AVX-512 at one thread (BENCHMARKS.md:
-#: 1.7-2.5 up to 64 channels, 3.5-4.2 at 128, 12-15 at 256, where the per-kernel code is
-#: load-bound). With the blocked kernel in the pipeline, a per-kernel layer whose blocked
-#: layout (channel unions) needs fewer weighted multiply-adds runs blocked instead.
-PER_KERNEL_COST: tuple[tuple[int, float], ...] = ((64, 2.0), (128, 4.0), (0, 12.0))
-#: ... times this on strided convs (ResNet-18's 64->128 stride-2 layer at 8x: per-kernel code
-#: 3x slower than the blocked kernel, where the stride-1 cost predicted it faster)
-PER_KERNEL_STRIDE_FACTOR = 4.0
+#: blocked kernel, by input channels (``((max channels, cost), ...)``, 0: any), for the flat
+#: stages that stride-1 per-kernel layers compile to: measured 2.1-3.0 from 64 to 512
+#: channels at 4x and 8x on x86 AVX-512, 2 threads (BENCHMARKS.md, ``benchmarks/per_kernel.py``;
+#: every multiply-add loads its own input vector). With the blocked kernel in the pipeline, a
+#: per-kernel layer whose blocked layout (channel unions) needs fewer weighted multiply-adds
+#: runs blocked instead (pattern-only layers: 4 of 9 taps x 2.5 > 1).
+PER_KERNEL_COST: tuple[tuple[int, float], ...] = ((0, 2.5),)
+#: ... times this on strided convs, which keep the per-pattern stages (one output row at a
+#: time, vectorised over the width only where it divides: 2-12x slower per multiply-add than
+#: the blocked kernel at stride 1, and ResNet-18's 64->128 stride-2 layer at 8x 3x slower
+#: again)
+PER_KERNEL_STRIDE_FACTOR = 8.0
 
 
 def default_sparse_pass(*, blocked: bool = True, **options: Any) -> PatternSparseConv2D:

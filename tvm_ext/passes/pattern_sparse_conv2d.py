@@ -45,6 +45,7 @@ from tvm_ext.te.pattern_conv import (
     ConvGeometry,
     Epilogue,
     column_taps,
+    flat_buckets,
     layout_arguments,
     pattern_conv2d_compute,
     pattern_conv2d_te,
@@ -69,12 +70,13 @@ class RewriteOptions:
     target: Any = None
     verify: bool = False
     tolerance: float = 1e-4
-    #: per-kernel layers: cost of one per-kernel multiply-add in blocked ones, as
+    #: per-kernel layers: cost of one per-kernel multiply-add (padding included: flat stages
+    #: at stride 1, per-pattern stages on strided convs) in blocked ones, as
     #: ``((max input channels, cost), ...)`` (the first row whose bound holds; ``0``: no
     #: bound); a layer whose blocked layout (channel unions) needs fewer weighted
     #: multiply-adds is left to BlockedConv2D. ``None``: always per-kernel.
     per_kernel_cost: tuple[tuple[int, float], ...] | None = None
-    #: multiplies ``per_kernel_cost`` on strided convs (their per-kernel code is slower)
+    #: multiplies ``per_kernel_cost`` on strided convs (their per-pattern code is slower)
     per_kernel_stride_factor: float = 1.0
     #: conv index -> reason: layers left dense (set after a failed verification)
     exclude: Mapping[int, str] = field(default_factory=dict)
@@ -290,10 +292,12 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         blocked = blocked_macs_per_pixel(weight, block=self.options.block)
         if blocked is None:
             return layout
-        if blocked <= cost * layout.macs_per_pixel():
+        # stride 1 compiles to the flat stages, strided convs to the per-pattern stages
+        macs = layout.macs_per_pixel() if strided else flat_buckets(layout).macs_per_pixel()
+        if blocked <= cost * macs:
             return Rejection(
                 f"per-kernel patterns estimated slower than the blocked kernel over channel "
-                f"unions ({layout.macs_per_pixel()} multiply-adds per pixel x cost {cost:g} "
+                f"unions ({macs} multiply-adds per pixel x cost {cost:g} "
                 f">= {blocked}): left to BlockedConv2D (per_kernel_cost=None forces "
                 "per-kernel code)"
             )
@@ -373,7 +377,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             relu=chain is not None and chain.relu,
         )
         name = f"{_PREFIXES[mode]}_{index}"
-        arrays = layout_arguments(layout)
+        arrays = layout_arguments(layout, geometry)
         storage = {"dense": dense_nbytes(weight), "csr": csr_nbytes(weight)}
         if mode == PATTERN_MODE:
             storage["ours"] = PatternSparseWeight.from_dense(weight).nbytes()
@@ -662,7 +666,7 @@ def verify_layer(
     func = func.with_attr("global_symbol", "main")
     ex = tvm.compile(tvm.IRModule({"main": func}), target=target or host_target())
     dev = tvm.cpu()
-    args = [x, *layout_arguments(layout)]
+    args = [x, *layout_arguments(layout, geometry)]
     if epilogue.bias:
         args.append(bias if bias is not None else np.zeros(k, np.float32))
     if epilogue.residual:

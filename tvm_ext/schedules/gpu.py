@@ -6,8 +6,10 @@ Threads are bound the way the CPU schedule parallelises and vectorises:
 - ``ps_conv_all`` (block layers): a work-group per (image, block, output row, column tile);
   its threads cover (columns of the tile) x (the block's output-channel lanes), each
   accumulating one output in a register; pattern and tap loops unrolled.
-- ``ps_conv_<p>`` (per-kernel layers): a work-group per (image, filter row, output row);
-  threads over the output columns.
+- ``ps_conv_flat<g>`` (per-kernel layers, stride 1): a work-group per (image, filter, run
+  of flat output pixels), a thread per pixel.
+- ``ps_conv_<p>`` (strided per-kernel layers): a work-group per (image, filter row, output
+  row); threads over the output columns.
 
 ``threads`` is the work-group size limit (the ``qcom/adreno-opencl`` tag says 256; PoCL does
 not enforce it, so the schedule must).
@@ -74,6 +76,19 @@ def schedule_kernel_conv_gpu(sch: Schedule, blk: Any, *, columns: int) -> None:
     sch.decompose_reduction(blk, j)
 
 
+def schedule_flat_conv_gpu(sch: Schedule, blk: Any, *, threads: int) -> None:
+    """``ps_conv_flat<g>``: work-group per (image, filter, run of ``threads`` flat output
+    pixels), one pixel per thread, accumulated in a register; taps unrolled."""
+    n, r, j, s, t = sch.get_loops(blk)
+    jo, ji = sch.split(j, [None, threads])
+    sch.bind(sch.fuse(n, r, jo), "blockIdx.x")
+    sch.bind(ji, "threadIdx.x")
+    acc = sch.cache_write(blk, 0, "local")
+    sch.reverse_compute_at(acc, ji)
+    sch.unroll(t)
+    sch.decompose_reduction(blk, s)
+
+
 def schedule_pattern_conv_gpu(sch: Schedule, *, threads: int = 256) -> None:
     """Bind every ``ps_*`` block of the function in ``sch`` to GPU threads, in place."""
     from tvm_ext.schedules.cpu import pattern_blocks
@@ -89,6 +104,9 @@ def schedule_pattern_conv_gpu(sch: Schedule, *, threads: int = 256) -> None:
                 lanes = _extent(sch, loops[4])
                 cols = largest_divisor(_extent(sch, loops[3]), max(1, threads // lanes))
                 schedule_block_conv_gpu(sch, blk, columns=cols)
+            elif len(loops) == 5:
+                pixels = largest_divisor(_extent(sch, loops[2]), min(threads, DEFAULT_THREADS))
+                schedule_flat_conv_gpu(sch, blk, threads=pixels)
             else:
                 cols = largest_divisor(_extent(sch, loops[3]), min(threads, DEFAULT_THREADS))
                 schedule_kernel_conv_gpu(sch, blk, columns=cols)

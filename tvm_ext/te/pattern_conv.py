@@ -7,6 +7,15 @@ Stages (block names are stable; schedules and tuning rules find them by name):
   taps are Python constants, so every tap is a fixed offset in the generated code and
   nothing branches on the weight structure: ``Y_p[n, row, oh, ow, lane] = sum_{j, t}
   V_p[row, j, t, lane] * Xpad[n, I_p[row, j], oh*sh + dy_t, ow*sw + dx_t]``.
+- ``ps_conv_flat<g>`` (per-kernel layers, stride 1): every kept kernel of a filter in one
+  reduction over (slot, tap), vectorised over a flat run of output pixels. The padded input
+  is stored as rows of ``pitch`` values (:class:`FlatInput`), so tap ``(dy, dx)`` of channel
+  ``c`` is one offset ``c * rows * pitch + dy * pitch + dx`` from the output pixel
+  ``y * pitch + x``: an offset array replaces the per-pattern code, no pattern is padded
+  and the width needs no vector-sized tiles. Filters are sorted by kept kernels and split
+  into up to :data:`FLAT_BUCKETS` stages (``g``) so short filters are not padded to the
+  longest (:func:`flat_buckets`). Measured 1.9-10x faster than the per-pattern stages
+  (BENCHMARKS.md, ``benchmarks/per_kernel.py``); those stay for strided per-kernel layers.
 - ``ps_conv_all`` (block layers): one reduction over (slot, pattern, tap) into a single
   register tile vectorised over the block's output channels; offsets are selects over
   constants that fold once pattern and tap are unrolled. Measured 1.3–1.6x faster than
@@ -27,6 +36,7 @@ instead of gathering them back into NCHW.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,11 +143,159 @@ class Epilogue:
         return (n, k, ph, pw) if act is None else act.shape(n, ph, pw)
 
 
+#: output pixels a flat per-kernel stage computes per filter are a multiple of this (the
+#: schedules' register tiles of 1-4 vectors of 16, 8 or 4 lanes divide it)
+FLAT_TILE = 64
+#: most stages a flat per-kernel layer's filters are split into by kept-kernel count
+FLAT_BUCKETS = 4
+
+
+@dataclass(frozen=True)
+class FlatInput:
+    """How a flat per-kernel stage (``ps_conv_flat<g>``) stores its padded input.
+
+    Every input channel is ``rows`` rows of ``pitch`` values: the padded image (``pitch`` =
+    padded width) followed by zero rows, enough that the last tile of output pixels reads
+    inside its channel. Output pixel ``(y, x)`` is computed at flat position
+    ``j = y * pitch + x`` (``length`` positions per filter: ``oh * pitch`` rounded up to
+    :data:`FLAT_TILE`; positions with ``x >= ow`` are computed and never read), and reads tap
+    ``(dy, dx)`` of channel ``c`` at ``c * rows * pitch + dy * pitch + dx + j``.
+    """
+
+    pitch: int
+    rows: int
+    length: int
+
+    @classmethod
+    def of(cls, geometry: ConvGeometry) -> FlatInput:
+        _, _, h, w = geometry.in_shape
+        pt, pl, pb, pr = geometry.padding
+        kh, kw = geometry.kernel
+        oh, _ = geometry.out_hw
+        pitch = w + pl + pr
+        length = -(-oh * pitch // FLAT_TILE) * FLAT_TILE
+        reach = length + (kh - 1) * pitch + kw - 1  # one past the last position read
+        rows = max(h + pt + pb, -(-reach // pitch))
+        return cls(pitch, rows, length)
+
+    def offset(self, channel: int, dy: int, dx: int) -> int:
+        return (channel * self.rows + dy) * self.pitch + dx
+
+
+def uses_flat(layout: SparseConvLayout, geometry: ConvGeometry) -> bool:
+    """Per-kernel layers with stride 1 and an NCHW input take the flat stages; strided ones
+    (a strided flat run is not a vector) and chained inputs keep the per-pattern stages."""
+    return (
+        layout.kind == "kernel"
+        and geometry.stride == (1, 1)
+        and geometry.in_layout is None
+        and geometry.kernel == layout.kernel
+    )
+
+
+@dataclass(frozen=True)
+class FlatBuckets:
+    """The arrays of a flat per-kernel layer (:func:`flat_buckets`).
+
+    Filters sorted by kept kernels, longest first; bucket ``g`` holds rows ``starts[g]`` to
+    ``starts[g + 1]`` of that order, each with ``slots[g]`` slots (its longest filter's kept
+    kernels; shorter filters padded with zero weights at offset 0). ``values[g]`` and
+    ``offsets[g]`` are ``(filters, slots, taps)``: the weight of each tap and the flat input
+    offset it reads (:meth:`FlatInput.offset`). ``inverse[k]`` is filter ``k``'s position in
+    the sorted order.
+    """
+
+    starts: tuple[int, ...]
+    values: tuple[np.ndarray, ...]
+    offsets: tuple[np.ndarray, ...]
+    inverse: np.ndarray
+
+    @property
+    def slots(self) -> tuple[int, ...]:
+        return tuple(int(v.shape[1]) for v in self.values)
+
+    def macs_per_pixel(self) -> int:
+        """Multiply-adds per output pixel, padding slots included."""
+        return sum(int(np.prod(v.shape)) for v in self.values)
+
+
+def flat_buckets(
+    layout: SparseConvLayout, flat: FlatInput | None = None, *, buckets: int | None = None
+) -> FlatBuckets:
+    """Split a per-kernel layout's filters into at most ``buckets`` (default
+    :data:`FLAT_BUCKETS`) runs of similar kept-kernel counts, padding least.
+
+    ``flat`` (the input geometry) sets the offsets; without it they are left zero (shapes
+    and padding only, e.g. to estimate the work).
+    """
+    if layout.kind != "kernel":
+        raise ValueError(f"flat stages are for per-kernel layouts, not {layout.kind!r} ones")
+    nb = FLAT_BUCKETS if buckets is None else int(buckets)
+    if nb < 1:
+        raise ValueError(f"buckets must be >= 1, got {buckets!r}")
+    ntaps = int(layout.values[0].shape[2])
+    kernels: list[list[tuple[int, int, np.ndarray]]] = [[] for _ in range(layout.rows)]
+    for p in range(layout.patterns):
+        vals, chans = layout.values[p][..., 0], layout.channels[p]
+        for r, j in zip(*np.nonzero(np.any(vals != 0, axis=2)), strict=True):
+            kernels[r].append((int(chans[r, j]), p, vals[r, j]))
+    counts = np.array([len(k) for k in kernels])
+    order = np.argsort(-counts, kind="stable")  # longest first; ties keep the reorder
+    starts = _bucket_starts([int(counts[r]) for r in order], nb)
+    values, offsets = [], []
+    for b0, b1 in itertools.pairwise(starts):
+        width = max(1, int(counts[order[b0]]))
+        vals = np.zeros((b1 - b0, width, ntaps), dtype=np.float32)
+        offs = np.zeros((b1 - b0, width, ntaps), dtype=np.int32)
+        for i, r in enumerate(order[b0:b1]):
+            for s, (ch, p, v) in enumerate(kernels[r]):
+                vals[i, s] = v
+                if flat is not None:
+                    offs[i, s] = [flat.offset(ch, dy, dx) for dy, dx in layout.taps(p)]
+        values.append(vals)
+        offsets.append(offs)
+    position = np.empty(layout.rows, dtype=np.int32)
+    position[order] = np.arange(layout.rows, dtype=np.int32)
+    inverse = position[layout.inverse].astype(np.int32)
+    return FlatBuckets(tuple(starts), tuple(values), tuple(offsets), inverse)
+
+
+def _bucket_starts(counts: list[int], buckets: int) -> list[int]:
+    """Boundaries ``[0, ..., len(counts)]`` of at most ``buckets`` contiguous runs of the
+    descending ``counts`` minimising the padded total ``sum(run length * first count)``
+    (dynamic programming over the split points)."""
+    n = len(counts)
+    inf = float("inf")
+    # a run starts where the count changes (starting inside a run of equal counts never
+    # pads less); best[b][i]: least padded total of counts[:i] in b runs, cut[b][i]: where
+    # the last of them starts
+    points = [j for j in range(n) if j == 0 or counts[j] != counts[j - 1]]
+    ends = [*points[1:], n]
+    best = [[inf] * (n + 1) for _ in range(buckets + 1)]
+    cut = [[0] * (n + 1) for _ in range(buckets + 1)]
+    best[0][0] = 0
+    for b in range(1, buckets + 1):
+        for i in ends:
+            for j in points:
+                if j >= i:
+                    break
+                cost = best[b - 1][j] + (i - j) * counts[j]
+                if cost < best[b][i]:
+                    best[b][i], cut[b][i] = cost, j
+    b = min(range(1, buckets + 1), key=lambda k: (best[k][n], k))
+    bounds, i = [n], n
+    while b > 0:
+        i = cut[b][i]
+        bounds.append(i)
+        b -= 1
+    return bounds[::-1]
+
+
 def pattern_conv2d_placeholders(
     geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Epilogue, *, dtype: str = "float32"
 ) -> list[te.Tensor]:
     """Inputs in call order: ``x, V_0, I_0, ..., (inverse), (bias), (residual),
-    (residual index)``.
+    (residual index)`` (flat per-kernel layers: ``V_g, A_g`` per bucket, :func:`flat_buckets`).
 
     NCHW output: ``inverse`` and ``bias`` have one entry per output channel. Chained output:
     no ``inverse``; ``bias`` (and the residual index) have one entry per stored position
@@ -151,6 +309,14 @@ def pattern_conv2d_placeholders(
         vals, chans = merged_block_arrays(layout)
         out.append(te.placeholder(vals.shape, dtype, name="v"))
         out.append(te.placeholder(chans.shape, "int32", name="i"))
+    elif uses_flat(layout, geometry):
+        if epilogue.chained:
+            raise ValueError(
+                "a flat per-kernel layer writes NCHW (or planar) output, not rows of lanes"
+            )
+        for g, vals in enumerate(flat_buckets(layout).values):
+            out.append(te.placeholder(vals.shape, dtype, name=f"v{g}"))
+            out.append(te.placeholder(vals.shape, "int32", name=f"a{g}"))
     else:
         for p, vals in enumerate(layout.values):
             rows, cmax, ntaps, _ = vals.shape
@@ -183,12 +349,21 @@ def pattern_conv2d_compute(
     k, g = layout.shape[0], layout.block
     oh, ow = geometry.out_hw
     sh, sw = geometry.stride
-    xp = _input_reader(x, geometry)
+    flat = FlatInput.of(geometry) if uses_flat(layout, geometry) else None
     stages = []
-    n_arrays = 1 if layout.kind == "block" else len(layout.values)
+    if flat is not None:
+        starts = flat_buckets(layout).starts
+        n_arrays = len(starts) - 1
+        xf = _flat_input(x, geometry, flat)
+        stages = [
+            _flat_stage(inputs[1 + 2 * b], inputs[2 + 2 * b], xf, flat, b) for b in range(n_arrays)
+        ]
+    else:
+        xp = _input_reader(x, geometry)
+        n_arrays = 1 if layout.kind == "block" else len(layout.values)
     if layout.kind == "block":
         stages.append(_block_stage(inputs[1], inputs[2], xp, layout, geometry))
-    for p, vals in enumerate(layout.values if layout.kind != "block" else ()):
+    for p, vals in enumerate(layout.values if layout.kind != "block" and not flat else ()):
         rows, cmax, _, _ = vals.shape
         v, idx = inputs[1 + 2 * p], inputs[2 + 2 * p]
         body = _pattern_body(
@@ -228,6 +403,14 @@ def pattern_conv2d_compute(
         return acc
 
     def conv_at(a, row, y, z, lane):  # type: ignore[no-untyped-def]
+        if flat is not None:  # the filter's bucket (indices clamped: both sides are read)
+            j = y * flat.pitch + z
+            acc = None
+            for b in reversed(range(n_arrays)):
+                last = starts[b + 1] - starts[b] - 1
+                here = stages[b][a, te.max(te.min(row - starts[b], last), 0), j]
+                acc = here if acc is None else te.if_then_else(row < starts[b + 1], here, acc)
+            return acc
         acc = stages[0][a, row, y, z, lane]
         for s in stages[1:]:
             acc = acc + s[a, row, y, z, lane]
@@ -291,6 +474,43 @@ POOL_ATTR = "patsparse.pool"
 
 def _pool_attrs(epilogue: Epilogue) -> dict[str, int]:
     return {POOL_ATTR: epilogue.pool} if epilogue.pool > 1 else {}
+
+
+def _flat_input(x: te.Tensor, geometry: ConvGeometry, flat: FlatInput) -> te.Tensor:
+    """``ps_pad`` of a flat per-kernel layer: ``(N, C * rows, pitch)``, every channel's padded
+    image followed by zero rows (:class:`FlatInput`)."""
+    n, c, h, w = geometry.in_shape
+    pt, pl, _, _ = geometry.padding
+    rows = flat.rows
+
+    def body(a, row, col):  # type: ignore[no-untyped-def]
+        ch, i = row // rows, row % rows
+        inside = te.all(i >= pt, i < h + pt, col >= pl, col < w + pl)
+        return te.if_then_else(inside, x[a, ch, i - pt, col - pl], tirx.const(0.0, x.dtype))
+
+    return te.compute(
+        (n, c * rows, flat.pitch), body, name=PAD_BLOCK, attrs={"schedule_rule": PAD_RULE}
+    )
+
+
+def _flat_stage(v, offsets, xf, flat: FlatInput, bucket: int):  # type: ignore[no-untyped-def]
+    """``Y[n, row, j] = sum_{s, t} V[row, s, t] * Xflat[n, A[row, s, t] + j]`` (the flat
+    index split back into the ``(N, C * rows, pitch)`` buffer, which lowering folds)."""
+    rows, slots, ntaps = (int(d) for d in v.shape)
+    s = te.reduce_axis((0, slots), name="s")
+    t = te.reduce_axis((0, ntaps), name="t")
+    pitch = flat.pitch
+
+    def body(a, r, j):  # type: ignore[no-untyped-def]
+        at = offsets[r, s, t] + j
+        return te.sum(v[r, s, t] * xf[a, at // pitch, at % pitch], axis=[s, t])
+
+    return te.compute(
+        (int(xf.shape[0]), rows, flat.length),
+        body,
+        name=f"{CONV_BLOCK_PREFIX}flat{bucket}",
+        attrs={"schedule_rule": SCHEDULE_RULE},
+    )
 
 
 def _input_reader(x: te.Tensor, geometry: ConvGeometry):  # type: ignore[no-untyped-def]
@@ -429,9 +649,16 @@ def _pattern_body(v, idx, xp, taps, j, sh, sw):  # type: ignore[no-untyped-def]
     return body
 
 
-def layout_arguments(layout: SparseConvLayout) -> list[np.ndarray]:
-    """The constant arrays, in the placeholder order of :func:`pattern_conv2d_te`."""
+def layout_arguments(layout: SparseConvLayout, geometry: ConvGeometry) -> list[np.ndarray]:
+    """The constant arrays, in the placeholder order of :func:`pattern_conv2d_te` (flat
+    per-kernel layers read offsets into their input, which depend on ``geometry``)."""
     consts: list[np.ndarray] = []
+    if uses_flat(layout, geometry):
+        fb = flat_buckets(layout, FlatInput.of(geometry))
+        for vals, offs in zip(fb.values, fb.offsets, strict=True):
+            consts += [vals, offs]
+        consts.append(fb.inverse)
+        return consts
     if layout.kind == "block":
         consts += list(merged_block_arrays(layout))
     else:

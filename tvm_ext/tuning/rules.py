@@ -15,7 +15,8 @@ Parallel loops and reduction init come from the target's postprocs, driven by th
 block's annotations (the default ParallelizeVectorizeUnroll rule samples them).
 
 Block layers vectorise over the block's output-channel lanes; per-kernel layers over the
-output width. Rows x output rows run in parallel.
+output width (flat stages: over a run of flat output pixels, the register tile of vectors
+being the knob). Rows x output rows run in parallel.
 """
 
 from __future__ import annotations
@@ -44,10 +45,30 @@ def _block_all_rule(sch: Schedule, block: Any) -> list[Schedule]:
     return [sch]
 
 
+def _flat_rule(sch: Schedule, block: Any) -> list[Schedule]:
+    """``ps_conv_flat<g>``: register tile of vectors of flat output pixels, taps unrolled."""
+    from tvm_ext.targets import vector_lanes
+
+    n, r, j, s, t = sch.get_loops(block)
+    lanes = vector_lanes(tvm.target.Target.current(allow_none=True))
+    lanes = lanes if _extent(sch, j) % lanes == 0 else 1
+    jr, lane = sch.split(j, [None, lanes])
+    jo, jv = sch.split(jr, sch.sample_perfect_tile(jr, n=2, max_innermost_factor=8))
+    sch.reorder(n, r, jo, s, t, jv, lane)
+    acc = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(acc, jo)
+    sch.unroll(t)
+    sch.unroll(jv)
+    sch.vectorize(lane)
+    return [sch]
+
+
 def pattern_conv_rule(sch: Schedule, block: Any) -> list[Schedule]:
-    """Design space of one ``ps_conv_<p>`` / ``ps_conv_all`` block."""
+    """Design space of one ``ps_conv_<p>`` / ``ps_conv_flat<g>`` / ``ps_conv_all`` block."""
     if len(sch.get_loops(block)) == 8:
         return _block_all_rule(sch, block)
+    if len(sch.get_loops(block)) == 5:
+        return _flat_rule(sch, block)
     n, r, y, z, lane, j = sch.get_loops(block)
     block_layer = _extent(sch, lane) > 1
     zo, zi = sch.split(
@@ -87,6 +108,17 @@ def pattern_conv_rule_gpu(sch: Schedule, block: Any) -> list[Schedule]:
 
     threads = max_threads(tvm.target.Target.current(allow_none=True))
     loops = sch.get_loops(block)
+    if len(loops) == 5:  # ps_conv_flat<g>: a thread per flat output pixel
+        n, r, j, _, t = loops
+        jo, ji = sch.split(
+            j, sch.sample_perfect_tile(j, n=2, max_innermost_factor=max(1, min(64, threads)))
+        )
+        sch.bind(sch.fuse(n, r, jo), "blockIdx.x")
+        sch.bind(ji, "threadIdx.x")
+        acc = sch.cache_write(block, 0, "local")
+        sch.reverse_compute_at(acc, ji)
+        sch.unroll(t)
+        return [sch]
     n, r, y, z, lane = loops[:5]
     lanes = _extent(sch, lane)
     zo, zi = sch.split(

@@ -32,7 +32,7 @@ def test_sparse_conv_runs_on_pocl_through_the_tracker(h, tracker, adreno, block)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(geo.in_shape).astype("float32")
     bias = rng.standard_normal(16).astype("float32")
-    args = [x, *layout_arguments(layout), bias, np.zeros((1, 16, 10, 12), "float32")]
+    args = [x, *layout_arguments(layout, geo), bias, np.zeros((1, 16, 10, 12), "float32")]
     with open_session(tracker, adreno.key, queue_timeout=30, session_timeout=120) as session:
         out, times = run_remote(session, bundle, args, number=2, repeat=2)
     ref = h.torch_reference(x, w, stride=(1, 1), padding=(1, 1, 1, 1), bias=bias, relu=True)

@@ -17,10 +17,10 @@ def _layer(h):
     return w, lay, geo, te.create_prim_func(pattern_conv2d_te(geo, lay, Epilogue(relu=True)))
 
 
-def _run(func, lay, x):
+def _run(func, lay, geo, x):
     ex = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), host_target())
     out = tensor(np.zeros((1, 32, 56, 56), "float32"), tvm.cpu())
-    args = [tensor(np.ascontiguousarray(a), tvm.cpu()) for a in [x, *layout_arguments(lay)]]
+    args = [tensor(np.ascontiguousarray(a), tvm.cpu()) for a in [x, *layout_arguments(lay, geo)]]
     ex.mod["main"](*args, out)
     return out.numpy()
 
@@ -41,8 +41,8 @@ def test_fused_schedule_failure_falls_back_to_the_plain_one(h, monkeypatch):
     plain = cpu.schedule_pattern_primfunc(func)
     assert plain is not None and int(plain.attrs[cpu.SCHEDULED_ATTR]) == 1
     assert plain.script() != fused.script()
-    np.testing.assert_allclose(_run(plain, lay, x), ref, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(_run(fused, lay, x), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(plain, lay, geo, x), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(fused, lay, geo, x), ref, rtol=1e-5, atol=1e-5)
 
     monkeypatch.setattr(cpu, "schedule_pattern_conv", lambda *a, **k: broken(None))
     assert cpu.schedule_pattern_primfunc(func).same_as(func)  # unscheduled, still correct

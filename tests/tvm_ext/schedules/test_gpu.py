@@ -11,7 +11,13 @@ from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.rpc.opencl import kernel_bundle
 from tvm_ext.schedules.cpu import schedule_pattern_primfunc
 from tvm_ext.targets import make_target
-from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, layout_arguments, pattern_conv2d_te
+from tvm_ext.te.pattern_conv import (
+    ConvGeometry,
+    Epilogue,
+    flat_buckets,
+    layout_arguments,
+    pattern_conv2d_te,
+)
 
 
 def _case(h, block, stride=(1, 1), padding=(1, 1, 1, 1)):
@@ -30,7 +36,8 @@ def test_opencl_source_for_sparse_conv(h, block):
     scheduled = schedule_pattern_primfunc(func, target=target)
     assert "threadIdx.x" in scheduled.script() and "blockIdx.x" in scheduled.script()
     bundle, built = kernel_bundle(scheduled, target)
-    n_conv = 1 if block else len(layout.values)
+    # per-kernel layers at stride 1: one flat stage per bucket of filters
+    n_conv = 1 if block else len(flat_buckets(layout).values)
     assert len(bundle.kernels) == n_conv + 2  # pad, conv stage(s), epilogue
     assert bundle.source.count("__kernel void") >= len(bundle.kernels)
     assert all(
@@ -58,7 +65,7 @@ def test_opencl_kernels_match_the_dense_conv_on_pocl(h, block):
     x = rng.standard_normal(geo.in_shape).astype("float32")
     bias = rng.standard_normal(16).astype("float32")
     res = rng.standard_normal((1, 16, oh, ow)).astype("float32")
-    args = [x, *layout_arguments(layout), bias, res, np.zeros((1, 16, oh, ow), "float32")]
+    args = [x, *layout_arguments(layout, geo), bias, res, np.zeros((1, 16, oh, ow), "float32")]
     out, _ = execute(bundle, args)
     ref = h.torch_reference(
         x, w, stride=(2, 1), padding=(0, 1, 2, 0), bias=bias, residual=res, relu=True

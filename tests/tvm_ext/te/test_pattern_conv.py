@@ -38,7 +38,7 @@ def _assert_matches_torch(h, func, lay, w, geo, epilogue, *, seed):
     bias = rng.standard_normal(k).astype("float32")
     oh, ow = geo.out_hw
     res = rng.standard_normal((1, k, oh, ow)).astype("float32")
-    args = [x, *layout_arguments(lay)]
+    args = [x, *layout_arguments(lay, geo)]
     args += [bias] if epilogue.bias else []
     args += [res] if epilogue.residual else []
     got = _run(func, args, (1, k, oh, ow))
@@ -78,13 +78,13 @@ def test_matches_dense_conv(h, block, scheduled, stride, padding, epilogue):
 
 
 def test_pattern_code_has_no_branches(h):
-    # Without padding the only stages are the per-pattern reductions and the epilogue:
-    # taps are constant offsets, so the function has no conditional at all.
+    # Strided per-kernel layers, no padding: the only stages are the per-pattern reductions
+    # and the epilogue; taps are constant offsets, so the function has no conditional at all.
     w = h.pattern_weight(8, 6, density=0.3, seed=1)
     lay = analyze_conv_weight(w)
     func = te.create_prim_func(
         pattern_conv2d_te(
-            ConvGeometry((1, 6, 8, 8), (1, 1), (0, 0, 0, 0)), lay, Epilogue(relu=True)
+            ConvGeometry((1, 6, 8, 8), (2, 2), (0, 0, 0, 0)), lay, Epilogue(relu=True)
         )
     )
     text = func.script()
@@ -92,6 +92,22 @@ def test_pattern_code_has_no_branches(h):
     assert len(re.findall(r"ps_conv_\d+", text)) >= len(lay.codes)
     # each pattern's taps appear as literal offsets, e.g. "v_y + 1"
     assert "T.max" in text
+
+
+def test_flat_reduction_has_no_branches(h):
+    # Stride 1: the flat stages read each tap at an offset from an array; their reduction
+    # bodies hold no conditional (padding and bucket choice live in ps_pad / ps_epilogue).
+    from tvm_ext.schedules.cpu import pattern_blocks
+
+    w = h.pattern_weight(8, 6, density=0.3, seed=1)
+    lay = analyze_conv_weight(w)
+    geo = ConvGeometry((1, 6, 8, 8), (1, 1), (1, 1, 1, 1))
+    sch = Schedule(te.create_prim_func(pattern_conv2d_te(geo, lay, Epilogue(relu=True))))
+    flat = [n for n in pattern_blocks(sch) if n.startswith("ps_conv_flat")]
+    assert flat and not any(re.fullmatch(r"ps_conv_\d+", n) for n in pattern_blocks(sch))
+    for name in flat:
+        body = str(sch.get(sch.get_sblock(name)).body)
+        assert not re.search(r"if_then_else|Select|\bif\b", body), body
 
 
 @pytest.mark.parametrize("epilogue", [Epilogue(), Epilogue(bias=True, residual=True, relu=True)])
@@ -154,3 +170,68 @@ def test_many_columns_fall_back_to_one_padded_column_per_pattern(h, monkeypatch)
     cols, slots = pattern_conv.block_columns(lay)
     assert cols == tuple((p, 0) for p in range(lay.patterns)) and slots == max(counts)
     assert pattern_conv.merged_block_arrays(lay)[0].shape[1:3] == (lay.patterns, max(counts))
+
+
+def test_bucket_starts_minimise_padding():
+    from tvm_ext.te.pattern_conv import _bucket_starts
+
+    counts = [8, 8, 4, 4, 1, 1]
+    assert _bucket_starts(counts, 1) == [0, 6]
+    assert _bucket_starts(counts, 2) == [0, 2, 6]  # 16 + 16 beats 24 + 2
+    assert _bucket_starts(counts, 3) == [0, 2, 4, 6]
+    assert _bucket_starts(counts, 5) == [0, 2, 4, 6]  # equal counts are never split
+    assert _bucket_starts([3, 3, 3], 3) == [0, 3]
+
+
+def test_flat_buckets_hold_every_kept_kernel_once(h):
+    from tvm_ext.te.pattern_conv import FLAT_BUCKETS, FlatInput, flat_buckets
+
+    # unbalanced connectivity: filters keep 1-8 of 24 kernels
+    w = h.pattern_weight(32, 24, density=0.08, seed=2)
+    kept = (np.abs(w).sum((2, 3)) > 0).sum(1)
+    assert kept.min() < kept.max()
+    lay = analyze_conv_weight(w)
+    assert lay.kind == "kernel"
+    geo = ConvGeometry((1, 24, 9, 13), (1, 1), (1, 1, 1, 1))
+    flat = FlatInput.of(geo)
+    assert flat.pitch == 15 and flat.length % 64 == 0 and flat.length >= 9 * 15
+    assert flat.rows * flat.pitch >= flat.length + 2 * flat.pitch + 2
+    fb = flat_buckets(lay, flat)
+    assert len(fb.values) <= FLAT_BUCKETS and fb.starts[0] == 0 and fb.starts[-1] == 32
+    assert list(fb.slots) == sorted(fb.slots, reverse=True)
+    assert sorted(fb.inverse.tolist()) == list(range(32))
+    # every kept weight once, at its (filter, channel, tap), zeros only in padding slots
+    rebuilt = np.zeros((32, 24, 9), np.float32)
+    for f in range(32):
+        pos = int(fb.inverse[f])
+        b = max(i for i, s in enumerate(fb.starts[:-1]) if s <= pos)
+        vals, offs = fb.values[b][pos - fb.starts[b]], fb.offsets[b][pos - fb.starts[b]]
+        for v, o in zip(vals.ravel(), offs.ravel(), strict=True):
+            if v != 0:
+                ch, rest = divmod(int(o), flat.rows * flat.pitch)
+                dy, dx = divmod(rest, flat.pitch)
+                rebuilt[f, ch, dy * 3 + dx] += v
+    np.testing.assert_array_equal(rebuilt.reshape(w.shape), w)
+    # padding: less than one pattern list per filter padded to the longest (the strided form)
+    assert fb.macs_per_pixel() < lay.macs_per_pixel()
+    assert fb.macs_per_pixel() < 4 * kept.max() * 32
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+@pytest.mark.parametrize("padding", [(1, 1, 1, 1), (0, 1, 2, 0)])
+def test_flat_layers_match_dense_conv(h, scheduled, padding):
+    """Uneven kept counts (three buckets), a filter with no kernel, odd widths."""
+    from tvm_ext.te.pattern_conv import flat_buckets
+
+    w = h.pattern_weight(24, 12, density=0.12, seed=9)
+    w[5] = 0  # a filter whose every kernel was pruned
+    lay = analyze_conv_weight(w)
+    assert len(flat_buckets(lay).values) >= 3
+    geo = ConvGeometry((1, 12, 7, 13), (1, 1), padding)
+    epilogue = Epilogue(bias=True, residual=True, relu=True)
+    func = te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue))
+    if scheduled:
+        sch = Schedule(func)
+        schedule_pattern_conv(sch)
+        func = sch.mod["main"]
+    _assert_matches_torch(h, func, lay, w, geo, epilogue, seed=3)

@@ -9,7 +9,13 @@ import tvm_ext.tuning.rules  # noqa: F401  (registers the rules)
 from tvm_ext._compat import host_target, te, tensor, tvm
 from tvm_ext._compat import meta_schedule as ms
 from tvm_ext.layout import analyze_conv_weight
-from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, layout_arguments, pattern_conv2d_te
+from tvm_ext.te.pattern_conv import (
+    ConvGeometry,
+    Epilogue,
+    flat_buckets,
+    layout_arguments,
+    pattern_conv2d_te,
+)
 
 
 def _space(h, block):
@@ -26,19 +32,20 @@ def _space(h, block):
         ),
         task_name="pattern_conv",
     )
-    return ctx, w, lay
+    return ctx, w, lay, geo
 
 
 @pytest.mark.parametrize("block", [None, 16])
 def test_design_space_samples_tiles_and_passes_postprocs(h, block):
-    ctx, w, lay = _space(h, block)
+    ctx, w, lay, geo = _space(h, block)
     spaces = ctx.generate_design_space()
     assert len(spaces) == 1
     kinds = [str(inst.kind.name) for inst in spaces[0].trace.insts]
-    # per conv stage (one per pattern, or one for a block layer): two sampled tiles and a
-    # local accumulator; a vectorised inner loop
-    stages = 1 if block else len(lay.codes)
-    assert kinds.count("SamplePerfectTile") >= 2 * stages
+    # per conv stage (one per bucket of filters, or one for a block layer): sampled tiles
+    # (two for a block layer: columns and rows; one for a flat stage: vectors per register
+    # tile) and a local accumulator; a vectorised inner loop
+    stages = 1 if block else len(flat_buckets(lay).values)
+    assert kinds.count("SamplePerfectTile") >= (2 if block else 1) * stages
     assert kinds.count("CacheWrite") >= stages
     assert "Vectorize" in kinds and "DecomposeReduction" not in kinds
     sch = spaces[0].copy()
@@ -49,7 +56,7 @@ def test_design_space_samples_tiles_and_passes_postprocs(h, block):
     dev = tvm.cpu()
     x = np.random.default_rng(0).standard_normal((1, 16, 12, 12)).astype("float32")
     out = tensor(np.zeros((1, 32, 12, 12), "float32"), dev)
-    ex.mod["main"](tensor(x, dev), *[tensor(a, dev) for a in layout_arguments(lay)], out)
+    ex.mod["main"](tensor(x, dev), *[tensor(a, dev) for a in layout_arguments(lay, geo)], out)
     ref = h.torch_reference(x, w, stride=(1, 1), padding=(1, 1, 1, 1), relu=True)
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
 
