@@ -51,11 +51,10 @@ Chain = ChainConvLayouts | Literal[False] | None
 #: per-kernel layer whose blocked layout (channel unions) needs fewer weighted multiply-adds
 #: runs blocked instead (pattern-only layers: 4 of 9 taps x 2.5 > 1).
 PER_KERNEL_COST: tuple[tuple[int, float], ...] = ((0, 2.5),)
-#: ... times this on strided convs, which keep the per-pattern stages (one output row at a
-#: time, vectorised over the width only where it divides: 2-12x slower per multiply-add than
-#: the blocked kernel at stride 1, and ResNet-18's 64->128 stride-2 layer at 8x 3x slower
-#: again)
-PER_KERNEL_STRIDE_FACTOR = 8.0
+#: ... times this on strided convs (their flat stages read phase planes: per multiply-add
+#: as fast as at stride 1, so 1; ResNet-18's three stride-2 layers at 8x run 2.0-2.4x faster
+#: than PyTorch dense flat against 1.0-1.4x blocked)
+PER_KERNEL_STRIDE_FACTOR = 1.0
 
 
 def default_sparse_pass(*, blocked: bool = True, **options: Any) -> PatternSparseConv2D:

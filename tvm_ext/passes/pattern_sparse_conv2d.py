@@ -70,13 +70,13 @@ class RewriteOptions:
     target: Any = None
     verify: bool = False
     tolerance: float = 1e-4
-    #: per-kernel layers: cost of one per-kernel multiply-add (padding included: flat stages
-    #: at stride 1, per-pattern stages on strided convs) in blocked ones, as
+    #: per-kernel layers: cost of one multiply-add of the flat stages (padding included) in
+    #: blocked ones, as
     #: ``((max input channels, cost), ...)`` (the first row whose bound holds; ``0``: no
     #: bound); a layer whose blocked layout (channel unions) needs fewer weighted
     #: multiply-adds is left to BlockedConv2D. ``None``: always per-kernel.
     per_kernel_cost: tuple[tuple[int, float], ...] | None = None
-    #: multiplies ``per_kernel_cost`` on strided convs (their per-pattern code is slower)
+    #: multiplies ``per_kernel_cost`` on strided convs
     per_kernel_stride_factor: float = 1.0
     #: conv index -> reason: layers left dense (set after a failed verification)
     exclude: Mapping[int, str] = field(default_factory=dict)
@@ -292,8 +292,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         blocked = blocked_macs_per_pixel(weight, block=self.options.block)
         if blocked is None:
             return layout
-        # stride 1 compiles to the flat stages, strided convs to the per-pattern stages
-        macs = layout.macs_per_pixel() if strided else flat_buckets(layout).macs_per_pixel()
+        macs = flat_buckets(layout).macs_per_pixel()  # what the flat stages compute
         if blocked <= cost * macs:
             return Rejection(
                 f"per-kernel patterns estimated slower than the blocked kernel over channel "

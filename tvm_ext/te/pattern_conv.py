@@ -3,19 +3,21 @@
 Stages (block names are stable; schedules and tuning rules find them by name):
 
 - ``ps_pad``: zero padding of the input (any, also asymmetric, padding).
-- ``ps_conv_<p>`` (per-kernel layers): one reduction per pattern ``p`` of the layer. Its
+- ``ps_conv_<p>`` (per-kernel layers reading a chained input): one reduction per pattern
+  ``p`` of the layer. Its
   taps are Python constants, so every tap is a fixed offset in the generated code and
   nothing branches on the weight structure: ``Y_p[n, row, oh, ow, lane] = sum_{j, t}
   V_p[row, j, t, lane] * Xpad[n, I_p[row, j], oh*sh + dy_t, ow*sw + dx_t]``.
-- ``ps_conv_flat<g>`` (per-kernel layers, stride 1): every kept kernel of a filter in one
-  reduction over (slot, tap), vectorised over a flat run of output pixels. The padded input
-  is stored as rows of ``pitch`` values (:class:`FlatInput`), so tap ``(dy, dx)`` of channel
-  ``c`` is one offset ``c * rows * pitch + dy * pitch + dx`` from the output pixel
-  ``y * pitch + x``: an offset array replaces the per-pattern code, no pattern is padded
-  and the width needs no vector-sized tiles. Filters are sorted by kept kernels and split
+- ``ps_conv_flat<g>`` (per-kernel layers): every kept kernel of a filter in one reduction
+  over (slot, tap), vectorised over a flat run of output pixels. The padded input is stored
+  as rows of ``pitch`` values (:class:`FlatInput`; strided convs as one plane per stride
+  phase), so tap ``(dy, dx)`` of channel ``c`` is one offset from the output pixel
+  ``y * pitch + x`` (stride 1: ``c * rows * pitch + dy * pitch + dx``): an offset array
+  replaces the per-pattern code, no pattern is padded and the width needs no vector-sized
+  tiles. Filters are sorted by kept kernels and split
   into up to :data:`FLAT_BUCKETS` stages (``g``) so short filters are not padded to the
   longest (:func:`flat_buckets`). Measured 1.9-10x faster than the per-pattern stages
-  (BENCHMARKS.md, ``benchmarks/per_kernel.py``); those stay for strided per-kernel layers.
+  (BENCHMARKS.md, ``benchmarks/per_kernel.py``).
 - ``ps_conv_all`` (block layers): one reduction over (slot, pattern, tap) into a single
   register tile vectorised over the block's output channels; offsets are selects over
   constants that fold once pattern and tap are unrolled. Measured 1.3–1.6x faster than
@@ -154,42 +156,51 @@ FLAT_BUCKETS = 4
 class FlatInput:
     """How a flat per-kernel stage (``ps_conv_flat<g>``) stores its padded input.
 
-    Every input channel is ``rows`` rows of ``pitch`` values: the padded image (``pitch`` =
-    padded width) followed by zero rows, enough that the last tile of output pixels reads
-    inside its channel. Output pixel ``(y, x)`` is computed at flat position
-    ``j = y * pitch + x`` (``length`` positions per filter: ``oh * pitch`` rounded up to
-    :data:`FLAT_TILE`; positions with ``x >= ow`` are computed and never read), and reads tap
-    ``(dy, dx)`` of channel ``c`` at ``c * rows * pitch + dy * pitch + dx + j``.
+    Stride ``(sh, sw)`` splits the padded image into ``sh * sw`` phase planes (plane
+    ``(py, px)`` holds padded pixels ``(sh * i + py, sw * k + px)``), so a strided conv reads
+    every plane at stride 1; stride 1 is one plane, the padded image itself. Every input
+    channel is ``phases`` planes of ``rows`` rows of ``pitch`` values (the plane's width),
+    zero rows at the end so the last tile of output pixels reads inside its plane. Output
+    pixel ``(y, x)`` is computed at flat position ``j = y * pitch + x`` (``length`` positions
+    per filter: ``oh * pitch`` rounded up to :data:`FLAT_TILE`; positions with ``x >= ow``
+    are computed and never read) and reads tap ``(dy, dx)`` of channel ``c`` at
+    ``j + offset(c, dy, dx)``: plane ``(dy % sh, dx % sw)``, ``dy // sh`` rows and
+    ``dx // sw`` columns on.
     """
 
     pitch: int
     rows: int
     length: int
+    stride: tuple[int, int] = (1, 1)
 
     @classmethod
     def of(cls, geometry: ConvGeometry) -> FlatInput:
         _, _, h, w = geometry.in_shape
         pt, pl, pb, pr = geometry.padding
         kh, kw = geometry.kernel
+        sh, sw = geometry.stride
         oh, _ = geometry.out_hw
-        pitch = w + pl + pr
+        pitch = -(-(w + pl + pr) // sw)
         length = -(-oh * pitch // FLAT_TILE) * FLAT_TILE
-        reach = length + (kh - 1) * pitch + kw - 1  # one past the last position read
-        rows = max(h + pt + pb, -(-reach // pitch))
-        return cls(pitch, rows, length)
+        reach = length + (kh - 1) // sh * pitch + (kw - 1) // sw  # one past the last read
+        rows = max(-(-(h + pt + pb) // sh), -(-reach // pitch))
+        return cls(pitch, rows, length, (sh, sw))
+
+    @property
+    def phases(self) -> int:
+        return self.stride[0] * self.stride[1]
 
     def offset(self, channel: int, dy: int, dx: int) -> int:
-        return (channel * self.rows + dy) * self.pitch + dx
+        sh, sw = self.stride
+        plane = channel * self.phases + (dy % sh) * sw + dx % sw
+        return (plane * self.rows + dy // sh) * self.pitch + dx // sw
 
 
 def uses_flat(layout: SparseConvLayout, geometry: ConvGeometry) -> bool:
-    """Per-kernel layers with stride 1 and an NCHW input take the flat stages; strided ones
-    (a strided flat run is not a vector) and chained inputs keep the per-pattern stages."""
+    """Per-kernel layers with an NCHW input take the flat stages; a chained input (read in
+    place, never flattened) keeps the per-pattern stages."""
     return (
-        layout.kind == "kernel"
-        and geometry.stride == (1, 1)
-        and geometry.in_layout is None
-        and geometry.kernel == layout.kernel
+        layout.kind == "kernel" and geometry.in_layout is None and geometry.kernel == layout.kernel
     )
 
 
@@ -477,19 +488,26 @@ def _pool_attrs(epilogue: Epilogue) -> dict[str, int]:
 
 
 def _flat_input(x: te.Tensor, geometry: ConvGeometry, flat: FlatInput) -> te.Tensor:
-    """``ps_pad`` of a flat per-kernel layer: ``(N, C * rows, pitch)``, every channel's padded
-    image followed by zero rows (:class:`FlatInput`)."""
+    """``ps_pad`` of a flat per-kernel layer: ``(N, C * phases * rows, pitch)``, every
+    channel's padded image as phase planes followed by zero rows (:class:`FlatInput`)."""
     n, c, h, w = geometry.in_shape
     pt, pl, _, _ = geometry.padding
-    rows = flat.rows
+    rows, phases = flat.rows, flat.phases
+    sh, sw = flat.stride
 
     def body(a, row, col):  # type: ignore[no-untyped-def]
-        ch, i = row // rows, row % rows
-        inside = te.all(i >= pt, i < h + pt, col >= pl, col < w + pl)
-        return te.if_then_else(inside, x[a, ch, i - pt, col - pl], tirx.const(0.0, x.dtype))
+        plane, i = row // rows, row % rows
+        ch, phase = plane // phases, plane % phases
+        yy = i * sh + phase // sw if sh > 1 else i
+        xx = col * sw + phase % sw if sw > 1 else col
+        inside = te.all(yy >= pt, yy < h + pt, xx >= pl, xx < w + pl)
+        return te.if_then_else(inside, x[a, ch, yy - pt, xx - pl], tirx.const(0.0, x.dtype))
 
     return te.compute(
-        (n, c * rows, flat.pitch), body, name=PAD_BLOCK, attrs={"schedule_rule": PAD_RULE}
+        (n, c * phases * rows, flat.pitch),
+        body,
+        name=PAD_BLOCK,
+        attrs={"schedule_rule": PAD_RULE},
     )
 
 

@@ -78,15 +78,15 @@ def test_matches_dense_conv(h, block, scheduled, stride, padding, epilogue):
 
 
 def test_pattern_code_has_no_branches(h):
-    # Strided per-kernel layers, no padding: the only stages are the per-pattern reductions
-    # and the epilogue; taps are constant offsets, so the function has no conditional at all.
+    # Per-kernel layers reading a chained input in place (lanes 1, no border, no padding): the
+    # only stages are the per-pattern reductions and the epilogue; taps are constant offsets,
+    # so the function has no conditional at all.
+    from tvm_ext.te.pattern_conv import BlockedActivation
+
     w = h.pattern_weight(8, 6, density=0.3, seed=1)
     lay = analyze_conv_weight(w)
-    func = te.create_prim_func(
-        pattern_conv2d_te(
-            ConvGeometry((1, 6, 8, 8), (2, 2), (0, 0, 0, 0)), lay, Epilogue(relu=True)
-        )
-    )
+    geo = ConvGeometry((1, 6, 8, 8), (1, 1), (0, 0, 0, 0), in_layout=BlockedActivation(6, 1, 0))
+    func = te.create_prim_func(pattern_conv2d_te(geo, lay, Epilogue(relu=True)))
     text = func.script()
     assert not re.search(r"if_then_else|T\.Select|\bif\b", text)
     assert len(re.findall(r"ps_conv_\d+", text)) >= len(lay.codes)
@@ -218,16 +218,25 @@ def test_flat_buckets_hold_every_kept_kernel_once(h):
 
 
 @pytest.mark.parametrize("scheduled", [False, True])
-@pytest.mark.parametrize("padding", [(1, 1, 1, 1), (0, 1, 2, 0)])
-def test_flat_layers_match_dense_conv(h, scheduled, padding):
-    """Uneven kept counts (three buckets), a filter with no kernel, odd widths."""
+@pytest.mark.parametrize(
+    ("stride", "padding"),
+    [
+        ((1, 1), (1, 1, 1, 1)),
+        ((1, 1), (0, 1, 2, 0)),
+        ((2, 2), (1, 1, 1, 1)),
+        ((2, 1), (0, 2, 1, 0)),
+    ],
+)
+def test_flat_layers_match_dense_conv(h, scheduled, stride, padding):
+    """Uneven kept counts (three or more buckets), a filter with no kernel, odd widths,
+    strides (phase planes)."""
     from tvm_ext.te.pattern_conv import flat_buckets
 
     w = h.pattern_weight(24, 12, density=0.12, seed=9)
     w[5] = 0  # a filter whose every kernel was pruned
     lay = analyze_conv_weight(w)
     assert len(flat_buckets(lay).values) >= 3
-    geo = ConvGeometry((1, 12, 7, 13), (1, 1), padding)
+    geo = ConvGeometry((1, 12, 7, 13), stride, padding)
     epilogue = Epilogue(bias=True, residual=True, relu=True)
     func = te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue))
     if scheduled:
