@@ -100,7 +100,8 @@ def main() -> None:
         # PyTorch's OpenMP threads spin after a call and steal the cores from the TVM kernel
         # that follows, so PyTorch runs in blocks of its own before and after the TVM kernels,
         # which are interleaved with each other
-        runs["torch"]()  # warm-up (the TVM kernels ran once for the check)
+        for _ in range(5):  # warm-up (the TVM kernels ran once for the check)
+            runs["torch"]()
         times: dict[str, list[float]] = {n: [] for n in runs}
         tvm_runs = [n for n in runs if n != "torch"]
         for names in (["torch"], tvm_runs, ["torch"]):
