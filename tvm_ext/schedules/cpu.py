@@ -184,21 +184,33 @@ def _match_loops(sch: Schedule, loops: list[Any], dims: list[int]) -> list[Any]:
 FLAT_VECTORS = 8
 
 
-def _schedule_flat_stage(sch: Schedule, blk: Any, widths: tuple[int, ...]) -> None:
-    """``ps_conv_flat<g>``: per filter, a register tile of up to :data:`FLAT_VECTORS` vectors
-    of output pixels; slots looped, taps and vectors unrolled; filters in parallel."""
+def flat_register_tile(sch: Schedule, blk: Any, lanes: int, tile: Any) -> tuple[Any, Any, Any]:
+    """The loop nest of a ``ps_conv_flat<g>`` stage, shared by the default schedule and the
+    tuning rule: the flat pixels split into ``lanes`` (vectorised) x a register tile of
+    vectors (unrolled; ``tile(sch, loop)`` gives its factor: a number, or a sampled one),
+    accumulated in a local buffer, slots looped, taps unrolled. Returns the (image, filter)
+    loops and the slot loop (for ``parallel`` / ``decompose_reduction``)."""
     n, r, j, s, t = sch.get_loops(blk)
-    extent = _extent(sch, j)
-    vf = _vector_factor(extent, widths) or 1
-    tile = _register_tile(extent // vf, FLAT_VECTORS)
-    jo, jv, lane = sch.split(j, [None, tile, vf])
+    jr, lane = sch.split(j, [None, lanes])
+    jo, jv = sch.split(jr, [None, tile(sch, jr)])
     sch.reorder(n, r, jo, s, t, jv, lane)
-    sch.parallel(sch.fuse(n, r))
     acc = sch.cache_write(blk, 0, "local")
     sch.reverse_compute_at(acc, jo)
     sch.unroll(t)
     sch.unroll(jv)
     sch.vectorize(lane)
+    return n, r, s
+
+
+def _schedule_flat_stage(sch: Schedule, blk: Any, widths: tuple[int, ...]) -> None:
+    """``ps_conv_flat<g>``: per filter, a register tile of up to :data:`FLAT_VECTORS` vectors
+    of output pixels; filters in parallel."""
+    extent = _extent(sch, sch.get_loops(blk)[2])
+    vf = _vector_factor(extent, widths) or 1
+    n, r, s = flat_register_tile(
+        sch, blk, vf, lambda sch, loop: _register_tile(_extent(sch, loop), FLAT_VECTORS)
+    )
+    sch.parallel(sch.fuse(n, r))
     sch.decompose_reduction(blk, s)
 
 

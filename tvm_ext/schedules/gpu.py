@@ -76,9 +76,13 @@ def schedule_kernel_conv_gpu(sch: Schedule, blk: Any, *, columns: int) -> None:
     sch.decompose_reduction(blk, j)
 
 
-def schedule_flat_conv_gpu(sch: Schedule, blk: Any, *, threads: int) -> None:
+def schedule_flat_conv_gpu(
+    sch: Schedule, blk: Any, *, threads: Any, decompose: bool = True
+) -> None:
     """``ps_conv_flat<g>``: work-group per (image, filter, run of ``threads`` flat output
-    pixels), one pixel per thread, accumulated in a register; taps unrolled."""
+    pixels; a number, or a sampled factor in the tuning rule), one pixel per thread,
+    accumulated in a register; taps unrolled. ``decompose=False`` leaves the reduction init
+    to the target's postprocs (tuning)."""
     n, r, j, s, t = sch.get_loops(blk)
     jo, ji = sch.split(j, [None, threads])
     sch.bind(sch.fuse(n, r, jo), "blockIdx.x")
@@ -86,7 +90,8 @@ def schedule_flat_conv_gpu(sch: Schedule, blk: Any, *, threads: int) -> None:
     acc = sch.cache_write(blk, 0, "local")
     sch.reverse_compute_at(acc, ji)
     sch.unroll(t)
-    sch.decompose_reduction(blk, s)
+    if decompose:
+        sch.decompose_reduction(blk, s)
 
 
 def schedule_pattern_conv_gpu(sch: Schedule, *, threads: int = 256) -> None:

@@ -46,20 +46,18 @@ def _block_all_rule(sch: Schedule, block: Any) -> list[Schedule]:
 
 
 def _flat_rule(sch: Schedule, block: Any) -> list[Schedule]:
-    """``ps_conv_flat<g>``: register tile of vectors of flat output pixels, taps unrolled."""
+    """``ps_conv_flat<g>``: the default schedule's loop nest with a sampled register tile."""
+    from tvm_ext.schedules.cpu import flat_register_tile
     from tvm_ext.targets import vector_lanes
 
-    n, r, j, s, t = sch.get_loops(block)
     lanes = vector_lanes(tvm.target.Target.current(allow_none=True))
-    lanes = lanes if _extent(sch, j) % lanes == 0 else 1
-    jr, lane = sch.split(j, [None, lanes])
-    jo, jv = sch.split(jr, sch.sample_perfect_tile(jr, n=2, max_innermost_factor=8))
-    sch.reorder(n, r, jo, s, t, jv, lane)
-    acc = sch.cache_write(block, 0, "local")
-    sch.reverse_compute_at(acc, jo)
-    sch.unroll(t)
-    sch.unroll(jv)
-    sch.vectorize(lane)
+    lanes = lanes if _extent(sch, sch.get_loops(block)[2]) % lanes == 0 else 1
+    flat_register_tile(
+        sch,
+        block,
+        lanes,
+        lambda sch, loop: sch.sample_perfect_tile(loop, n=2, max_innermost_factor=8)[1],
+    )
     return [sch]
 
 
@@ -109,15 +107,11 @@ def pattern_conv_rule_gpu(sch: Schedule, block: Any) -> list[Schedule]:
     threads = max_threads(tvm.target.Target.current(allow_none=True))
     loops = sch.get_loops(block)
     if len(loops) == 5:  # ps_conv_flat<g>: a thread per flat output pixel
-        n, r, j, _, t = loops
-        jo, ji = sch.split(
-            j, sch.sample_perfect_tile(j, n=2, max_innermost_factor=max(1, min(64, threads)))
-        )
-        sch.bind(sch.fuse(n, r, jo), "blockIdx.x")
-        sch.bind(ji, "threadIdx.x")
-        acc = sch.cache_write(block, 0, "local")
-        sch.reverse_compute_at(acc, ji)
-        sch.unroll(t)
+        from tvm_ext.schedules.gpu import schedule_flat_conv_gpu
+
+        limit = max(1, min(64, threads))
+        pixels = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=limit)[1]
+        schedule_flat_conv_gpu(sch, block, threads=pixels, decompose=False)
         return [sch]
     n, r, y, z, lane = loops[:5]
     lanes = _extent(sch, lane)

@@ -30,6 +30,16 @@ def _run(func, args, out_shape):
     return out.numpy()
 
 
+def _build(geo, lay, epilogue, *, scheduled):
+    """The layer's PrimFunc, with the default CPU schedule if ``scheduled``."""
+    func = te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue))
+    if not scheduled:
+        return func
+    sch = Schedule(func)
+    schedule_pattern_conv(sch)
+    return sch.mod["main"]
+
+
 def _assert_matches_torch(h, func, lay, w, geo, epilogue, *, seed):
     """Run ``func`` on random input (+ bias / residual) and compare with PyTorch's conv."""
     k = w.shape[0]
@@ -69,11 +79,7 @@ def test_matches_dense_conv(h, block, scheduled, stride, padding, epilogue):
     w = h.pattern_weight(k, c, density=0.2, block=block, seed=7)
     lay = analyze_conv_weight(w, block=block)
     geo = ConvGeometry((1, c, hh, ww), stride, padding)
-    func = te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue))
-    if scheduled:
-        sch = Schedule(func)
-        schedule_pattern_conv(sch)
-        func = sch.mod["main"]
+    func = _build(geo, lay, epilogue, scheduled=scheduled)
     _assert_matches_torch(h, func, lay, w, geo, epilogue, seed=0)
 
 
@@ -238,9 +244,5 @@ def test_flat_layers_match_dense_conv(h, scheduled, stride, padding):
     assert len(flat_buckets(lay).values) >= 3
     geo = ConvGeometry((1, 12, 7, 13), stride, padding)
     epilogue = Epilogue(bias=True, residual=True, relu=True)
-    func = te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue))
-    if scheduled:
-        sch = Schedule(func)
-        schedule_pattern_conv(sch)
-        func = sch.mod["main"]
+    func = _build(geo, lay, epilogue, scheduled=scheduled)
     _assert_matches_torch(h, func, lay, w, geo, epilogue, seed=3)
