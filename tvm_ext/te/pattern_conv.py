@@ -577,8 +577,8 @@ def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
 
     Reduction over (kernel slot, column, tap) (:func:`block_columns`: a column is a run of
     one pattern's slots); the tap offset is a select over Python constants indexed by
-    (column, tap), which folds to an immediate once the column and tap loops are unrolled
-    (the schedules unroll them), so the inner loop has no branch.
+    (column, tap) (:func:`_tap_offset`), which folds to an immediate once the column and tap
+    loops are unrolled (the schedules unroll them), so the inner loop has no branch.
     """
     n = geometry.in_shape[0]
     oh, ow = geometry.out_hw
@@ -589,15 +589,7 @@ def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
     p = te.reduce_axis((0, npat), name="p")
     t = te.reduce_axis((0, ntaps), name="t")
 
-    def offset(which: int):  # type: ignore[no-untyped-def]
-        expr = tirx.const(int(taps[0][0][which]), "int32")
-        for pp in range(npat):
-            for tt in range(ntaps):
-                if pp or tt:
-                    expr = te.if_then_else(te.all(p == pp, t == tt), int(taps[pp][tt][which]), expr)
-        return expr
-
-    dy, dx = offset(0), offset(1)
+    dy, dx = (_tap_offset(taps, p, t, which) for which in (0, 1))
     return te.compute(
         (n, rows, oh, ow, g),
         lambda a, r, y, z, lane: te.sum(
@@ -607,6 +599,37 @@ def _block_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-def]
         name=f"{CONV_BLOCK_PREFIX}all",
         attrs={"schedule_rule": SCHEDULE_RULE},
     )
+
+
+#: bits of one tap's row / column offset in :func:`_tap_offset`'s packed constants
+TAP_BITS = 4
+
+
+def _tap_offset(taps, p, t, which: int):  # type: ignore[no-untyped-def]
+    """Row (``which`` 0) or column (1) offset of tap ``t`` of column ``p``, as an expression
+    of the two loop variables over Python constants.
+
+    Each column's offsets are packed into one constant, :data:`TAP_BITS` bits a tap, picked
+    by a select over the columns and shifted by the tap: ``P`` selects instead of ``P x T``
+    (the expression is part of every tuning task's IRModule, so of the logs' size). Offsets
+    that do not pack into 31 bits take a select per (column, tap).
+    """
+    values = [[int(tap[which]) for tap in col] for col in taps]
+    ntaps = max(len(col) for col in values)
+    if max(map(max, values)) < 1 << TAP_BITS and ntaps * TAP_BITS <= 31:
+        codes = [sum(v << (TAP_BITS * i) for i, v in enumerate(col)) for col in values]
+        code = tirx.const(codes[0], "int32")
+        for pp in range(1, len(codes)):
+            code = te.if_then_else(p == pp, codes[pp], code)
+        return tirx.bitwise_and(
+            tirx.shift_right(code, t * TAP_BITS), tirx.const((1 << TAP_BITS) - 1, "int32")
+        )
+    expr = tirx.const(values[0][0], "int32")
+    for pp, col in enumerate(values):
+        for tt, v in enumerate(col):
+            if pp or tt:
+                expr = te.if_then_else(te.all(p == pp, t == tt), v, expr)
+    return expr
 
 
 #: most columns :func:`block_columns` splits a block layer's patterns into; the kernel

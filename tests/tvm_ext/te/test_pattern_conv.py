@@ -246,3 +246,24 @@ def test_flat_layers_match_dense_conv(h, scheduled, stride, padding):
     epilogue = Epilogue(bias=True, residual=True, relu=True)
     func = _build(geo, lay, epilogue, scheduled=scheduled)
     _assert_matches_torch(h, func, lay, w, geo, epilogue, seed=3)
+
+
+@pytest.mark.parametrize("bits", [4, 40])  # packed per column / one select per (column, tap)
+def test_tap_offset_folds_to_every_columns_taps(monkeypatch, bits):
+    """The block kernel's tap offset is an expression of the column and tap loop variables
+    over constants; with both fixed (unrolled) it simplifies to that tap's row / column.
+    Packed, it holds one select per column, not one per (column, tap)."""
+    from tvm_ext.te import pattern_conv
+
+    monkeypatch.setattr(pattern_conv, "TAP_BITS", bits)
+    taps = [((0, 1), (1, 2), (2, 0), (1, 1)), ((2, 2), (0, 0), (1, 0), (0, 2)), ((1, 1), (2, 1))]
+    p, t = tirx.Var("p", "int32"), tirx.Var("t", "int32")
+    ana = tvm.arith.Analyzer()
+    for which in (0, 1):
+        expr = pattern_conv._tap_offset(taps, p, t, which)
+        selects = str(expr).count("if_then_else")
+        assert selects == (len(taps) - 1 if bits == 4 else sum(map(len, taps)) - 1)
+        for pp, col in enumerate(taps):
+            for tt, tap in enumerate(col):
+                val = ana.simplify(tirx.stmt_functor.substitute(expr, {p: pp, t: tt}))
+                assert isinstance(val, tirx.IntImm) and int(val) == tap[which], (pp, tt, val)
