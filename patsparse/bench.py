@@ -72,6 +72,8 @@ class BenchConfig:
     seed: int = 0
     #: "wall" (default) or "cpu" (process CPU time; for a busy machine, with threads=1)
     clock: str = "wall"
+    #: after tuning, drop the logs' workloads that are no task of this benchmark any more
+    prune_logs: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -90,6 +92,8 @@ class BenchConfig:
             raise PatsparseError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if self.trials < 0:
             raise PatsparseError(f"trials must be >= 0, got {self.trials}")
+        if self.prune_logs and self.logs_root is None:
+            raise PatsparseError("prune_logs needs tuning logs: give logs_root (not --no-logs)")
 
     @property
     def rate(self) -> float:
@@ -343,7 +347,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
     """Measure one model (see the module docstring); returns a JSON-ready dict."""
     from tvm_ext._compat import host_target, set_threads, tensor, tvm
     from tvm_ext.pipeline import compile_torch, import_torch
-    from tvm_ext.tuning.tune import log_dir, lower_for_tuning, tune_module
+    from tvm_ext.tuning.tune import log_dir, lower_for_tuning, prune_logs, tune_module
 
     threads = set_threads(cfg.threads)
     torch.set_num_threads(threads)
@@ -384,6 +388,14 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
                 "trials": rep.trials,
             }
     have_logs = logs is not None and (logs / "database_tuning_record.json").is_file()
+    if cfg.prune_logs and logs is not None and have_logs:
+        log(f"pruning {logs} to this benchmark's tasks")
+        # both engines' tasks (the stock dense ones too, timed or not): the logs serve both
+        tasks = [
+            lower_for_tuning(import_torch(pruned, x), target),
+            lower_for_tuning(import_torch(dense, x), target, blocked=False),
+        ]
+        tuning["pruned"] = asdict(prune_logs(logs, tasks, target))
     result["tuning"] = tuning
     result["logs"] = str(logs) if have_logs else None
     use = logs if have_logs else None

@@ -364,6 +364,12 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=0, help="tune first (trials per task)")
     p.add_argument("--logs-root", default="tuning_logs", help="where tuning logs live")
     p.add_argument("--no-logs", action="store_true", help="default schedules only")
+    p.add_argument(
+        "--prune-logs",
+        action="store_true",
+        help="after tuning, drop the logs' workloads (and records) that are no task of the "
+        "model any more, e.g. kernels from before a layout change",
+    )
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--threads", type=int, default=None, help="default: all cores")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
@@ -396,6 +402,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
             tvm_dense=not args.no_tvm_dense,
             memory=not args.no_memory,
             clock=args.clock,
+            prune_logs=args.prune_logs,
         )
         for m in args.models
     ]  # all validated before anything runs

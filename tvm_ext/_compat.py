@@ -31,6 +31,7 @@ from tvm.s_tir import Schedule
 from tvm.support import cc, utils
 from tvm.support.popen_pool import PopenPoolExecutor
 from tvm.target import Target
+from tvm_ffi import structural_equal  # ``tvm.ir.structural_equal`` in TVM < 0.25
 
 TVM_VERSION: str = tvm.__version__
 SUPPORTED_VERSIONS = ("0.27",)
@@ -131,6 +132,7 @@ __all__ = [
     "rpc_base",
     "schedulable_copy",
     "set_threads",
+    "structural_equal",
     "te",
     "tensor",
     "tirx",

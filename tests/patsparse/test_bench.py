@@ -69,3 +69,33 @@ def test_bench_cli_json_and_bad_input(capsys):
     with pytest.raises(PatsparseError, match="repeat"):
         BenchConfig(model="digits-cnn", repeat=1)
     assert paper_rate("vgg16-imagenet") == 12.0 and paper_rate("resnet50-cifar") == 5.8
+
+
+def test_bench_prune_logs_drops_workloads_the_model_no_longer_has(tmp_path, capsys):
+    """``--prune-logs`` keeps only the model's tasks in its logs directory (here: one stale
+    workload, dropped with its record); without logs it is a clear error."""
+    from tvm_ext._compat import Schedule, host_target, te, tvm
+    from tvm_ext._compat import meta_schedule as ms
+    from tvm_ext.tuning.tune import log_dir
+
+    work = log_dir("digits-cnn", host_target(num_cores=1), tmp_path)
+    work.mkdir(parents=True)
+    a = te.placeholder((8,), name="a")
+    func = te.create_prim_func([a, te.compute((8,), lambda i: a[i] * 2.0, name="b")])
+    stale = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    db = ms.database.JSONDatabase(work_dir=str(work))
+    args = ms.arg_info.ArgInfo.from_prim_func(func)
+    record = ms.database.TuningRecord(
+        Schedule(stale).trace, db.commit_workload(stale), [1e-6], host_target(), args
+    )
+    db.commit_tuning_record(record)
+    opts = ["--repeat", "3", "--no-memory", "--no-layers", "--no-tvm-dense", "--threads", "1"]
+    rc = main(
+        ["bench", "digits-cnn", *opts, "--logs-root", str(tmp_path), "--prune-logs", "--json"]
+    )
+    assert rc == 0
+    pruned = json.loads(capsys.readouterr().out)["tuning"]["pruned"]
+    assert pruned["dropped_workloads"] == 1 and pruned["dropped_records"] == 1
+    assert pruned["workloads"] == 0 and not (work / "database_workload.json").read_text()
+    assert main(["bench", "digits-cnn", "--no-logs", "--prune-logs"]) == 2
+    assert "prune_logs needs tuning logs" in capsys.readouterr().err

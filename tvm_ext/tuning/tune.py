@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tvm_ext._compat import Target, metaschedule_logging, relax, tvm
+from tvm_ext._compat import Target, metaschedule_logging, relax, structural_equal, tvm
 from tvm_ext._compat import meta_schedule as ms
 from tvm_ext.passes import BlockedConv2D, CompactStructuredConv2D, PatternSparseConv2D
 from tvm_ext.pipeline import Blocked, Chain, default_sparse_pass, rewrite_passes
@@ -309,6 +309,103 @@ def tune_module(
                 report.best_ms[task.task_name] = float(top[0].run_secs[0]) * 1e3
     report.seconds = time.perf_counter() - start
     return report
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What :func:`prune_logs` kept and dropped (workloads, their records, file bytes)."""
+
+    work_dir: str
+    workloads: int
+    dropped_workloads: int
+    records: int
+    dropped_records: int
+    bytes_before: int
+    bytes_after: int
+
+
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+
+
+def _json_lines(path: Path) -> list[Any]:
+    """The lines of a MetaSchedule JSON database file, parsed; a clear error (and nothing
+    written) on a line that is not JSON."""
+    out = []
+    for no, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{path}:{no} is not JSON ({err.msg}): a torn write? Repair or delete that line, "
+                "then prune again (nothing was changed)"
+            ) from None
+    return out
+
+
+def prune_logs(work_dir: Path | str, mods: list[tvm.IRModule], target: Target) -> PruneReport:
+    """Drop from the logs in ``work_dir`` every workload that is no task of ``mods`` (lowered
+    modules, :func:`lower_for_tuning`), with its tuning records and budget entries.
+
+    A kernel change leaves the old kernels' workloads behind (their task keys no longer
+    match anything); they cost space and load time only. Workloads are matched like
+    MetaSchedule matches them (structural hash, then structural equality); the record file
+    refers to workloads by line number, so it is rewritten with the new numbers. Both files
+    are written beside the old ones first and swapped in with the old kept as ``*.bak`` until
+    both are in place (an interrupted prune leaves them to restore from).
+    """
+    work = Path(work_dir)
+    wl_path, rec_path = work / WORKLOAD_FILE, work / RECORD_FILE
+    if not wl_path.is_file():
+        raise FileNotFoundError(f"no MetaSchedule logs to prune in {work} ({WORKLOAD_FILE})")
+    workloads = _json_lines(wl_path)
+    records = _json_lines(rec_path) if rec_path.is_file() else []
+    probe = ms.database.MemoryDatabase()
+    current: dict[str, list[tvm.IRModule]] = {}
+    for mod in mods:
+        for task in ms.relax_integration.extract_tasks(mod, target):
+            m = task.dispatched[0]
+            current.setdefault(_workload_key(probe, m), []).append(m)
+
+    def wanted(entry: Any) -> bool:
+        cands = current.get(str(entry[0]), [])
+        if not cands:
+            return False
+        mod = ms.database.Workload.from_json(entry).mod
+        return any(structural_equal(mod, m) for m in cands)
+
+    renumber: dict[int, int] = {}
+    kept_workloads: list[Any] = []
+    for i, entry in enumerate(workloads):
+        if wanted(entry):
+            renumber[i] = len(kept_workloads)
+            kept_workloads.append(entry)
+    kept_records = [[renumber[int(r[0])], r[1]] for r in records if int(r[0]) in renumber]
+    before = wl_path.stat().st_size + (rec_path.stat().st_size if rec_path.is_file() else 0)
+    files = {wl_path: kept_workloads, rec_path: kept_records}
+    for path, lines in files.items():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+    for path in files:
+        if path.is_file():
+            path.replace(path.with_name(path.name + ".bak"))
+        path.with_name(path.name + ".tmp").replace(path)
+    for path in files:
+        path.with_name(path.name + ".bak").unlink(missing_ok=True)
+    keys = {str(entry[0]) for entry in kept_workloads}
+    budgets = _read_budgets(work)
+    _write_budgets(work, {k: v for k, v in budgets.items() if k.removeprefix(DEFAULT_MARK) in keys})
+    return PruneReport(
+        work_dir=str(work),
+        workloads=len(kept_workloads),
+        dropped_workloads=len(workloads) - len(kept_workloads),
+        records=len(kept_records),
+        dropped_records=len(records) - len(kept_records),
+        bytes_before=before,
+        bytes_after=wl_path.stat().st_size + rec_path.stat().st_size,
+    )
 
 
 #: a tuned schedule replaces our hand schedule of a pattern-sparse / blocked kernel only if it

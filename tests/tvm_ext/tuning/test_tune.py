@@ -118,3 +118,69 @@ def test_logs_database_keeps_the_hand_schedule_unless_clearly_beaten(
     assert float(fastest.run_secs[0]) == pytest.approx(1e-6)
     with pytest.raises(ValueError, match="margin"):
         logs_database(tmp_path, margin=0)
+
+
+def test_prune_logs_drops_stale_workloads_and_renumbers_records(tmp_path):
+    """Workloads that are no task of the model any more go, with their records and budget
+    entries; the rest keep their records (renumbered), and tuning again tunes nothing."""
+    import json
+
+    from tvm_ext._compat import Schedule
+    from tvm_ext._compat import meta_schedule as ms
+    from tvm_ext.tuning.tune import BUDGET_FILE, DEFAULT_MARK, logs_database, prune_logs
+
+    torch.manual_seed(0)
+    model = OneConv().eval()
+    with torch.no_grad():
+        model.conv.weight.copy_(PatternConnectivityScheme(density=1 / 8).project(model.conv.weight))
+    target = host_target()
+    current = lower_for_tuning(import_torch(model, torch.randn(1, 16, 8, 8)), target)
+    stale = lower_for_tuning(import_torch(model, torch.randn(1, 16, 12, 12)), target)
+    db = ms.database.JSONDatabase(work_dir=str(tmp_path))
+    secs: dict[str, float] = {}
+    keys: dict[str, list[str]] = {"current": [], "stale": []}
+    # stale workloads first, so every kept one moves to a new line number
+    for name, mod in (("stale", stale), ("current", current)):
+        for task in ms.relax_integration.extract_tasks(mod, target):
+            m = task.dispatched[0]
+            workload = db.commit_workload(m)
+            key = str(workload.as_json()[0])
+            keys[name].append(key)
+            secs[key] = 1e-3 * (len(secs) + 1)
+            args = ms.arg_info.ArgInfo.from_prim_func(m["main"])
+            trace = Schedule(m).trace
+            db.commit_tuning_record(
+                ms.database.TuningRecord(trace, workload, [secs[key]], target, args)
+            )
+    assert keys["current"] and keys["stale"] and not set(keys["current"]) & set(keys["stale"])
+    budgets = {k: 4 for ks in keys.values() for k in ks} | {DEFAULT_MARK + keys["stale"][0]: 1}
+    (tmp_path / BUDGET_FILE).write_text(json.dumps(budgets))
+
+    # a torn line: a clear error and nothing written
+    wl_file = tmp_path / "database_workload.json"
+    good = wl_file.read_bytes()
+    wl_file.write_bytes(good + b'["123", "abc')
+    torn = wl_file.read_bytes()
+    with pytest.raises(ValueError, match="not JSON"):
+        prune_logs(tmp_path, [current], target)
+    assert wl_file.read_bytes() == torn
+    wl_file.write_bytes(good)
+
+    report = prune_logs(tmp_path, [current], target)
+    assert report.workloads == len(keys["current"])
+    assert report.dropped_workloads == len(keys["stale"])
+    assert report.records == len(keys["current"]) and report.dropped_records == len(keys["stale"])
+    assert report.bytes_after < report.bytes_before
+    assert not list(tmp_path.glob("*.bak")) and not list(tmp_path.glob("*.tmp"))
+    assert set(json.loads((tmp_path / BUDGET_FILE).read_text())) == set(keys["current"])
+
+    db = ms.database.JSONDatabase(work_dir=str(tmp_path))
+    for name, mod in (("current", current), ("stale", stale)):
+        for task in ms.relax_integration.extract_tasks(mod, target):
+            assert db.has_workload(task.dispatched[0]) == (name == "current")
+    kept = {str(r.workload.as_json()[0]): float(r.run_secs[0]) for r in db.get_all_tuning_records()}
+    assert kept == pytest.approx({k: secs[k] for k in keys["current"]})  # each its own record
+    again = tune_module(current, target, tmp_path, trials_per_task=4)
+    assert not again.tuned and again.trials == 0  # the kept keys still match their tasks
+    assert logs_database(tmp_path).get_all_tuning_records()
+    assert prune_logs(tmp_path, [current], target).dropped_workloads == 0
