@@ -347,7 +347,13 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
     """Measure one model (see the module docstring); returns a JSON-ready dict."""
     from tvm_ext._compat import host_target, set_threads, tensor, tvm
     from tvm_ext.pipeline import compile_torch, import_torch
-    from tvm_ext.tuning.tune import log_dir, lower_for_tuning, prune_logs, tune_module
+    from tvm_ext.tuning.tune import (
+        RECORD_FILE,
+        log_dir,
+        lower_for_tuning,
+        prune_logs,
+        tune_module,
+    )
 
     threads = set_threads(cfg.threads)
     torch.set_num_threads(threads)
@@ -387,7 +393,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
                 "tuned": len(rep.tuned),
                 "trials": rep.trials,
             }
-    have_logs = logs is not None and (logs / "database_tuning_record.json").is_file()
+    have_logs = logs is not None and (logs / RECORD_FILE).is_file()
     if cfg.prune_logs and logs is not None and have_logs:
         log(f"pruning {logs} to this benchmark's tasks")
         # both engines' tasks (the stock dense ones too, timed or not): the logs serve both

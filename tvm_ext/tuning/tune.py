@@ -7,7 +7,8 @@ keyed by structure (MetaSchedule's structural hash of each PrimFunc: weight *val
 arguments, not part of the key), which makes a second run on the same model tune nothing and
 lets an interrupted run resume: each task is tuned up to ``trials_per_task`` records, counting
 what the database already holds (``patsparse_budgets.json`` beside the database remembers
-tasks tuned to completion whose search space is smaller than the budget).
+tasks tuned to completion whose search space is smaller than the budget). Workloads left by
+kernels that changed since are dropped by :func:`prune_logs`.
 """
 
 from __future__ import annotations
@@ -345,6 +346,20 @@ def _json_lines(path: Path) -> list[Any]:
     return out
 
 
+def _replace_together(files: dict[Path, list[Any]]) -> None:
+    """Write each file's JSON lines beside it, then swap all in, the old ones kept as
+    ``*.bak`` until every file is in place (files that refer to each other never mix)."""
+    for path, lines in files.items():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+    for path in files:
+        if path.is_file():
+            path.replace(path.with_name(path.name + ".bak"))
+        path.with_name(path.name + ".tmp").replace(path)
+    for path in files:
+        path.with_name(path.name + ".bak").unlink(missing_ok=True)
+
+
 def prune_logs(work_dir: Path | str, mods: list[tvm.IRModule], target: Target) -> PruneReport:
     """Drop from the logs in ``work_dir`` every workload that is no task of ``mods`` (lowered
     modules, :func:`lower_for_tuning`), with its tuning records and budget entries.
@@ -384,16 +399,7 @@ def prune_logs(work_dir: Path | str, mods: list[tvm.IRModule], target: Target) -
             kept_workloads.append(entry)
     kept_records = [[renumber[int(r[0])], r[1]] for r in records if int(r[0]) in renumber]
     before = wl_path.stat().st_size + (rec_path.stat().st_size if rec_path.is_file() else 0)
-    files = {wl_path: kept_workloads, rec_path: kept_records}
-    for path, lines in files.items():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
-    for path in files:
-        if path.is_file():
-            path.replace(path.with_name(path.name + ".bak"))
-        path.with_name(path.name + ".tmp").replace(path)
-    for path in files:
-        path.with_name(path.name + ".bak").unlink(missing_ok=True)
+    _replace_together({wl_path: kept_workloads, rec_path: kept_records})
     keys = {str(entry[0]) for entry in kept_workloads}
     budgets = _read_budgets(work)
     _write_budgets(work, {k: v for k, v in budgets.items() if k.removeprefix(DEFAULT_MARK) in keys})
