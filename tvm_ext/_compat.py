@@ -30,6 +30,7 @@ from tvm.rpc.tracker import Tracker as RPCTracker
 from tvm.s_tir import Schedule
 from tvm.support import cc, utils
 from tvm.support.popen_pool import PopenPoolExecutor
+from tvm.sym import Analyzer  # ``tvm.arith.Analyzer`` before 0.27
 from tvm.target import Target
 from tvm_ffi import structural_equal  # ``tvm.ir.structural_equal`` in TVM < 0.25
 
@@ -112,6 +113,7 @@ def close_rpc_session(session: object) -> None:
 __all__ = [
     "SUPPORTED_VERSIONS",
     "TVM_VERSION",
+    "Analyzer",
     "IRConstant",
     "PopenPoolExecutor",
     "RPCServer",
