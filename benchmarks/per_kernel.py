@@ -6,8 +6,8 @@ kernel vs PyTorch dense, and the cost figure the pipelines pick with.
 Each layer (``C x HW x rate``: C -> C channels, 3x3, stride 1, padding 1, bias + ReLU, NCHW
 in and out) is pruned with ``pattern+connectivity`` at ``rate`` (the papers' per-kernel
 scheme, kernels kept by magnitude over the layer, so filters keep unequal counts) and
-compiled three ways from the same weights: the flat stages (what stride-1 per-kernel layers
-compile to), the per-pattern stages (before them, still used on strided layers) and the
+compiled three ways from the same weights: the flat stages (what per-kernel layers compile
+to), the per-pattern stages (before them; still used where the input is chained) and the
 blocked kernel over channel unions (``BlockedConv2D``, what the pipelines fall back to).
 All are checked against PyTorch and timed interleaved; PyTorch's dense conv on a dense weight
 (same thread count) is timed in blocks before and after them. Median (min) of ``--runs``

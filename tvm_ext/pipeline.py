@@ -45,7 +45,7 @@ Chain = ChainConvLayouts | Literal[False] | None
 
 #: Cost of one per-kernel-pattern multiply-add (padding included) relative to one on the
 #: blocked kernel, by input channels (``((max channels, cost), ...)``, 0: any), for the flat
-#: stages that stride-1 per-kernel layers compile to: measured 2.1-3.0 from 64 to 512
+#: stages that per-kernel layers compile to: measured 2.1-3.0 from 64 to 512
 #: channels at 4x and 8x on x86 AVX-512, 2 threads (BENCHMARKS.md, ``benchmarks/per_kernel.py``;
 #: every multiply-add loads its own input vector). With the blocked kernel in the pipeline, a
 #: per-kernel layer whose blocked layout (channel unions) needs fewer weighted multiply-adds

@@ -6,10 +6,10 @@ Threads are bound the way the CPU schedule parallelises and vectorises:
 - ``ps_conv_all`` (block layers): a work-group per (image, block, output row, column tile);
   its threads cover (columns of the tile) x (the block's output-channel lanes), each
   accumulating one output in a register; pattern and tap loops unrolled.
-- ``ps_conv_flat<g>`` (per-kernel layers, stride 1): a work-group per (image, filter, run
-  of flat output pixels), a thread per pixel.
-- ``ps_conv_<p>`` (strided per-kernel layers): a work-group per (image, filter row, output
-  row); threads over the output columns.
+- ``ps_conv_flat<g>`` (per-kernel layers): a work-group per (image, filter, run of flat
+  output pixels), a thread per pixel.
+- ``ps_conv_<p>`` (per-kernel layers reading a chained input): a work-group per (image,
+  filter row, output row); threads over the output columns.
 
 ``threads`` is the work-group size limit (the ``qcom/adreno-opencl`` tag says 256; PoCL does
 not enforce it, so the schedule must).

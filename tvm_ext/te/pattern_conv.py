@@ -253,6 +253,14 @@ def flat_buckets(
     counts = np.array([len(k) for k in kernels])
     order = np.argsort(-counts, kind="stable")  # longest first; ties keep the reorder
     starts = _bucket_starts([int(counts[r]) for r in order], nb)
+    # offsets are linear in the channel: each pattern's taps at channel 0, plus a stride
+    base = [
+        np.array([flat.offset(0, dy, dx) for dy, dx in layout.taps(p)], dtype=np.int32)
+        if flat is not None
+        else np.zeros(ntaps, dtype=np.int32)
+        for p in range(layout.patterns)
+    ]
+    step = flat.offset(1, 0, 0) if flat is not None else 0
     values, offsets = [], []
     for b0, b1 in itertools.pairwise(starts):
         width = max(1, int(counts[order[b0]]))
@@ -261,8 +269,7 @@ def flat_buckets(
         for i, r in enumerate(order[b0:b1]):
             for s, (ch, p, v) in enumerate(kernels[r]):
                 vals[i, s] = v
-                if flat is not None:
-                    offs[i, s] = [flat.offset(ch, dy, dx) for dy, dx in layout.taps(p)]
+                offs[i, s] = base[p] + ch * step
         values.append(vals)
         offsets.append(offs)
     position = np.empty(layout.rows, dtype=np.int32)

@@ -218,7 +218,7 @@ def test_flat_buckets_hold_every_kept_kernel_once(h):
                 dy, dx = divmod(rest, flat.pitch)
                 rebuilt[f, ch, dy * 3 + dx] += v
     np.testing.assert_array_equal(rebuilt.reshape(w.shape), w)
-    # padding: less than one pattern list per filter padded to the longest (the strided form)
+    # padding: less than one pattern list per filter padded to the longest (per-pattern stages)
     assert fb.macs_per_pixel() < lay.macs_per_pixel()
     assert fb.macs_per_pixel() < 4 * kept.max() * 32
 
