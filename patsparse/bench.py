@@ -74,6 +74,11 @@ class BenchConfig:
     clock: str = "wall"
     #: after tuning, drop the logs' workloads that are no task of this benchmark any more
     prune_logs: bool = False
+    #: where the compiled engines run: "host", or "arm64" on a device behind an RPC tracker
+    target: str = "host"
+    #: ``HOST:PORT`` of the RPC tracker and the device's key (both, or neither)
+    tracker: str | None = None
+    key: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -94,6 +99,47 @@ class BenchConfig:
             raise PatsparseError(f"trials must be >= 0, got {self.trials}")
         if self.prune_logs and self.logs_root is None:
             raise PatsparseError("prune_logs needs tuning logs: give logs_root (not --no-logs)")
+        self._check_device()
+
+    def _check_device(self) -> None:
+        from patsparse.deploy import TARGETS
+
+        if self.target not in TARGETS:
+            raise PatsparseError(f"unknown target {self.target!r}; use one of {', '.join(TARGETS)}")
+        if self.target == "adreno":
+            raise PatsparseError(
+                "bench runs whole models, and whole GPU models need TVM's OpenCL runtime on "
+                "the device (a phone's RPC app), which remote benchmarking does not drive yet: "
+                "bench on --target arm64 or host; tune adreno kernels with 'patsparse tune'"
+            )
+        if (self.tracker is None) != (self.key is None):
+            raise PatsparseError(
+                "a remote benchmark needs both --tracker HOST:PORT and --key KEY (list the "
+                "keys with 'patsparse rpc query --tracker HOST:PORT')"
+            )
+        if self.target != "host" and self.tracker is None:
+            raise PatsparseError(
+                f"{self.target} code cannot run on this machine: pass --tracker HOST:PORT and "
+                f"--key KEY of a device ('patsparse devices up {self.target}' starts an "
+                "emulated one)"
+            )
+        if self.remote and self.clock != "wall":
+            raise PatsparseError(
+                "--clock cpu times this machine's process: a remote device is timed by its "
+                "own runtime (wall clock); leave --clock out"
+            )
+
+    @property
+    def remote(self) -> bool:
+        """The engines run on a device behind an RPC tracker (PyTorch is not run there)."""
+        return self.tracker is not None
+
+    @property
+    def block(self) -> int:
+        """Filters per block: ``block_size``, or the target's fp32 vector width."""
+        from patsparse.schemes.hardware import default_block_size
+
+        return self.block_size or default_block_size(self.target)
 
     @property
     def rate(self) -> float:
@@ -110,8 +156,10 @@ def prune_for_bench(model: nn.Module, cfg: BenchConfig) -> nn.Module:
     from patsparse.pruning.pruners import MagnitudePruner
     from patsparse.schemes import BlockScheme, PruningPlan
 
-    scheme = _scheme_from_args(cfg.scheme, cfg.rate, "designed-8", cfg.block_size)
-    fallback = BlockScheme(density=1.0 / cfg.rate, block_rows=16) if cfg.others == "block" else None
+    scheme = _scheme_from_args(cfg.scheme, cfg.rate, "designed-8", cfg.block)
+    fallback = (
+        BlockScheme(density=1.0 / cfg.rate, block_rows=cfg.block) if cfg.others == "block" else None
+    )
     plan = PruningPlan(default=scheme, fallback=fallback, skip_last_linear=False)
     pruned = copy.deepcopy(model)
     pruner = MagnitudePruner(plan)
@@ -355,9 +403,18 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         tune_module,
     )
 
-    threads = set_threads(cfg.threads)
-    torch.set_num_threads(threads)
-    target = host_target(num_cores=threads)
+    builder = runner = None
+    if cfg.remote:
+        from patsparse.deploy import remote_measure, resolve_target
+
+        target = resolve_target(cfg.target)
+        # the device must serve the key now (a clear error before any compiling)
+        builder, runner = remote_measure(target, cfg.tracker, cfg.key)
+        threads = 0  # the device's (remote engines report what its runtime uses)
+    else:
+        threads = set_threads(cfg.threads)
+        torch.set_num_threads(threads)
+        target = host_target(num_cores=threads)
     torch.manual_seed(cfg.seed)
     dense = build_model(cfg.model).eval()
     pruned = prune_for_bench(dense, cfg)
@@ -367,7 +424,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
     result: dict[str, Any] = {
         "model": cfg.model,
         "config": asdict(cfg) | {"compression": cfg.rate},
-        "threads": threads,
+        "threads": threads or cfg.threads,
         "target": str(target.export().get("mcpu", "")),
         "input_shape": list(x.shape),
         "flop_reduction": round(dense_macs / max(kept_macs, 1), 3),
@@ -386,6 +443,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
                 target,
                 logs,
                 trials_per_task=cfg.trials,
+                builder=builder,
+                runner=runner,
             )
             tuning[name] = {
                 "seconds": round(rep.seconds, 1),
@@ -410,7 +469,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
     sparse = compile_torch(pruned, x, target=target, logs=use)
     with torch.no_grad():
         ref = pruned(x).numpy()
-    result["max_abs_error_vs_pytorch"] = float(np.abs(sparse(xn) - ref).max())
+    if not cfg.remote:
+        result["max_abs_error_vs_pytorch"] = float(np.abs(sparse(xn) - ref).max())
     engines: dict[str, Any] = {"patsparse": sparse}
     compile_s = {"patsparse": round(sparse.compile_seconds, 1)}
     if cfg.tvm_dense:
@@ -423,6 +483,14 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
             engines["tvm_dense_stock_tuned"] = stock
             compile_s["tvm_dense_stock_tuned"] = round(stock.compile_seconds, 1)
     result["compile_seconds"] = compile_s
+
+    if cfg.remote:
+        log(f"end to end on {cfg.key!r} via {cfg.tracker}, {cfg.repeat} runs per engine")
+        result.update(_remote_end_to_end(cfg, engines, xn, ref, result["flop_reduction"]))
+        result["storage_bytes"] = _storage(dense, sparse)
+        # per-layer kernel times and peak memory are read off this machine's process
+        result["host_only_skipped"] = ["per-layer table", "peak memory"]
+        return result
 
     log(f"end to end, {cfg.repeat} runs per engine")
     e2e: dict[str, Any] = {}
@@ -451,6 +519,46 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )
     return result
+
+
+def _remote_end_to_end(
+    cfg: BenchConfig,
+    engines: dict[str, Any],
+    xn: np.ndarray,
+    ref: np.ndarray,
+    flop_reduction: float,
+) -> dict[str, Any]:
+    """Each engine uploaded to the device and timed there by its runtime; speed-ups are
+    against TVM dense on the blocked kernel (PyTorch does not run on the device)."""
+    from tvm_ext.rpc.remote import RemoteModel
+    from tvm_ext.rpc.session import TrackerAddress
+
+    assert cfg.tracker is not None and cfg.key is not None
+    address = TrackerAddress.parse(cfg.tracker)
+    e2e: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    for name, comp in engines.items():
+        with RemoteModel(comp, address, cfg.key, threads=cfg.threads) as rm:
+            if name == "patsparse":
+                out["max_abs_error_vs_pytorch"] = float(np.abs(rm(xn) - ref).max())
+                out["threads"] = rm.threads
+            t = rm.time(xn, number=1, repeat=cfg.repeat)
+        e2e[name] = {
+            "median": round(t.median * 1e3, 4),
+            "min": round(t.min * 1e3, 4),
+            "max": round(t.max * 1e3, 4),
+        }
+    if "tvm_dense_blocked" in e2e:
+        base = e2e["tvm_dense_blocked"]["median"]
+        for d in e2e.values():
+            d["speedup_vs_tvm_dense_blocked"] = round(base / d["median"], 3)
+        e2e["patsparse"]["efficiency"] = round(
+            e2e["patsparse"]["speedup_vs_tvm_dense_blocked"] / flop_reduction, 3
+        )
+    out["end_to_end_ms"] = e2e
+    out["baseline"] = "tvm_dense_blocked"
+    out["device"] = {"target": cfg.target, "tracker": cfg.tracker, "key": cfg.key}
+    return out
 
 
 def _stock_is_tuned(dense: nn.Module, x: torch.Tensor, target: Any, logs: Any) -> bool:
@@ -566,19 +674,29 @@ def _ms(d: dict[str, float] | None) -> str:
 
 def format_bench(res: dict[str, Any]) -> str:
     cfg = res["config"]
+    baseline = res.get("baseline", "pytorch_dense")
+    where = ""
+    if res.get("device"):
+        dev = res["device"]
+        where = f" on {dev['target']} device {dev['key']!r} via {dev['tracker']},"
+    threads = res["threads"] if res["threads"] is not None else "the device's default"
     lines = [
         f"{res['model']}  {cfg['scheme']} {cfg['compression']}x (1x1/linear: {cfg['others']}),"
-        f" FLOP reduction {res['flop_reduction']}x, {res['threads']} threads, batch 1 fp32,"
+        f" FLOP reduction {res['flop_reduction']}x,{where} {threads} threads, batch 1 fp32,"
         f" {cfg['clock']} clock,"
         f" logs: {res['logs'] or 'none (default schedules)'}",
-        f"{'engine':<24}{'ms median (min-max)':<30}{'vs PyTorch':>10}",
+        f"{'engine':<24}{'ms median (min-max)':<30}{'vs ' + baseline:>24}",
     ]
     for name, d in res["end_to_end_ms"].items():
-        lines.append(f"{name:<24}{_ms(d):<30}{d['speedup_vs_pytorch']:>9.2f}x")
+        speed = d.get(f"speedup_vs_{baseline}")
+        lines.append(f"{name:<24}{_ms(d):<30}" + (f"{speed:>23.2f}x" if speed else f"{'-':>24}"))
     lines.append(
-        f"efficiency (speed-up / FLOP reduction): {res['end_to_end_ms']['patsparse']['efficiency']}"
+        "efficiency (speed-up / FLOP reduction): "
+        f"{res['end_to_end_ms']['patsparse'].get('efficiency', '-')}"
         f"; max abs error vs PyTorch (pruned) {res['max_abs_error_vs_pytorch']:.1e}"
     )
+    if res.get("host_only_skipped"):
+        lines.append(f"not measured on a device (host only): {', '.join(res['host_only_skipped'])}")
     if res.get("layers"):
         lines.append(
             f"{'3x3 layer':<22}{'FLOPx':>6} {'PyTorch dense':<26}{'patsparse':<26}"

@@ -381,6 +381,14 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
         choices=("wall", "cpu"),
         help="wall time, or process CPU time (busy shared machines; use with --threads 1)",
     )
+    p.add_argument(
+        "--target",
+        default="host",
+        help="host, or arm64 on a device behind --tracker/--key (the engines run there and "
+        "are compared with TVM dense on the device; PyTorch is not run)",
+    )
+    p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT of the device")
+    p.add_argument("--key", default=None, help="the device's key at the tracker")
     _add_json(p)
 
 
@@ -403,6 +411,9 @@ def _cmd_bench(args: argparse.Namespace) -> None:
             memory=not args.no_memory,
             clock=args.clock,
             prune_logs=args.prune_logs,
+            target=args.target,
+            tracker=args.tracker,
+            key=args.key,
         )
         for m in args.models
     ]  # all validated before anything runs

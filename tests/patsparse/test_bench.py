@@ -99,3 +99,63 @@ def test_bench_prune_logs_drops_workloads_the_model_no_longer_has(tmp_path, caps
     assert pruned["workloads"] == 0 and not (work / "database_workload.json").read_text()
     assert main(["bench", "digits-cnn", "--no-logs", "--prune-logs"]) == 2
     assert "prune_logs needs tuning logs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"target": "arm64"}, "cannot run on this machine: pass --tracker"),
+        ({"tracker": "127.0.0.1:9190"}, "both --tracker HOST:PORT and --key"),
+        ({"key": "android"}, "both --tracker HOST:PORT and --key"),
+        ({"target": "adreno", "tracker": "127.0.0.1:9190", "key": "a"}, "OpenCL runtime"),
+        ({"target": "riscv"}, "unknown target 'riscv'"),
+        ({"tracker": "127.0.0.1:9190", "key": "a", "clock": "cpu"}, "--clock cpu"),
+    ],
+)
+def test_bench_remote_options_are_checked_before_anything_runs(options, message):
+    with pytest.raises(PatsparseError, match=message):
+        BenchConfig(model="digits-cnn", **options)
+
+
+def test_bench_block_size_follows_the_target():
+    from patsparse.schemes.hardware import default_block_size
+
+    assert BenchConfig(model="digits-cnn").block == default_block_size("host")
+    remote = BenchConfig(model="digits-cnn", target="arm64", tracker="h:1", key="k")
+    assert remote.block == 4 and remote.remote  # NEON: 4 fp32 lanes
+    assert BenchConfig(model="digits-cnn", block_size=8).block == 8
+
+
+@pytest.mark.rpc
+def test_bench_on_an_emulated_arm64_device(capsys):
+    """``bench --target arm64 --tracker --key``: both engines uploaded to the device and timed
+    there, the device's own output checked against PyTorch, its runtime set to one thread."""
+    from tvm_ext.rpc.devices import DeviceConfig, EmulatedDevice, missing_for
+    from tvm_ext.rpc.session import Tracker
+
+    if missing_for("arm64"):
+        pytest.skip(f"needs {', '.join(missing_for('arm64'))} (.ci/run installs them)")
+    with (
+        Tracker(port=9520) as tracker,
+        EmulatedDevice(DeviceConfig("arm64", tracker.address)) as dev,
+    ):
+        address, key = str(tracker.address), dev.key
+        opts = ["--repeat", "3", "--no-logs", "--threads", "1", "--json"]
+        remote = ["--target", "arm64", "--tracker", address, "--key", key]
+        assert main(["bench", "digits-cnn", *remote, *opts]) == 0
+    res = json.loads(capsys.readouterr().out)
+    e2e = res["end_to_end_ms"]
+    assert set(e2e) == {"patsparse", "tvm_dense_blocked"}  # PyTorch does not run there
+    for d in e2e.values():
+        assert 0 < d["min"] <= d["median"] <= d["max"]
+    assert res["baseline"] == "tvm_dense_blocked" and res["threads"] == 1
+    assert res["device"] == {"target": "arm64", "tracker": address, "key": key}
+    speed = e2e["patsparse"]["speedup_vs_tvm_dense_blocked"]
+    assert speed == pytest.approx(
+        e2e["tvm_dense_blocked"]["median"] / e2e["patsparse"]["median"], rel=1e-2
+    )
+    assert e2e["patsparse"]["efficiency"] == pytest.approx(speed / res["flop_reduction"], rel=1e-2)
+    assert res["max_abs_error_vs_pytorch"] < 1e-3  # computed on the device
+    assert "layers" not in res and res["host_only_skipped"] == ["per-layer table", "peak memory"]
+    text = format_bench(res)
+    assert "arm64 device" in text and "vs tvm_dense_blocked" in text and "host only" in text

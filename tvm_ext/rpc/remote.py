@@ -42,6 +42,7 @@ class RemoteModel:
         *,
         queue_timeout: float = 60.0,
         session_timeout: float = 600.0,
+        threads: int | None = None,
     ) -> None:
         if is_gpu(compiled.target):
             raise ValueError(
@@ -54,6 +55,8 @@ class RemoteModel:
         self.session: Any = None
         self.vm: Any = None
         self.device: Any = None
+        #: runtime threads on the device: asked for (``None``: its default), then as read back
+        self.threads = threads
 
     def open(self) -> RemoteModel:
         self.session = request_session(
@@ -69,7 +72,29 @@ class RemoteModel:
             self.session.upload(str(lib))
         self.device = self.session.cpu(0)
         self.vm = relax.VirtualMachine(self.session.load_module("model.so"), self.device)
+        try:
+            self.threads = self._configure_threads(self.threads)
+        except Exception:
+            self.close()
+            raise
         return self
+
+    def _configure_threads(self, threads: int | None) -> int | None:
+        """Set the device runtime's thread count (the session's pool) and read it back;
+        ``None`` where the runtime lacks the functions (it then runs its default)."""
+        if threads is not None:
+            try:
+                config = self.session.get_function("runtime.config_threadpool")
+            except Exception as exc:
+                raise ValueError(
+                    f"the device runtime cannot set its thread count ({exc}); start its RPC "
+                    "server with TVM_NUM_THREADS instead and leave --threads out"
+                ) from exc
+            config(1, int(threads))  # affinity mode 1: the big cores first
+        try:
+            return int(self.session.get_function("runtime.NumThreads")())
+        except Exception:  # a runtime without it: what was asked for, or unknown
+            return threads
 
     def close(self) -> None:
         self.vm = None
