@@ -18,6 +18,12 @@ patsparse kernel time (the compiled model's own kernel, timed inside the model r
 blocked dense kernel time and the PyTorch conv time on the same input, the FLOP reduction and
 efficiency = speed-up / FLOP reduction. Also compile and tuning time, weight storage and peak
 memory (each engine in a fresh process). See BENCHMARKS.md for the figures.
+
+With ``tracker``/``key`` (and ``target="arm64"``) the engines run on a device behind a TVM
+RPC tracker: each is uploaded and timed by the device's runtime (``threads`` sets its pool),
+its output checked against PyTorch, and the speed-ups are against TVM dense on the blocked
+kernel, since PyTorch does not run there. Tuning (``trials``) measures on the device too. The
+per-layer table and peak memory are host measurements and are skipped.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from patsparse.errors import PatsparseError
+from patsparse.errors import PatsparseError, RemoteError
 from patsparse.models import MODEL_NAMES, build_model, default_input_shape
 
 #: the papers' compression rates per model family (3x3 layers)
@@ -538,11 +544,20 @@ def _remote_end_to_end(
     e2e: dict[str, Any] = {}
     out: dict[str, Any] = {}
     for name, comp in engines.items():
-        with RemoteModel(comp, address, cfg.key, threads=cfg.threads) as rm:
-            if name == "patsparse":
-                out["max_abs_error_vs_pytorch"] = float(np.abs(rm(xn) - ref).max())
-                out["threads"] = rm.threads
-            t = rm.time(xn, number=1, repeat=cfg.repeat)
+        try:
+            with RemoteModel(comp, address, cfg.key, threads=cfg.threads) as rm:
+                if name == "patsparse":
+                    out["max_abs_error_vs_pytorch"] = float(np.abs(rm(xn) - ref).max())
+                    out["threads"] = rm.threads
+                t = rm.time(xn, number=1, repeat=cfg.repeat)
+        except RemoteError:
+            raise
+        except Exception as exc:  # TVM's RPC errors: name the engine and where to look
+            raise RemoteError(
+                f"running {name} on {cfg.key!r} via {cfg.tracker} failed "
+                f"({type(exc).__name__}: {exc}); check the device's RPC server log "
+                "('patsparse devices up' prints where an emulated device logs)"
+            ) from exc
         e2e[name] = {
             "median": round(t.median * 1e3, 4),
             "min": round(t.min * 1e3, 4),

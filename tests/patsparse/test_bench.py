@@ -159,3 +159,16 @@ def test_bench_on_an_emulated_arm64_device(capsys):
     assert "layers" not in res and res["host_only_skipped"] == ["per-layer table", "peak memory"]
     text = format_bench(res)
     assert "arm64 device" in text and "vs tvm_dense_blocked" in text and "host only" in text
+
+
+@pytest.mark.rpc
+def test_bench_with_a_key_nobody_serves_exits_2_naming_it(capsys):
+    """A tracker that answers but has no server under the key: a clear error before any
+    compiling (the device list is the tracker's)."""
+    from tvm_ext.rpc.session import Tracker
+
+    with Tracker(port=9521) as tracker:
+        remote = ["--target", "arm64", "--tracker", str(tracker.address), "--key", "nobody"]
+        assert main(["bench", "digits-cnn", *remote, "--no-logs"]) == 2
+    err = capsys.readouterr().err
+    assert "'nobody'" in err and "compiling" not in err
