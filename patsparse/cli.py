@@ -387,8 +387,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
         help="host, or arm64 on a device behind --tracker/--key (the engines run there and "
         "are compared with TVM dense on the device; PyTorch is not run)",
     )
-    p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT of the device")
-    p.add_argument("--key", default=None, help="the device's key at the tracker")
+    add_device_args(p)
     _add_json(p)
 
 

@@ -1,7 +1,7 @@
 """``patsparse rpc`` and ``patsparse devices``: the RPC tracker and emulated devices.
 
 Registered by :func:`add_parser` (one hook, so patsparse/cli.py only names this module);
-:func:`add_device_args` adds ``--tracker`` / ``--key`` to ``tune`` and ``compile``.
+:func:`add_device_args` adds ``--tracker`` / ``--key`` to ``tune``, ``compile`` and ``bench``.
 """
 
 from __future__ import annotations
