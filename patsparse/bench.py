@@ -431,7 +431,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         "model": cfg.model,
         "config": asdict(cfg) | {"compression": cfg.rate},
         "threads": threads or cfg.threads,
-        "target": str(target.export().get("mcpu", "")),
+        # the CPU model (host: e.g. znver4), else the triple (arm64: aarch64-linux-gnu)
+        "target": str(target.export().get("mcpu") or target.export().get("mtriple", "")),
         "input_shape": list(x.shape),
         "flop_reduction": round(dense_macs / max(kept_macs, 1), 3),
         "gflops_dense": round(2 * dense_macs / 1e9, 3),

@@ -149,6 +149,7 @@ def test_bench_on_an_emulated_arm64_device(capsys):
     for d in e2e.values():
         assert 0 < d["min"] <= d["median"] <= d["max"]
     assert res["baseline"] == "tvm_dense_blocked" and res["threads"] == 1
+    assert res["target"] == "aarch64-linux-gnu"  # compiled for the device, not this machine
     assert res["device"] == {"target": "arm64", "tracker": address, "key": key}
     speed = e2e["patsparse"]["speedup_vs_tvm_dense_blocked"]
     assert speed == pytest.approx(
