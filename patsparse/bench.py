@@ -490,11 +490,11 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
             engines["tvm_dense_stock_tuned"] = stock
             compile_s["tvm_dense_stock_tuned"] = round(stock.compile_seconds, 1)
     result["compile_seconds"] = compile_s
+    result["storage_bytes"] = _storage(dense, sparse)
 
     if cfg.remote:
         log(f"end to end on {cfg.key!r} via {cfg.tracker}, {cfg.repeat} runs per engine")
         result.update(_remote_end_to_end(cfg, engines, xn, ref, result["flop_reduction"]))
-        result["storage_bytes"] = _storage(dense, sparse)
         # per-layer kernel times and peak memory are read off this machine's process
         result["host_only_skipped"] = ["per-layer table", "peak memory"]
         return result
@@ -515,7 +515,6 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
     )
     result["end_to_end_ms"] = e2e
 
-    result["storage_bytes"] = _storage(dense, sparse)
     if cfg.layers:
         log("per-layer kernel times")
         result["layers"] = _layer_table(cfg, dense, pruned, x, engines)
