@@ -14,10 +14,12 @@ One run measures, on the same machine, thread count and input (batch 1, fp32):
   naive loops).
 
 End to end it reports the median (min, max) of ``repeat`` runs per engine; per 3x3 layer the
-patsparse kernel time (the compiled model's own kernel, timed inside the model run), the
-blocked dense kernel time and the PyTorch conv time on the same input, the FLOP reduction and
-efficiency = speed-up / FLOP reduction. Also compile and tuning time, weight storage and peak
-memory (each engine in a fresh process). See BENCHMARKS.md for the figures.
+patsparse kernel time (the compiled model's own kernel), the blocked dense kernel time and
+the PyTorch conv time, each timed inside its engine's whole-model runs (the engines take
+turns, one run each), the FLOP reduction and efficiency = speed-up / FLOP reduction. The
+PyTorch conv is also timed alone, called again and again on its input (warm caches:
+``efficiency_vs_alone``). Also compile and tuning time, weight storage and peak memory (each
+engine in a fresh process). See BENCHMARKS.md for the figures.
 
 With ``tracker``/``key`` (and ``target="arm64"``) the engines run on a device behind a TVM
 RPC tracker: each is uploaded and timed by the device's runtime (``threads`` sets its pool),
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +304,8 @@ def conv_kernel_times(
     started: dict[str, tuple[float, tuple[int, ...], tuple[int, ...], int]] = {}
 
     def instrument(_func: Any, symbol: str, before: bool, _ret: Any, *args: Any) -> int:
+        # the clock is read last before the call and first after it: the callback's own work
+        # stays outside the kernel's time
         now = CLOCKS[clock]()
         if "conv2d" not in symbol:
             return 0
@@ -310,7 +314,7 @@ def conv_kernel_times(
             ins, outs = logical.get(
                 symbol, (shapes[0] if shapes else (), shapes[-1] if shapes else ())
             )
-            started[symbol] = (now, ins, outs, _kernel_taps(symbol, shapes))
+            started[symbol] = (CLOCKS[clock](), ins, outs, _kernel_taps(symbol, shapes))
         elif symbol in started:
             begin, ins, outs, taps = started.pop(symbol)
             runs[-1].append((symbol, ins, outs, taps, (now - begin) * 1e3))
@@ -326,6 +330,48 @@ def conv_kernel_times(
     if any(len(r) != calls for r in runs):
         raise PatsparseError("conv kernel calls differ between runs; cannot time per layer")
     return [KernelCall(*runs[0][i][:4], times=[r[i][4] for r in runs]) for i in range(calls)]
+
+
+def torch_layer_times(
+    model: nn.Module, x: torch.Tensor, repeat: int, clock: str = "wall"
+) -> dict[str, list[float]]:
+    """ms of every conv and linear layer of ``model`` in each of ``repeat`` whole-model runs
+    (after one warm-up run), by module name: timed inside the model run, as
+    :func:`conv_kernel_times` times the compiled kernels, so each layer meets the caches the
+    layers before it left (weights that no longer fit in cache are read from memory)."""
+    now = CLOCKS[clock]
+    times: dict[str, list[float]] = {}
+    started: dict[str, float] = {}
+    hooks = []
+    for name, mod in _weight_layers(model):
+
+        def pre(_m: nn.Module, _i: Any, _n: str = name) -> None:
+            started[_n] = now()
+
+        def post(_m: nn.Module, _i: Any, _o: Any, _n: str = name) -> None:
+            end = now()
+            times.setdefault(_n, []).append((end - started.pop(_n)) * 1e3)
+
+        hooks += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            model(x)  # warm-up
+            times.clear()
+            for _ in range(repeat):
+                model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return times
+
+
+def _more_runs(kernels: list[KernelCall] | None, more: list[KernelCall]) -> list[KernelCall]:
+    """``kernels`` with the times of ``more`` (the same calls, timed again) appended."""
+    if kernels is None:
+        return more
+    if [k.function for k in kernels] != [k.function for k in more]:
+        raise PatsparseError("conv kernel calls differ between runs; cannot time per layer")
+    return [replace(k, times=k.times + m.times) for k, m in zip(kernels, more, strict=True)]
 
 
 # -- peak memory -----------------------------------------------------------------------------
@@ -612,12 +658,20 @@ def _layer_table(
 ) -> list[dict[str, Any]]:
     calls = layer_calls(dense, x)
     pruned_mods = dict(pruned.named_modules())
+    # Every layer is timed inside whole-model runs, PyTorch's as the compiled kernels, one
+    # run of each engine in turn (a slow spell of the host hits all of them alike).
+    torch_in_model: dict[str, list[float]] = {}
+    timed_kernels: dict[str, list[KernelCall] | None] = dict.fromkeys(engines)
+    for _ in range(cfg.repeat):
+        for layer, ms in torch_layer_times(dense, x, 1, cfg.clock).items():
+            torch_in_model.setdefault(layer, []).extend(ms)
+        for engine, comp in engines.items():
+            timed_kernels[engine] = _more_runs(
+                timed_kernels[engine], conv_kernel_times(comp, x.numpy(), 1, cfg.clock)
+            )
     # Each conv's kernel call is found by its input and output shapes, identical layers in
     # call order (the VM may order independent calls differently from PyTorch).
-    per_engine: dict[str, list[KernelCall]] = {
-        name: conv_kernel_times(comp, x.numpy(), cfg.repeat, cfg.clock)
-        for name, comp in engines.items()
-    }
+    per_engine = {name: list(kernels or []) for name, kernels in timed_kernels.items()}
     rows = []
     conv_index = -1
     for name, conv, inp, out_shape in calls:
@@ -636,8 +690,10 @@ def _layer_table(
         weight: torch.Tensor = pruned_mods[name].weight
         oh, ow = out_shape[2:]
         reduction = float(conv.weight.numel()) / max(int(torch.count_nonzero(weight)), 1)
+        torch_ms = summary_ms(torch_in_model[name])
         with torch.no_grad():
-            torch_ms = summary_ms(timed(_runner(conv, inp), cfg.repeat, cfg.clock))
+            # the conv alone, called again and again on its input: warm caches
+            alone_ms = summary_ms(timed(_runner(conv, inp), cfg.repeat, cfg.clock))
         row: dict[str, Any] = {
             "index": conv_index,
             "layer": name,
@@ -645,6 +701,7 @@ def _layer_table(
             + (f" /{conv.stride[0]}" if conv.stride[0] > 1 else ""),
             "flop_reduction": round(reduction, 3),
             "pytorch_dense_ms": torch_ms,
+            "pytorch_dense_alone_ms": alone_ms,
             "pytorch_gflops": round(
                 2 * conv.weight.numel() * oh * ow / torch_ms["median"] / 1e6, 1
             ),
@@ -657,6 +714,7 @@ def _layer_table(
             speed = torch_ms["median"] / sparse_ms
             row["speedup_vs_pytorch"] = round(speed, 3)
             row["efficiency"] = round(speed / reduction, 3)
+            row["efficiency_vs_alone"] = round(alone_ms["median"] / sparse_ms / reduction, 3)
             for other in ("tvm_dense_blocked", "tvm_dense_stock_tuned"):
                 if f"{other}_ms" in row:
                     row[f"speedup_vs_{other}"] = round(row[f"{other}_ms"]["median"] / sparse_ms, 3)
@@ -715,14 +773,19 @@ def format_bench(res: dict[str, Any]) -> str:
     if res.get("layers"):
         lines.append(
             f"{'3x3 layer':<22}{'FLOPx':>6} {'PyTorch dense':<26}{'patsparse':<26}"
-            f"{'TVM dense blocked':<26}{'speed-up':>9}{'eff':>6}"
+            f"{'TVM dense blocked':<26}{'speed-up':>9}{'eff':>6}{'eff vs PyTorch alone':>22}"
         )
         for r in res["layers"]:
             lines.append(
                 f"{r['shape']:<22}{r['flop_reduction']:>6.2f} {_ms(r['pytorch_dense_ms']):<26}"
                 f"{_ms(r.get('patsparse_ms')):<26}{_ms(r.get('tvm_dense_blocked_ms')):<26}"
                 f"{r.get('speedup_vs_pytorch', 0):>8.2f}x{r.get('efficiency', 0):>6.2f}"
+                f"{r.get('efficiency_vs_alone', 0):>22.2f}"
             )
+        lines.append(
+            "per layer: every engine timed inside its whole-model runs; 'eff vs PyTorch alone':"
+            " against the PyTorch conv called on its own (warm caches)"
+        )
     st = res["storage_bytes"]
     lines.append(
         f"weights: dense {st['dense_weights'] / 1e6:.2f} MB, patsparse "

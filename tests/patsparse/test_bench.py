@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
+import torch
 
-from patsparse.bench import BenchConfig, format_bench, paper_rate, run_bench
+from patsparse import bench
+from patsparse.bench import (
+    BenchConfig,
+    KernelCall,
+    format_bench,
+    paper_rate,
+    run_bench,
+    torch_layer_times,
+)
 from patsparse.cli import main
 from patsparse.errors import PatsparseError
 
@@ -51,8 +61,43 @@ def test_bench_per_layer_rows_time_the_models_own_kernels(digits_bench):
         assert r["efficiency"] == pytest.approx(
             r["speedup_vs_pytorch"] / r["flop_reduction"], rel=1e-2, abs=1.5e-3
         )
+        # PyTorch in its whole-model runs, and alone on the layer's input
+        assert r["pytorch_dense_alone_ms"]["median"] > 0
+        assert r["efficiency_vs_alone"] == pytest.approx(
+            r["pytorch_dense_alone_ms"]["median"]
+            / r["patsparse_ms"]["median"]
+            / r["flop_reduction"],
+            rel=1e-2,
+            abs=1.5e-3,
+        )
     text = format_bench(digits_bench)
     assert "patsparse" in text and "efficiency" in text and "3x3 layer" in text
+    assert "eff vs PyTorch alone" in text
+
+
+def test_torch_layer_times_times_each_layer_inside_whole_model_runs(monkeypatch):
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2)
+    )
+    ticks = itertools.count()
+    # a clock that advances one second per reading: each layer reads it twice (before and
+    # after its forward), so every layer measures exactly one tick
+    monkeypatch.setitem(bench.CLOCKS, "ticks", lambda: float(next(ticks)))
+    times = torch_layer_times(model, torch.randn(1, 3, 8, 8), repeat=3, clock="ticks")
+    assert times == {"0": [1000.0] * 3, "3": [1000.0] * 3}  # conv and linear, 3 runs each
+    # the hooks are gone: the model runs as before
+    assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks
+    real = torch_layer_times(model, torch.randn(1, 3, 8, 8), repeat=2)
+    assert set(real) == {"0", "3"} and all(len(v) == 2 and min(v) > 0 for v in real.values())
+
+
+def test_kernel_runs_merge_only_when_the_calls_match():
+    first = [KernelCall("conv_a", (1,), (1,), 9, [1.0]), KernelCall("conv_b", (1,), (1,), 9, [2.0])]
+    again = [KernelCall("conv_a", (1,), (1,), 9, [3.0]), KernelCall("conv_b", (1,), (1,), 9, [4.0])]
+    merged = bench._more_runs(bench._more_runs(None, first), again)
+    assert [k.times for k in merged] == [[1.0, 3.0], [2.0, 4.0]]
+    with pytest.raises(PatsparseError, match="differ between runs"):
+        bench._more_runs(merged, again[::-1])
 
 
 def test_bench_cli_json_and_bad_input(capsys):
