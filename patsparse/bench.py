@@ -30,6 +30,7 @@ per-layer table and peak memory are host measurements and are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -39,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -181,28 +182,39 @@ def _weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
 
+@contextlib.contextmanager
+def _layer_hooks(
+    model: nn.Module,
+    post: Callable[[str, nn.Module, tuple[torch.Tensor, ...], Any], None],
+    pre: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """For the duration (gradients off): ``pre(name)`` before and ``post(name, module,
+    inputs, output)`` after every conv and linear layer's forward."""
+    hooks = []
+    for name, mod in _weight_layers(model):
+        if pre is not None:
+            hooks.append(mod.register_forward_pre_hook(lambda _m, _i, _n=name: pre(_n)))
+        hooks.append(mod.register_forward_hook(lambda m, i, o, _n=name: post(_n, m, i, o)))
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def layer_calls(
     model: nn.Module, x: torch.Tensor
 ) -> list[tuple[str, nn.Module, torch.Tensor, tuple[int, ...]]]:
     """Convs and linear layers in execution order with the input each one saw and its output
     shape (the order the compiled model calls their kernels in)."""
     seen: list[tuple[str, nn.Module, torch.Tensor, tuple[int, ...]]] = []
-    hooks = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Conv2d | nn.Linear):
 
-            def hook(
-                m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor, _n: str = name
-            ) -> None:
-                seen.append((_n, m, inp[0].detach().clone(), tuple(out.shape)))
+    def post(name: str, m: nn.Module, inp: tuple[torch.Tensor, ...], out: Any) -> None:
+        seen.append((name, m, inp[0].detach().clone(), tuple(out.shape)))
 
-            hooks.append(mod.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    with _layer_hooks(model, post):
+        model(x)
     return seen
 
 
@@ -210,19 +222,12 @@ def macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     """(dense, kept) multiply-adds of the weight layers (kept: non-zero weights only)."""
     dense = kept = 0
     out_pixels: dict[nn.Module, int] = {}
-    hooks = []
-    for _, mod in _weight_layers(model):
 
-        def hook(m: nn.Module, _i: Any, out: torch.Tensor) -> None:
-            out_pixels[m] = int(out.shape[-1] * out.shape[-2]) if out.dim() == 4 else 1
+    def post(_n: str, m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+        out_pixels[m] = int(out.shape[-1] * out.shape[-2]) if out.dim() == 4 else 1
 
-        hooks.append(mod.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    with _layer_hooks(model, post):
+        model(x)
     for _, mod in _weight_layers(model):
         w: torch.Tensor = mod.weight  # type: ignore[assignment]
         dense += int(w.numel()) * out_pixels.get(mod, 0)
@@ -342,26 +347,19 @@ def torch_layer_times(
     now = CLOCKS[clock]
     times: dict[str, list[float]] = {}
     started: dict[str, float] = {}
-    hooks = []
-    for name, mod in _weight_layers(model):
 
-        def pre(_m: nn.Module, _i: Any, _n: str = name) -> None:
-            started[_n] = now()
+    def pre(name: str) -> None:
+        started[name] = now()
 
-        def post(_m: nn.Module, _i: Any, _o: Any, _n: str = name) -> None:
-            end = now()
-            times.setdefault(_n, []).append((end - started.pop(_n)) * 1e3)
+    def post(name: str, _m: nn.Module, _i: Any, _o: Any) -> None:
+        end = now()
+        times.setdefault(name, []).append((end - started.pop(name)) * 1e3)
 
-        hooks += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
-    try:
-        with torch.no_grad():
-            model(x)  # warm-up
-            times.clear()
-            for _ in range(repeat):
-                model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    with _layer_hooks(model, post, pre):
+        model(x)  # warm-up
+        times.clear()
+        for _ in range(repeat):
+            model(x)
     return times
 
 
@@ -604,11 +602,7 @@ def _remote_end_to_end(
                 f"({type(exc).__name__}: {exc}); check the device's RPC server log "
                 "('patsparse devices up' prints where an emulated device logs)"
             ) from exc
-        e2e[name] = {
-            "median": round(t.median * 1e3, 4),
-            "min": round(t.min * 1e3, 4),
-            "max": round(t.max * 1e3, 4),
-        }
+        e2e[name] = summary_ms([r * 1e3 for r in t.runs])
     if "tvm_dense_blocked" in e2e:
         base = e2e["tvm_dense_blocked"]["median"]
         for d in e2e.values():
@@ -659,7 +653,9 @@ def _layer_table(
     calls = layer_calls(dense, x)
     pruned_mods = dict(pruned.named_modules())
     # Every layer is timed inside whole-model runs, PyTorch's as the compiled kernels, one
-    # run of each engine in turn (a slow spell of the host hits all of them alike).
+    # run of each engine in turn (a slow spell of the host hits all of them alike). Each
+    # timed run follows an untimed run of its own engine, as in steady inference, not the
+    # other engines' runs: the warm-up per round is deliberate.
     torch_in_model: dict[str, list[float]] = {}
     timed_kernels: dict[str, list[KernelCall] | None] = dict.fromkeys(engines)
     for _ in range(cfg.repeat):

@@ -26,6 +26,8 @@ class RemoteTiming:
     min: float
     max: float
     repeat: int
+    #: every run's time, in order
+    runs: tuple[float, ...] = ()
 
 
 class RemoteModel:
@@ -128,4 +130,4 @@ class RemoteModel:
         f = self.vm.time_evaluator("invoke_stateful", self.device, number=number, repeat=repeat)
         res = f("main")
         runs = [float(r) for r in res.results]
-        return RemoteTiming(float(np.median(runs)), min(runs), max(runs), repeat)
+        return RemoteTiming(float(np.median(runs)), min(runs), max(runs), repeat, tuple(runs))
