@@ -502,6 +502,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
                 "tasks": rep.tasks,
                 "tuned": len(rep.tuned),
                 "trials": rep.trials,
+                # hand schedules measured as candidates (new tasks, or the hand schedule changed)
+                "hand_schedules": rep.defaults,
             }
     have_logs = logs is not None and (logs / RECORD_FILE).is_file()
     if cfg.prune_logs and logs is not None and have_logs:

@@ -30,8 +30,11 @@ def _extent(sch: Schedule, loop) -> int:  # type: ignore[no-untyped-def]
 
 #: output pixels from which a block layer computes one output row of every block at a time
 #: inside the epilogue (the row stays in cache instead of a full-size intermediate going
-#: through memory): measured 16-35 % faster at 56x56 and above, a wash below
-FUSE_ROWS_FROM_PIXELS = 56 * 56
+#: through memory). Measured inside whole models (chained layouts, BENCHMARKS.md): 16-35 %
+#: faster at 56x56 and above; at 28x28 and 14x14 3-30 % faster per layer (whole ResNet-18
+#: 7 %, ResNet-50 9 % faster than with 56x56 as the bound); at 7x7 a wash (the two border
+#: rows of a chained output recompute a conv row each, 2/7 more work), so not below 14x14
+FUSE_ROWS_FROM_PIXELS = 14 * 14
 
 
 def schedule_pattern_conv(sch: Schedule, *, lanes: int = 16, fuse_rows: bool = True) -> None:

@@ -13,6 +13,7 @@ kernels that changed since are dropped by :func:`prune_logs`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -100,6 +101,8 @@ class TuneReport:
     best_ms: dict[str, float] = field(default_factory=dict)
     #: tasks whose hand (default) schedule was measured and committed as a candidate
     defaults: int = 0
+    #: of those, tasks whose earlier hand record was of another hand schedule (dropped)
+    stale_defaults: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -159,6 +162,14 @@ def _write_budgets(work: Path, budgets: dict[str, int]) -> None:
 
 
 DEFAULT_MARK = "default:"
+#: budget-file prefix of the fingerprint of the hand schedule a workload's hand record holds
+HAND_MARK = "hand:"
+
+
+def _hand_fingerprint(sch: Any) -> int:
+    """A stable number for a hand schedule's trace (what the budget file keeps, so a run
+    after the hand schedules changed measures them again)."""
+    return int(hashlib.sha256(str(sch.trace).encode()).hexdigest()[:12], 16)
 
 
 def _device_type(target: Target) -> str:
@@ -173,17 +184,18 @@ def _commit_default_schedules(
     """Measure our hand schedule of each pattern-sparse / blocked task like any candidate and
     commit it as a tuning record, so the database's best is never worse than the default.
 
-    ``done`` (the budget file's table) remembers which workloads already have it.
+    ``done`` (the budget file's table) remembers which workloads already have it, and which
+    hand schedule (its fingerprint); a changed hand schedule must have lost its old record
+    first (:func:`_drop_stale_hand_records`).
     """
-    from tvm_ext.schedules.cpu import schedule_for_target
-
     committed = 0
     for task in tasks:
         mod = task.dispatched[0]
-        key = DEFAULT_MARK + _workload_key(db, mod)
+        wkey = _workload_key(db, mod)
+        key = DEFAULT_MARK + wkey
         if done.get(key) or not _is_pattern_task(mod):
             continue
-        sch = schedule_for_target(mod["main"], target)  # on a copy: the task stays unscheduled
+        sch = _hand_schedule(mod, target)
         if sch is None:
             continue
         args_info = ms.arg_info.ArgInfo.from_prim_func(sch.mod["main"])
@@ -201,8 +213,50 @@ def _commit_default_schedules(
             )
         )
         done[key] = 1
+        done[HAND_MARK + wkey] = _hand_fingerprint(sch)
         committed += 1
     return committed
+
+
+def _hand_schedule(mod: tvm.IRModule, target: Target) -> Any:
+    """Our hand schedule of a task, on a copy (the task stays unscheduled); ``None`` if none."""
+    from tvm_ext.schedules.cpu import schedule_for_target
+
+    return schedule_for_target(mod["main"], target)
+
+
+def _drop_stale_hand_records(
+    work: Path, tasks: list[Any], target: Target, budgets: dict[str, int]
+) -> int:
+    """Hand records of ``tasks`` made by another hand schedule than today's (the fingerprint
+    in ``budgets`` differs, or predates fingerprints): removed from the record file, and
+    their budget entries cleared so that :func:`_commit_default_schedules` measures today's
+    hand schedule. Tuned records stay. Returns how many workloads had a stale hand record."""
+    probe = ms.database.MemoryDatabase()
+    stale: set[str] = set()
+    for task in tasks:
+        mod = task.dispatched[0]
+        wkey = _workload_key(probe, mod)
+        if not budgets.get(DEFAULT_MARK + wkey) or not _is_pattern_task(mod):
+            continue
+        sch = _hand_schedule(mod, target)
+        if sch is not None and budgets.get(HAND_MARK + wkey) != _hand_fingerprint(sch):
+            stale.add(wkey)
+    if not stale:
+        return 0
+    wl_path, rec_path = work / WORKLOAD_FILE, work / RECORD_FILE
+    workloads = _json_lines(wl_path)
+    index = {i for i, entry in enumerate(workloads) if str(entry[0]) in stale}
+    records = _json_lines(rec_path) if rec_path.is_file() else []
+    # a record is [workload index, [trace, run_secs, target, args]]; a trace is
+    # [instructions, decisions], and a hand schedule's samples nothing
+    kept = [r for r in records if not (int(r[0]) in index and not r[1][0][1])]
+    _replace_together({rec_path: kept})
+    for wkey in stale:
+        budgets.pop(DEFAULT_MARK + wkey, None)
+        budgets.pop(HAND_MARK + wkey, None)
+    _write_budgets(work, budgets)
+    return len(stale)
 
 
 def tune_module(
@@ -232,12 +286,14 @@ def tune_module(
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     tasks = ms.relax_integration.extract_tasks(mod, target)
-    db = ms.database.JSONDatabase(work_dir=str(work))
-    records = db.get_all_tuning_records()
     # A task whose space is smaller than the budget never reaches it in records; the
     # budget file remembers that it was tuned to completion.
     budgets = _read_budgets(work)
     report = TuneReport(work_dir=str(work), tasks=len(tasks))
+    if (work / WORKLOAD_FILE).is_file():  # before the database reads the files
+        report.stale_defaults = _drop_stale_hand_records(work, tasks, target, budgets)
+    db = ms.database.JSONDatabase(work_dir=str(work))
+    records = db.get_all_tuning_records()
     todo, budget, most = [], 0, 0
     for task in tasks:
         # the committed hand schedule is not a tuning trial
@@ -253,9 +309,11 @@ def tune_module(
         report.tuned.append(task.task_name)
     builder = builder if builder is not None else make_builder()
     runner = runner if runner is not None else make_runner()
-    if todo:
-        report.defaults = _commit_default_schedules(todo, db, target, builder, runner, budgets)
+    # every task's hand schedule (tuned to completion or not) is measured once per change
+    report.defaults = _commit_default_schedules(tasks, db, target, builder, runner, budgets)
+    if report.defaults:
         _write_budgets(work, budgets)  # an interrupted run keeps them
+    if todo:
         before = sum(1 for rec in db.get_all_tuning_records() if _measured(rec))
         watch = TuningProgress([t.task_name for t in todo], budget, show=progress)
         callbacks = [
@@ -360,6 +418,11 @@ def _replace_together(files: dict[Path, list[Any]]) -> None:
         path.with_name(path.name + ".bak").unlink(missing_ok=True)
 
 
+def _budget_workload(entry: str) -> str:
+    """The workload key of a budget-file entry (trials, hand record or its fingerprint)."""
+    return entry.removeprefix(DEFAULT_MARK).removeprefix(HAND_MARK)
+
+
 def prune_logs(work_dir: Path | str, mods: list[tvm.IRModule], target: Target) -> PruneReport:
     """Drop from the logs in ``work_dir`` every workload that is no task of ``mods`` (lowered
     modules, :func:`lower_for_tuning`), with its tuning records and budget entries.
@@ -402,7 +465,7 @@ def prune_logs(work_dir: Path | str, mods: list[tvm.IRModule], target: Target) -
     _replace_together({wl_path: kept_workloads, rec_path: kept_records})
     keys = {str(entry[0]) for entry in kept_workloads}
     budgets = _read_budgets(work)
-    _write_budgets(work, {k: v for k, v in budgets.items() if k.removeprefix(DEFAULT_MARK) in keys})
+    _write_budgets(work, {k: v for k, v in budgets.items() if _budget_workload(k) in keys})
     return PruneReport(
         work_dir=str(work),
         workloads=len(kept_workloads),
@@ -434,7 +497,12 @@ def logs_database(work_dir: Path | str, *, margin: float = TUNED_MARGIN) -> Any:
     workload: the fastest, except that on pattern-sparse / blocked kernels the hand schedule
     (committed by :func:`tune_module`; its trace samples nothing) stays unless a tuned one
     measured ``margin`` times its time or less. Apply it with ``with db:`` around
-    ``relax.transform.MetaScheduleApplyDatabase()``."""
+    ``relax.transform.MetaScheduleApplyDatabase()``.
+
+    Where the hand schedule stays, the workload gets no record: the kernel then takes
+    today's hand schedule (:class:`~tvm_ext.passes.schedule_leftovers.ScheduleUntunedPatternConvs`),
+    not the one replayed from the logs, which may be older (logs outlive improvements of the
+    hand schedules; ``patsparse tune`` measures a changed one again)."""
     if not 0 < margin <= 1:
         raise ValueError(f"margin must be in (0, 1], got {margin}")
     src = ms.database.JSONDatabase(work_dir=str(work_dir))
@@ -453,6 +521,8 @@ def logs_database(work_dir: Path | str, *, margin: float = TUNED_MARGIN) -> Any:
             # cheap comparison first: building a Schedule to inspect the task is not
             if _mean_secs(best) > margin * _mean_secs(mine) and _is_pattern_task(best.workload.mod):
                 best = mine
+        if not best.trace.decisions and _is_pattern_task(best.workload.mod):
+            continue  # the hand schedule: today's is applied, not the logged one
         workload = out.commit_workload(best.workload.mod)
         out.commit_tuning_record(
             ms.database.TuningRecord(

@@ -116,12 +116,13 @@ def test_flat_reduction_has_no_branches(h):
         assert not re.search(r"if_then_else|Select|\bif\b", body), body
 
 
+@pytest.mark.parametrize("size", [56, 14])
 @pytest.mark.parametrize("epilogue", [Epilogue(), Epilogue(bias=True, residual=True, relu=True)])
-def test_large_block_layers_compute_rows_inside_the_epilogue(h, epilogue):
-    """From 56x56 outputs the block conv runs one output row at a time inside the epilogue."""
+def test_large_block_layers_compute_rows_inside_the_epilogue(h, epilogue, size):
+    """From 14x14 outputs the block conv runs one output row at a time inside the epilogue."""
     from tvm_ext.schedules.cpu import FUSE_ROWS_FROM_PIXELS
 
-    k, c, hh, ww = 32, 12, 56, 58
+    k, c, hh, ww = 32, 12, size, size + 2
     assert hh * (ww - 2) >= FUSE_ROWS_FROM_PIXELS
     w = h.pattern_weight(k, c, density=0.2, block=16, seed=3)
     lay = analyze_conv_weight(w, block=16)
@@ -135,6 +136,25 @@ def test_large_block_layers_compute_rows_inside_the_epilogue(h, epilogue):
     assert sch.get(conv_loops[0]).same_as(sch.get(ep_loops[0]))
     assert sch.get(ep_loops[0]).kind == tirx.ForKind.PARALLEL
     assert _extent_of(sch, ep_loops[0]) == geo.out_hw[0]
+    _assert_matches_torch(h, sch.mod["main"], lay, w, geo, epilogue, seed=1)
+
+
+def test_small_block_layers_keep_the_conv_at_the_root(h):
+    """Below 14x14 outputs (7x7: the chained border rows would recompute 2 of 7 conv rows)
+    the block conv is computed whole, then the epilogue reads it."""
+    from tvm_ext.schedules.cpu import FUSE_ROWS_FROM_PIXELS
+
+    w = h.pattern_weight(32, 12, density=0.2, block=16, seed=3)
+    lay = analyze_conv_weight(w, block=16)
+    geo = ConvGeometry((1, 12, 7, 7), (1, 1), (1, 1, 1, 1))
+    assert geo.out_hw[0] * geo.out_hw[1] < FUSE_ROWS_FROM_PIXELS
+    epilogue = Epilogue(bias=True, relu=True)
+    sch = Schedule(te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue)))
+    schedule_pattern_conv(sch)
+    conv_loops = sch.get_loops(sch.get_sblock("ps_conv_all_update"))
+    ep_loops = sch.get_loops(sch.get_sblock("ps_epilogue"))
+    assert not sch.get(conv_loops[0]).same_as(sch.get(ep_loops[0]))
+    assert sch.get(conv_loops[0]).kind == tirx.ForKind.PARALLEL
     _assert_matches_torch(h, sch.mod["main"], lay, w, geo, epilogue, seed=1)
 
 

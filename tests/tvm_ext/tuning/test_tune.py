@@ -112,8 +112,11 @@ def test_logs_database_keeps_the_hand_schedule_unless_clearly_beaten(
         )
         db.commit_tuning_record(rec)
     out = logs_database(tmp_path)
-    (best,) = out.get_top_k(out.commit_workload(mod), 1)
-    assert bool(best.trace.decisions) == (picked == "tuned")
+    # the hand schedule kept: no record (today's hand schedule is applied, not a logged one)
+    assert out.has_workload(mod) == (picked == "tuned")
+    if picked == "tuned":
+        (best,) = out.get_top_k(out.commit_workload(mod), 1)
+        assert best.trace.decisions
     (fastest,) = out.get_top_k(out.commit_workload(plain), 1)
     assert float(fastest.run_secs[0]) == pytest.approx(1e-6)
     with pytest.raises(ValueError, match="margin"):
@@ -127,7 +130,13 @@ def test_prune_logs_drops_stale_workloads_and_renumbers_records(tmp_path):
 
     from tvm_ext._compat import Schedule
     from tvm_ext._compat import meta_schedule as ms
-    from tvm_ext.tuning.tune import BUDGET_FILE, DEFAULT_MARK, logs_database, prune_logs
+    from tvm_ext.tuning.tune import (
+        BUDGET_FILE,
+        DEFAULT_MARK,
+        _is_pattern_task,
+        logs_database,
+        prune_logs,
+    )
 
     torch.manual_seed(0)
     model = OneConv().eval()
@@ -182,5 +191,80 @@ def test_prune_logs_drops_stale_workloads_and_renumbers_records(tmp_path):
     assert kept == pytest.approx({k: secs[k] for k in keys["current"]})  # each its own record
     again = tune_module(current, target, tmp_path, trials_per_task=4)
     assert not again.tuned and again.trials == 0  # the kept keys still match their tasks
-    assert logs_database(tmp_path).get_all_tuning_records()
+    # the renumbered files load; pattern kernels' hand records give no record (today's applies)
+    plain = [
+        t
+        for t in ms.relax_integration.extract_tasks(current, target)
+        if not _is_pattern_task(t.dispatched[0])
+    ]
+    assert len(logs_database(tmp_path).get_all_tuning_records()) == len(plain)
     assert prune_logs(tmp_path, [current], target).dropped_workloads == 0
+
+
+@pytest.mark.tuning
+def test_a_changed_hand_schedule_is_measured_again_and_applied_fresh(tmp_path, monkeypatch):
+    """Logs outlive improvements of the hand schedules: a tune run after the hand schedule
+    changed drops the old hand record (tuned records stay) and measures today's; applying
+    the logs then gives a kernel where the hand schedule wins no record (today's hand
+    schedule is applied, not the logged one)."""
+    import json
+
+    from patsparse.schemes import BlockPatternScheme
+    from tvm_ext._compat import Schedule
+    from tvm_ext._compat import meta_schedule as ms
+    from tvm_ext.schedules import cpu
+    from tvm_ext.schedules.cpu import schedule_pattern_conv
+    from tvm_ext.tuning.tune import BUDGET_FILE, HAND_MARK, logs_database
+
+    torch.manual_seed(0)
+    model = OneConv().eval()
+    with torch.no_grad():
+        w = BlockPatternScheme(density=1 / 4, block_size=16).project(model.conv.weight)
+        model.conv.weight.copy_(w)
+    x = torch.randn(1, 16, 8, 8)
+    target = host_target()
+    lowered = lower_for_tuning(import_torch(model, x), target)
+    (task,) = [
+        t
+        for t in ms.relax_integration.extract_tasks(lowered, target)
+        if t.task_name.startswith("pattern_sparse_conv2d")
+    ]
+    mod = task.dispatched[0]
+    db = ms.database.JSONDatabase(work_dir=str(tmp_path))
+    key = str(db.commit_workload(mod).as_json()[0])
+    # a "tuned" record (a sampled decision), slower than any hand schedule; tuned to completion
+    tuned = Schedule(mod)
+    tuned.sample_categorical([1, 2], [0.5, 0.5])
+    schedule_pattern_conv(tuned, fuse_rows=False)
+    args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
+    db.commit_tuning_record(
+        ms.database.TuningRecord(tuned.trace, db.commit_workload(mod), [1.0], target, args)
+    )
+    (tmp_path / BUDGET_FILE).write_text(json.dumps({key: 1}))
+
+    def hand_records() -> list[str]:
+        recs = ms.database.JSONDatabase(work_dir=str(tmp_path)).get_all_tuning_records()
+        assert sum(bool(r.trace.decisions) for r in recs) == 1  # the tuned record stays
+        return [str(r.trace) for r in recs if not r.trace.decisions]
+
+    monkeypatch.setattr(cpu, "FUSE_ROWS_FROM_PIXELS", 10**6)  # 8x8: the conv at the root
+    first = tune_module(lowered, target, tmp_path, trials_per_task=1)
+    assert first.trials == 0 and first.defaults >= 1 and first.stale_defaults == 0
+    (old,) = hand_records()
+    again = tune_module(lowered, target, tmp_path, trials_per_task=1)
+    assert again.defaults == 0 and again.stale_defaults == 0
+    assert hand_records() == [old]
+
+    monkeypatch.setattr(cpu, "FUSE_ROWS_FROM_PIXELS", 1)  # now rows inside the epilogue
+    changed = tune_module(lowered, target, tmp_path, trials_per_task=1)
+    assert changed.trials == 0 and changed.stale_defaults == 1 and changed.defaults == 1
+    (new,) = hand_records()
+    assert new != old and "sch.compute_at(" in new and "sch.compute_at(" not in old
+    assert HAND_MARK + key in json.loads((tmp_path / BUDGET_FILE).read_text())
+
+    # the hand schedule beats the (slow) tuned record: no record, today's schedule applies
+    assert not logs_database(tmp_path).has_workload(mod)
+    compiled = compile_torch(model, x, logs=tmp_path)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    np.testing.assert_allclose(compiled(x.numpy()), ref, rtol=1e-4, atol=1e-4)
