@@ -516,13 +516,12 @@ def logs_database(work_dir: Path | str, *, margin: float = TUNED_MARGIN) -> Any:
             continue
         best = min(recs, key=_mean_secs)
         hand = [r for r in recs if not r.trace.decisions]
-        if hand and best.trace.decisions:
+        if hand:
             mine = min(hand, key=_mean_secs)
+            hand_wins = not best.trace.decisions or _mean_secs(best) > margin * _mean_secs(mine)
             # cheap comparison first: building a Schedule to inspect the task is not
-            if _mean_secs(best) > margin * _mean_secs(mine) and _is_pattern_task(best.workload.mod):
-                best = mine
-        if not best.trace.decisions and _is_pattern_task(best.workload.mod):
-            continue  # the hand schedule: today's is applied, not the logged one
+            if hand_wins and _is_pattern_task(best.workload.mod):
+                continue  # the hand schedule: today's is applied, not the logged one
         workload = out.commit_workload(best.workload.mod)
         out.commit_tuning_record(
             ms.database.TuningRecord(
