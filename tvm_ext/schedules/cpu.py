@@ -81,19 +81,51 @@ def _register_tile(extent: int, limit: int = 12) -> int:
     return max(d for d in range(1, min(extent, limit) + 1) if extent % d == 0)
 
 
+#: vector accumulators a block layer's register tile holds (of 32 AVX-512 registers: the
+#: rest hold weight vectors and broadcasts; more spilled broadcasts to the stack)
+BLOCK_ACCUMULATORS = 12
+
+#: fewest output columns a register tile of several weight vectors may have: below this a
+#: block wider than one vector is split into one-vector tiles (the input broadcasts are then
+#: read once per vector, as in blocks of one vector)
+MIN_SHARED_COLUMNS = 3
+
+
 def _accumulate_in_registers(
-    sch: Schedule, blk: Any, outer: list[Any], z: Any, lane: Any, k2: Any, p: Any, t: Any
+    sch: Schedule,
+    blk: Any,
+    outer: list[Any],
+    z: Any,
+    lane: Any,
+    k2: Any,
+    p: Any,
+    t: Any,
+    *,
+    vector: int = 16,
 ) -> Any:
     """The register tile of ``ps_conv_all``: a tile of output columns x the block's lanes
     accumulated in a local buffer, pattern and tap loops unrolled, lanes vectorised.
 
-    Loops may be ``None`` (elided by ``compute_at``). Returns the outermost reduction loop
-    left (for ``decompose_reduction``, which callers apply last), or ``None``.
+    A block of several vectors (``lanes`` > ``vector``: 32 filters on AVX-512) shares each
+    input broadcast between its weight vectors (one broadcast feeds 2 FMAs instead of 1:
+    the load ports, not the FMA units, bound a one-vector tile); its tile has
+    :data:`BLOCK_ACCUMULATORS` / vectors columns, or where the width has no such divisor
+    the vectors are tiled one at a time. Loops may be ``None`` (elided by ``compute_at``).
+    Returns the outermost reduction loop left (for ``decompose_reduction``, which callers
+    apply last), or ``None``.
     """
-    zo, zi = sch.split(z, [None, _register_tile(_extent(sch, z))])
-    sch.reorder(*[lp for lp in (*outer, zo, k2, p, t, zi, lane) if lp is not None])
+    lanes = _extent(sch, lane)
+    vectors = max(1, lanes // vector) if lanes % vector == 0 else 1
+    width = _extent(sch, z)
+    cols = _register_tile(width, BLOCK_ACCUMULATORS // vectors)
+    lane_outer = None
+    if vectors > 1 and cols < min(MIN_SHARED_COLUMNS, width):
+        lane_outer, lane = sch.split(lane, [None, vector])
+        cols = _register_tile(width, BLOCK_ACCUMULATORS)
+    zo, zi = sch.split(z, [None, cols])
+    sch.reorder(*[lp for lp in (*outer, zo, lane_outer, k2, p, t, zi, lane) if lp is not None])
     acc = sch.cache_write(blk, 0, "local")
-    sch.reverse_compute_at(acc, zo)
+    sch.reverse_compute_at(acc, lane_outer if lane_outer is not None else zo)
     for lp in (p, t, zi):
         if lp is not None:
             sch.unroll(lp)
@@ -101,10 +133,10 @@ def _accumulate_in_registers(
     return next((lp for lp in (k2, p, t) if lp is not None), None)
 
 
-def _schedule_block_stage(sch: Schedule, blk: Any) -> None:
+def _schedule_block_stage(sch: Schedule, blk: Any, vector: int) -> None:
     """``ps_conv_all`` at the root: the register tile, rows and output rows in parallel."""
     n, r, y, z, lane, k2, p, t = sch.get_loops(blk)
-    first = _accumulate_in_registers(sch, blk, [n, r, y], z, lane, k2, p, t)
+    first = _accumulate_in_registers(sch, blk, [n, r, y], z, lane, k2, p, t, vector=vector)
     sch.parallel(sch.fuse(n, r, y))
     sch.decompose_reduction(blk, first)
 
@@ -138,7 +170,7 @@ def _schedule_block_rows_in_epilogue(sch: Schedule, widths: tuple[int, ...]) -> 
     r, yy, zz, lane, k2, p, t = _match_loops(sch, sch.get_loops(conv)[1:], dims)
     assert zz is not None and lane is not None, "width and lanes are never elided here"
     outer = [lp for lp in (r, yy) if lp is not None]
-    first = _accumulate_in_registers(sch, conv, outer, zz, lane, k2, p, t)
+    first = _accumulate_in_registers(sch, conv, outer, zz, lane, k2, p, t, vector=widths[0])
     if first is not None:
         sch.decompose_reduction(conv, first)
 
@@ -220,7 +252,7 @@ def _schedule_flat_stage(sch: Schedule, blk: Any, widths: tuple[int, ...]) -> No
 def _schedule_conv_stage(sch: Schedule, name: str, widths: tuple[int, ...]) -> None:
     blk = sch.get_sblock(name)
     if len(sch.get_loops(blk)) == 8:
-        _schedule_block_stage(sch, blk)
+        _schedule_block_stage(sch, blk, widths[0])
         return
     if len(sch.get_loops(blk)) == 5:
         _schedule_flat_stage(sch, blk, widths)

@@ -300,3 +300,45 @@ def test_tap_offset_gives_every_columns_taps_and_folds(monkeypatch, bits):
         got = _offset_table(pattern_conv._tap_offset, taps, which)
         for pp, col in enumerate(taps):
             assert [int(v) for v in got[pp, : len(col)]] == [tap[which] for tap in col]
+
+
+def _register_tile_loops(sch):
+    """(extent, kind) of the loops around the conv's accumulating FMA, innermost last."""
+    update = sch.get_sblock("ps_conv_all_update")
+    return [(_extent_of(sch, lp), sch.get(lp).kind) for lp in sch.get_loops(update)]
+
+
+@pytest.mark.parametrize(("size", "shared"), [(28, True), (14, False), (7, False)])
+def test_blocks_of_two_vectors_share_each_broadcast(h, size, shared):
+    """Blocks of 32 filters (two AVX-512 vectors): where the width has a divisor of 3-6 the
+    register tile holds both vectors of up to 6 columns (12 accumulators: each input
+    broadcast feeds two FMAs); where it has none (14, 7: 7 columns x 2 vectors would
+    spill), the vectors are tiled one at a time, 16 lanes x 7 columns."""
+    from tvm_ext.schedules.cpu import BLOCK_ACCUMULATORS
+
+    k, c = 64, 24
+    w = h.pattern_weight(k, c, density=0.2, block=32, seed=4)
+    lay = analyze_conv_weight(w, block=32)
+    assert lay.kind == "block" and lay.block == 32
+    geo = ConvGeometry((1, c, size, size), (1, 1), (1, 1, 1, 1))
+    epilogue = Epilogue(bias=True, relu=True)
+    sch = Schedule(te.create_prim_func(pattern_conv2d_te(geo, lay, epilogue)))
+    schedule_pattern_conv(sch)
+    *_, (cols, cols_kind), (lanes, lane_kind) = _register_tile_loops(sch)
+    assert (cols_kind, lane_kind) == (tirx.ForKind.UNROLLED, tirx.ForKind.VECTORIZED)
+    if shared:
+        assert (cols, lanes) == (4, 32)
+    else:
+        assert (cols, lanes) == (7, 16)
+    assert cols * lanes // 16 <= BLOCK_ACCUMULATORS
+    _assert_matches_torch(h, sch.mod["main"], lay, w, geo, epilogue, seed=2)
+
+
+def test_blocks_of_one_vector_keep_up_to_twelve_columns(h):
+    w = h.pattern_weight(32, 12, density=0.2, block=16, seed=3)
+    lay = analyze_conv_weight(w, block=16)
+    geo = ConvGeometry((1, 12, 24, 24), (1, 1), (1, 1, 1, 1))
+    sch = Schedule(te.create_prim_func(pattern_conv2d_te(geo, lay, Epilogue(relu=True))))
+    schedule_pattern_conv(sch)
+    *_, (cols, _), (lanes, _) = _register_tile_loops(sch)
+    assert (cols, lanes) == (12, 16)
