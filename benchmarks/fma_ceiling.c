@@ -8,6 +8,8 @@
  *   dense          oneDNN's shape: 4 weight vectors x 6 pixels, one broadcast per 4 FMAs
  *   block          patsparse's block-pattern kernel: one weight vector per 7 FMAs, each FMA
  *                  with its own input value broadcast (embedded {1to16})
+ *   block of 32    blocks of 32 filters: two weight vectors per 7 pixels, each broadcast
+ *                  feeding two FMAs (14 accumulators)
  *   flat, aligned  patsparse's per-kernel (flat) kernel: one 64-byte input vector per FMA
  *   flat, +1       the same at an offset of one float (every load splits a cache line)
  *   flat, span S   the flat loads spread over S bytes (L1 / L2 / beyond L2)
@@ -79,6 +81,24 @@ __attribute__((noinline)) static double block(long iters) {
   return iters * 7 / t / 1e9;
 }
 
+__attribute__((noinline)) static double block32(long iters) {
+  __m512 a[14];
+  for (int k = 0; k < 14; k++) a[k] = _mm512_setzero_ps();
+  double t = now();
+  for (long i = 0; i < iters; i++) {
+    const float *x = in + ((i * 16) & 16383), *w = wt + (i & 255) * 32;
+    __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16);
+    for (int p = 0; p < 7; p++) {
+      __m512 b = _mm512_set1_ps(x[p]);
+      a[p] = _mm512_fmadd_ps(w0, b, a[p]);
+      a[p + 7] = _mm512_fmadd_ps(w1, b, a[p + 7]);
+    }
+  }
+  t = now() - t;
+  keep(a, 14);
+  return iters * 14 / t / 1e9;
+}
+
 /* one tap of the flat kernel per iteration: a broadcast weight times 8 input vectors */
 __attribute__((noinline)) static double flat(long iters, int offset, long span) {
   __m512 a[8];
@@ -103,6 +123,7 @@ int main(void) {
     printf("  peak             %.2f\n", peak(n));
     printf("  dense            %.2f\n", dense(n / 3));
     printf("  block            %.2f\n", block(n));
+    printf("  block of 32      %.2f\n", block32(n / 2));
     printf("  flat, aligned    %.2f\n", flat(n, 0, 8192));
     printf("  flat, +1         %.2f\n", flat(n, 1, 8192));
     const long spans[] = {8192, 65536, 262144, 1 << 20};

@@ -449,6 +449,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         RECORD_FILE,
         log_dir,
         lower_for_tuning,
+        other_target_logs,
         prune_logs,
         tune_module,
     )
@@ -516,6 +517,15 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         tuning["pruned"] = asdict(prune_logs(logs, tasks, target))
     result["tuning"] = tuning
     result["logs"] = str(logs) if have_logs else None
+    if logs is not None and not have_logs:
+        others = other_target_logs(cfg.model, target, cfg.logs_root or "")
+        result["logs_for_other_targets"] = others
+        if others:
+            log(
+                f"no tuning logs for this target in {logs}; {cfg.model} has logs for "
+                f"{', '.join(others)} only (logs never cross targets): default schedules. "
+                "Tune for this one with --trials N"
+            )
     use = logs if have_logs else None
 
     log("compiling patsparse (pruned model)")
@@ -755,7 +765,12 @@ def format_bench(res: dict[str, Any]) -> str:
         f"{res['model']}  {cfg['scheme']} {cfg['compression']}x (1x1/linear: {cfg['others']}),"
         f" FLOP reduction {res['flop_reduction']}x,{where} {threads} threads, batch 1 fp32,"
         f" {cfg['clock']} clock,"
-        f" logs: {res['logs'] or 'none (default schedules)'}",
+        f" logs: {res['logs'] or 'none (default schedules)'}"
+        + (
+            f" (logs exist for {', '.join(res['logs_for_other_targets'])})"
+            if res.get("logs_for_other_targets")
+            else ""
+        ),
         f"{'engine':<24}{'ms median (min-max)':<30}{'vs ' + baseline:>24}",
     ]
     for name, d in res["end_to_end_ms"].items():

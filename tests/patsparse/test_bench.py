@@ -146,6 +146,28 @@ def test_bench_prune_logs_drops_workloads_the_model_no_longer_has(tmp_path, caps
     assert "prune_logs needs tuning logs" in capsys.readouterr().err
 
 
+def test_bench_names_the_targets_that_have_logs_when_this_one_has_none(tmp_path, capsys):
+    """Logs never cross targets: on a CPU the shipped logs were not tuned for (say znver5 next
+    to logs for znver4), bench runs the default schedules and says which targets have logs."""
+    from tvm_ext._compat import host_target
+    from tvm_ext.tuning.tune import RECORD_FILE, log_dir, target_key
+
+    here = log_dir("digits-cnn", host_target(num_cores=1), tmp_path)
+    other = here.parent / "llvm-otherchip-1c"
+    other.mkdir(parents=True)
+    (other / RECORD_FILE).write_text("")
+    (here.parent / "llvm-empty-1c").mkdir()  # a directory without records is not listed
+    opts = ["--repeat", "3", "--no-memory", "--no-layers", "--no-tvm-dense", "--threads", "1"]
+    assert main(["bench", "digits-cnn", *opts, "--logs-root", str(tmp_path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    res = json.loads(out)
+    assert res["logs"] is None and res["logs_for_other_targets"] == ["llvm-otherchip-1c"]
+    assert f"no tuning logs for this target in {here}" in err
+    assert "has logs for llvm-otherchip-1c only" in err and "--trials N" in err
+    assert "(logs exist for llvm-otherchip-1c)" in format_bench(res)
+    assert target_key(host_target(num_cores=1)) == here.name
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
