@@ -518,7 +518,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
     result["tuning"] = tuning
     result["logs"] = str(logs) if have_logs else None
     if logs is not None and not have_logs:
-        others = other_target_logs(cfg.model, target, cfg.logs_root or "")
+        others = other_target_logs(logs)
         result["logs_for_other_targets"] = others
         if others:
             log(

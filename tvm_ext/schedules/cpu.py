@@ -115,7 +115,7 @@ def _accumulate_in_registers(
     apply last), or ``None``.
     """
     lanes = _extent(sch, lane)
-    vectors = max(1, lanes // vector) if lanes % vector == 0 else 1
+    vectors = lanes // vector if lanes % vector == 0 else 1
     width = _extent(sch, z)
     cols = _register_tile(width, BLOCK_ACCUMULATORS // vectors)
     lane_outer = None

@@ -52,19 +52,16 @@ def log_dir(family: str, target: Target, root: Path | str = DEFAULT_LOG_ROOT) ->
     return Path(root) / re.sub(r"[^A-Za-z0-9._-]+", "_", family) / target_key(target)
 
 
-def other_target_logs(
-    family: str, target: Target, root: Path | str = DEFAULT_LOG_ROOT
-) -> list[str]:
-    """Target keys that ``family`` has tuning records for, other than ``target``'s (sorted).
+def other_target_logs(work: Path) -> list[str]:
+    """Target keys beside ``work`` (a :func:`log_dir`) that hold tuning records (sorted).
 
     Logs never cross targets (a schedule tuned for one CPU model is not measured for another,
     TVM #15549); this tells a user whose CPU has none which ones exist, e.g. logs shipped for
     ``llvm-znver4-2c`` on a ``znver5`` host."""
-    here = log_dir(family, target, root)
     return sorted(
         d.name
-        for d in here.parent.glob("*")
-        if d.is_dir() and d.name != here.name and (d / RECORD_FILE).is_file()
+        for d in work.parent.glob("*")
+        if d.is_dir() and d.name != work.name and (d / RECORD_FILE).is_file()
     )
 
 
