@@ -14,7 +14,7 @@ import json
 
 import torch
 
-from patsparse.formats import PatternSparseWeight, csr_nbytes, dense_nbytes
+from patsparse.core.formats import PatternSparseWeight, csr_nbytes, dense_nbytes
 from patsparse.models import build_model
 from patsparse.schemes import PatternConnectivityScheme
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from patsparse.errors import PatsparseError, RemoteError
+from patsparse.core.errors import PatsparseError, RemoteError
 from patsparse.models import MODEL_NAMES, build_model, default_input_shape
 
 #: the papers' compression rates per model family (3x3 layers)

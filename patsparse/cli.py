@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from patsparse import cli_remote
 from patsparse._version import __version__
 from patsparse.cli_remote import add_device_args
-from patsparse.errors import PatsparseError
+from patsparse.core.errors import PatsparseError
 
 if TYPE_CHECKING:
     from patsparse.schemes import Scheme
@@ -52,7 +52,7 @@ def _scheme_from_args(
         if compression is None:
             compression = 6.0
         if compression <= 0:
-            from patsparse.errors import InvalidRateError
+            from patsparse.core.errors import InvalidRateError
 
             raise InvalidRateError(f"--compression must be > 0 (e.g. 8 for 8x), got {compression}")
         opts["density"] = 1.0 / compression
@@ -225,7 +225,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_patterns(args: argparse.Namespace) -> None:
-    from patsparse.patterns import get_library
+    from patsparse.core.patterns import get_library
 
     lib = get_library(args.library)
     if args.json:

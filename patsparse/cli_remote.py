@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from patsparse.errors import PatsparseError
+from patsparse.core.errors import PatsparseError
 
 DEFAULT_TRACKER = "127.0.0.1:9190"
 

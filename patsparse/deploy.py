@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from patsparse.errors import PatsparseError
+from patsparse.core.errors import PatsparseError
 from patsparse.models import MODEL_NAMES, build_model, default_input_shape
 from patsparse.pruning.pruners import MagnitudePruner
 from patsparse.schemes.base import Scheme

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from patsparse.patterns.library import kernel_codes, positions_from_code
+from patsparse.core.patterns import positions_from_code
+from patsparse.schemes.pattern import kernel_codes
 from patsparse.schemes.plan import LayerDecision, module_weight, prunable_layers
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from patsparse.errors import DataError
+from patsparse.core.errors import DataError
 from patsparse.pruning.api import PruneConfig
 from patsparse.train import OPTIMIZERS, LossFn, accuracy, fit, psnr
 

@@ -23,7 +23,7 @@ from patsparse.data import (
     load_sr_patches,
     make_loaders,
 )
-from patsparse.errors import DataError, UnknownNameError
+from patsparse.core.errors import DataError, UnknownNameError
 from patsparse.export.checkpoint import save_pruned
 from patsparse.models import build_model, default_input_shape
 from patsparse.pruning.api import PruneConfig, prune

@@ -5,7 +5,7 @@
 qualifies, builds a :class:`SparseConvLayout`:
 
 - ``kernel``: per-kernel patterns (the papers' scheme). Filters are reordered (similar
-  filters together, see :func:`patsparse.formats.reorder_filters`) and each filter is one row.
+  filters together, see :func:`patsparse.core.formats.reorder_filters`) and each filter is one row.
 - ``block``: block-shared patterns (``block-pattern`` scheme): ``G`` filters share kept
   channels and their patterns; a row is a block, and weights carry a lane axis of ``G``.
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from patsparse.formats.fkw import kernel_codes_np, reorder_filters
-from patsparse.patterns.library import NUM_POSITIONS, PatternLibrary, positions_from_code
+from patsparse.core.formats import kernel_codes_np, reorder_filters
+from patsparse.core.patterns import NUM_POSITIONS, PatternLibrary, positions_from_code
 
 
 @dataclass(frozen=True)

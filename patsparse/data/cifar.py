@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from patsparse.errors import DataError
+from patsparse.core.errors import DataError
 
 CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 """Per-channel mean of the CIFAR-10 training images, pixels scaled to [0, 1]."""

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from skimage import data as skdata
 from torch.utils.data import TensorDataset
 
-from patsparse.errors import UnknownNameError
+from patsparse.core.errors import UnknownNameError
 
 SR_IMAGES: tuple[str, ...] = (
     "camera",

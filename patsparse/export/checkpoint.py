@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from patsparse._version import __version__
-from patsparse.errors import CheckpointError
+from patsparse.core.errors import CheckpointError
 from patsparse.pruning.masks import attach_mask
 from patsparse.schemes.base import Scheme, scheme_from_dict
 from patsparse.schemes.plan import PruningPlan

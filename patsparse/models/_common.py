@@ -6,7 +6,7 @@ import difflib
 
 from torch import nn
 
-from patsparse.errors import UnknownNameError
+from patsparse.core.errors import UnknownNameError
 
 VARIANTS: tuple[str, ...] = ("cifar", "imagenet")
 """Input-size variants: ``cifar`` (32x32, 10 classes) and ``imagenet`` (224x224, 1000)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from patsparse.errors import UnknownNameError
+from patsparse.core.errors import UnknownNameError
 from patsparse.models.digits import DigitsCNN
 from patsparse.models.mobilenet import mobilenet_v2
 from patsparse.models.resnet import resnet18, resnet50

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from patsparse.patterns.library import ALL_CANDIDATES, DESIGNED_8, PatternLibrary
+from patsparse.core.patterns import ALL_CANDIDATES, DESIGNED_8, PatternLibrary
 from patsparse.pruning.pruners import ADMMPruner, ADMMSettings
 from patsparse.schemes.pattern import PatternScheme
 from patsparse.schemes.plan import PruningPlan, module_weight

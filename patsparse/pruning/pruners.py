@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from patsparse.errors import PatsparseError
-from patsparse.patterns.library import PatternLibrary
+from patsparse.core.errors import PatsparseError
+from patsparse.core.patterns import PatternLibrary
 from patsparse.pruning.masks import attach_mask, collect_masks, original_weight, squash_masks
 from patsparse.pruning.selection import PatternSelector
 from patsparse.schemes.base import Scheme, keep_count, topk_mask

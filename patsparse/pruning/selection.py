@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from patsparse.patterns.library import PatternLibrary
+from patsparse.core.patterns import PatternLibrary
 
 
 def project_simplex(v: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ class PatternSelector:
         self.step = float(step)
         p = len(library)
         self.a = torch.full((*shape, p), 1.0 / p)
-        self._masks = library.masks().reshape(p, 9)
+        self._masks = torch.from_numpy(library.masks()).reshape(p, 9)
 
     def scores(self, v: torch.Tensor) -> torch.Tensor:
         """Fraction of each kernel's energy each pattern keeps, in [0, 1]."""

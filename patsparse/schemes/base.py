@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from patsparse.errors import InvalidRateError, UnknownNameError, UnsupportedLayerError
+from patsparse.core.errors import InvalidRateError, UnknownNameError, UnsupportedLayerError
 
 _REGISTRY: dict[str, type[Scheme]] = {}
 

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from patsparse.patterns.library import (
+from patsparse.core.errors import PatternLibraryError
+from patsparse.core.patterns import (
     DESIGNED_8,
     KERNEL_SIZE,
     NUM_POSITIONS,
@@ -37,10 +38,22 @@ def _as_library(value: PatternLibrary | str | dict[str, Any]) -> PatternLibrary:
     return get_library(value)
 
 
+def kernel_codes(weight: torch.Tensor) -> torch.Tensor:
+    """Pattern code of every 3x3 kernel of a ``(K, C, 3, 3)`` weight (0 for pruned kernels)."""
+    if weight.dim() != 4 or tuple(weight.shape[-2:]) != (KERNEL_SIZE, KERNEL_SIZE):
+        raise PatternLibraryError(
+            f"kernel_codes needs a (K, C, 3, 3) weight, got shape {tuple(weight.shape)}"
+        )
+    bits = (weight.detach() != 0).reshape(*weight.shape[:2], NUM_POSITIONS).to(torch.int64)
+    powers = 2 ** torch.arange(NUM_POSITIONS, dtype=torch.int64, device=weight.device)
+    return (bits * powers).sum(-1)
+
+
+
 def pattern_energies(weight: torch.Tensor, library: PatternLibrary) -> torch.Tensor:
     """``(K, C, P)``: squared weight each library pattern would keep, per kernel."""
     sq = weight.reshape(*weight.shape[:2], NUM_POSITIONS).float() ** 2
-    masks = library.masks().reshape(len(library), NUM_POSITIONS).to(sq.device)
+    masks = torch.from_numpy(library.masks()).reshape(len(library), NUM_POSITIONS).to(sq.device)
     return sq @ masks.T
 
 
@@ -56,7 +69,7 @@ def best_patterns(
 
 def masks_for_ids(ids: torch.Tensor, library: PatternLibrary) -> torch.Tensor:
     """``(..., 3, 3)`` boolean masks for a tensor of pattern ids."""
-    masks = library.masks(dtype=torch.bool).to(ids.device)
+    masks = torch.from_numpy(library.masks(dtype=bool)).to(ids.device)
     return masks[ids]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from patsparse.errors import UnknownLayerError, UnsupportedLayerError
+from patsparse.core.errors import UnknownLayerError, UnsupportedLayerError
 from patsparse.schemes.base import Scheme, scheme_from_dict
 
 PLAN_VERSION = 1

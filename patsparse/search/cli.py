@@ -20,7 +20,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _shape(text: str) -> tuple[int, ...]:
-    from patsparse.errors import SearchConfigError
+    from patsparse.core.errors import SearchConfigError
 
     try:
         return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())

@@ -29,7 +29,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from patsparse.errors import SearchConfigError
+from patsparse.core.errors import SearchConfigError
 from patsparse.search.space import SearchSpace
 
 BO_SAMPLERS = ("tpe", "gp")

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from patsparse.data import make_loaders
-from patsparse.errors import SearchConfigError
+from patsparse.core.errors import SearchConfigError
 from patsparse.pruning.pruners import MagnitudePruner
 from patsparse.schemes.plan import PruningPlan
 from patsparse.tasks import CLASSIFICATION, Task

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from patsparse.errors import LatencyMeasurementError, SearchConfigError, TrackerUnavailableError
+from patsparse.core.errors import LatencyMeasurementError, SearchConfigError, TrackerUnavailableError
 from patsparse.pruning.pruners import MagnitudePruner
 from patsparse.schemes.plan import PruningPlan
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from patsparse.errors import PatsparseError, SearchConfigError
+from patsparse.core.errors import PatsparseError, SearchConfigError
 from patsparse.export import load_pruned, save_pruned
 from patsparse.models import MODEL_NAMES, build_model, default_input_shape
 from patsparse.search.evaluate import split_train_val

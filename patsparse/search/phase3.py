@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from patsparse.errors import SearchConfigError
+from patsparse.core.errors import SearchConfigError
 from patsparse.pruning.api import METHODS, PruneResult, prune
 from patsparse.schemes.plan import PruningPlan
 from patsparse.tasks import CLASSIFICATION, Task

@@ -43,7 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 from torch.utils.data import DataLoader
 
-from patsparse.errors import (
+from patsparse.core.errors import (
     LatencyMeasurementError,
     SearchConfigError,
     TrackerUnavailableError,

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from patsparse.errors import InvalidRateError, SearchConfigError
+from patsparse.core.errors import InvalidRateError, SearchConfigError
 from patsparse.schemes.base import Scheme, make_scheme, scheme_class
 from patsparse.schemes.plan import PruningPlan, module_weight, prunable_layers
 

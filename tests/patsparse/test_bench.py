@@ -18,7 +18,7 @@ from patsparse.bench import (
     torch_layer_times,
 )
 from patsparse.cli import main
-from patsparse.errors import PatsparseError
+from patsparse.core.errors import PatsparseError
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from patsparse.errors import DataError
+from patsparse.core.errors import DataError
 from patsparse.models import build_model
 from patsparse.tasks import CLASSIFICATION, SUPER_RESOLUTION, TASKS
 from patsparse.train import make_optimizer, psnr

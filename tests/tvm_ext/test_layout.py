@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from patsparse.patterns import get_library
+from patsparse.core.patterns import get_library
 from tvm_ext.layout import Rejection, SparseConvLayout, analyze_conv_weight
 
 

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from patsparse.errors import DeviceSetupError
+from patsparse.core.errors import DeviceSetupError
 
 #: what the arm64 root holds besides Python (all from Debian bookworm)
 DEBIAN_PACKAGES = ("python3.11-minimal", "libpython3.11-stdlib", "libstdc++6", "libgcc-s1")

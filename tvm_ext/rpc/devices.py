@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from patsparse.errors import DeviceSetupError
+from patsparse.core.errors import DeviceSetupError
 from tvm_ext.rpc.arm64_root import Arm64Root, cache_dir, missing_tools
 from tvm_ext.rpc.session import LOOPBACK, TrackerAddress, query_keys, wait_for_key
 

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from patsparse.errors import RemoteError
+from patsparse.core.errors import RemoteError
 from tvm_ext._compat import close_rpc_session, derived_object, tvm
 from tvm_ext._compat import meta_schedule as ms
 from tvm_ext.rpc.session import TrackerAddress, open_session, request_session

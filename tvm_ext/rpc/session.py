@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from patsparse.errors import DeviceKeyMissingError, TrackerUnreachableError
+from patsparse.core.errors import DeviceKeyMissingError, TrackerUnreachableError
 from tvm_ext._compat import RPCTracker, close_rpc_session, rpc, rpc_base
 
 LOOPBACK = "127.0.0.1"

@@ -30,7 +30,7 @@ from patsparse.data import (
 )
 from patsparse.data.imagefolder import center_crop, resize_shorter
 from patsparse.data.sr import downsample, extract_patches
-from patsparse.errors import DataError, UnknownNameError
+from patsparse.core.errors import DataError, UnknownNameError
 
 # ---------------------------------------------------------------- digits
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from patsparse.errors import CheckpointError
+from patsparse.core.errors import CheckpointError
 from patsparse.export import load_pruned, save_pruned
 from patsparse.models import build_model
 from patsparse.pruning import MagnitudePruner

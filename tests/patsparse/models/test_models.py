@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from patsparse.errors import UnknownNameError
+from patsparse.core.errors import UnknownNameError
 from patsparse.models import (
     MODEL_NAMES,
     BasicBlock,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from patsparse.patterns import ALL_CANDIDATES, DESIGNED_8, PatternLibrary
+from patsparse.core.patterns import ALL_CANDIDATES, DESIGNED_8, PatternLibrary
 from patsparse.pruning.extraction import ExtractionConfig, extract_library
 
 

@@ -119,7 +119,7 @@ def test_pattern_selector_converges_to_dominant_pattern():
     lib = PatternScheme().library
     sel = PatternSelector(lib, (1, 1), step=0.2)
     w = torch.zeros(1, 1, 3, 3)
-    target = lib.masks()[5]
+    target = torch.from_numpy(lib.masks()[5])
     w[0, 0] = target * 2.0 + 0.01
     ids = [int(sel.update(w)) for _ in range(10)]
     assert ids[-1] == 5

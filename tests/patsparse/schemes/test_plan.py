@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from patsparse.errors import UnknownLayerError, UnsupportedLayerError
+from patsparse.core.errors import UnknownLayerError, UnsupportedLayerError
 from patsparse.models import build_model
 from patsparse.schemes import (
     BlockScheme,

@@ -9,8 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patsparse.errors import InvalidRateError, UnknownNameError, UnsupportedLayerError
-from patsparse.patterns import DESIGNED_8, kernel_codes
+from patsparse.core.errors import InvalidRateError, UnknownNameError, UnsupportedLayerError
+from patsparse.core.patterns import DESIGNED_8, mask_from_code
+from patsparse.schemes.pattern import kernel_codes
 from patsparse.schemes import (
     BlockPatternScheme,
     BlockScheme,
@@ -289,3 +290,12 @@ def test_balanced_patterns_rejects_caps_that_cannot_hold_the_kept_channels():
         balanced_patterns(energy, keep, caps=[0] * 7 + [5])
     ids = balanced_patterns(energy, keep, caps=[0] * 7 + [6])
     assert ids.tolist() == [7] * 6
+
+
+def test_kernel_codes_reads_supports():
+    w = torch.zeros(2, 3, 3, 3)
+    w[0, 1] = torch.tensor(mask_from_code(DESIGNED_8.codes[2]), dtype=torch.float32) * 0.5
+    codes = kernel_codes(w)
+    assert codes.shape == (2, 3)
+    assert int(codes[0, 1]) == DESIGNED_8.codes[2]
+    assert int(codes.sum()) == DESIGNED_8.codes[2]  # pruned kernels have code 0

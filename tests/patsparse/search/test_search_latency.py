@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from patsparse.errors import SearchConfigError, TrackerUnavailableError
+from patsparse.core.errors import SearchConfigError, TrackerUnavailableError
 from patsparse.models import build_model
 from patsparse.schemes import PruningPlan, make_scheme
 from patsparse.search import (

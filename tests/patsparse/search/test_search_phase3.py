@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patsparse.errors import SearchConfigError
+from patsparse.core.errors import SearchConfigError
 from patsparse.search.phase3 import Phase3Config, choose_algorithm
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patsparse.errors import InvalidRateError, SearchConfigError, UnknownNameError
+from patsparse.core.errors import InvalidRateError, SearchConfigError, UnknownNameError
 from patsparse.models import build_model
 from patsparse.schemes import FilterScheme, PatternConnectivityScheme
 from patsparse.search import Choice, SearchSpace, SpaceConfig

@@ -8,7 +8,7 @@ import pytest
 from _search_helpers import search_cmd
 
 from patsparse.cli import main
-from patsparse.errors import SearchConfigError
+from patsparse.core.errors import SearchConfigError
 
 
 def test_sr_search_end_to_end_reports_psnr(tmp_path, capsys):

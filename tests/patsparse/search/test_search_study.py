@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 
-from patsparse.errors import SearchConfigError
+from patsparse.core.errors import SearchConfigError
 from patsparse.models import build_model
 from patsparse.search import (
     FastEvalConfig,

@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from patsparse.patterns import ALL_CANDIDATES, PatternLibrary
+from patsparse.core.patterns import ALL_CANDIDATES, PatternLibrary
 from patsparse.schemes import BlockPatternScheme, PatternConnectivityScheme, PatternScheme
 from tvm_ext._compat import relax
 from tvm_ext.passes import PatternSparseConv2D

@@ -42,7 +42,7 @@ def test_sparse_conv_runs_on_pocl_through_the_tracker(h, tracker, adreno, block)
 
 def test_abandoned_request_does_not_take_the_device(tracker, rpc_h):
     """A client that gave up waiting (queue timeout) must not swallow the next free server."""
-    from patsparse.errors import DeviceKeyMissingError
+    from patsparse.core.errors import DeviceKeyMissingError
 
     rpc_h.require("adreno")
     with pytest.raises(DeviceKeyMissingError):

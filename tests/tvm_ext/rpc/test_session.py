@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from patsparse.errors import DeviceKeyMissingError, TrackerUnreachableError
+from patsparse.core.errors import DeviceKeyMissingError, TrackerUnreachableError
 from tvm_ext.rpc.session import TrackerAddress, query_keys, request_session, wait_for_key
 
 

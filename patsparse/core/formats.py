@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from patsparse.errors import PatternLibraryError
-from patsparse.patterns.library import NUM_POSITIONS, PatternLibrary, positions_from_code
+from patsparse.core.errors import PatternLibraryError
+from patsparse.core.patterns import NUM_POSITIONS, PatternLibrary, positions_from_code
 
 
 def kernel_codes_np(dense: np.ndarray) -> np.ndarray:

@@ -68,7 +68,3 @@ class SearchConfigError(PatsparseError, ValueError):
 
 class LatencyMeasurementError(PatsparseError, RuntimeError):
     """A candidate model could not be compiled or timed on the target."""
-
-
-class TrackerUnavailableError(LatencyMeasurementError, RemoteError):
-    """The RPC tracker cannot be reached, or no device is registered under the key."""

@@ -4,10 +4,9 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
-from patsparse.errors import PatternLibraryError, UnknownNameError
-from patsparse.patterns import (
+from patsparse.core.errors import PatternLibraryError, UnknownNameError
+from patsparse.core.patterns import (
     ALL_CANDIDATES,
     DESIGNED_8,
     ELOG_4,
@@ -16,7 +15,6 @@ from patsparse.patterns import (
     code_from_mask,
     code_from_positions,
     get_library,
-    kernel_codes,
     mask_from_code,
     positions_from_code,
 )
@@ -62,15 +60,6 @@ def test_code_round_trips():
     lib = PatternLibrary.from_masks(DESIGNED_8.masks())
     assert lib.codes == DESIGNED_8.codes
     assert PatternLibrary.from_dict(DESIGNED_8.to_dict()) == DESIGNED_8
-
-
-def test_kernel_codes_reads_supports():
-    w = torch.zeros(2, 3, 3, 3)
-    w[0, 1] = torch.tensor(mask_from_code(DESIGNED_8.codes[2]), dtype=torch.float32) * 0.5
-    codes = kernel_codes(w)
-    assert codes.shape == (2, 3)
-    assert int(codes[0, 1]) == DESIGNED_8.codes[2]
-    assert int(codes.sum()) == DESIGNED_8.codes[2]  # pruned kernels have code 0
 
 
 @pytest.mark.parametrize(

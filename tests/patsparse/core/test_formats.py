@@ -6,9 +6,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patsparse.errors import PatternLibraryError
-from patsparse.formats import PatternSparseWeight, csr_nbytes, dense_nbytes
-from patsparse.patterns import DESIGNED_8, get_library, kernel_codes
+from patsparse.core.errors import PatternLibraryError
+from patsparse.core.formats import PatternSparseWeight, csr_nbytes, dense_nbytes
+from patsparse.core.patterns import DESIGNED_8, get_library
+from patsparse.schemes.pattern import kernel_codes
 from patsparse.schemes import PatternConnectivityScheme
 
 

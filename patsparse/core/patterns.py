@@ -30,9 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from patsparse.errors import PatternLibraryError, UnknownNameError
+from patsparse.core.errors import PatternLibraryError, UnknownNameError
 
 KERNEL_SIZE = 3
 NUM_POSITIONS = KERNEL_SIZE * KERNEL_SIZE
@@ -63,24 +62,22 @@ def mask_from_code(code: int) -> np.ndarray:
     return flat.reshape(KERNEL_SIZE, KERNEL_SIZE)
 
 
-def code_from_mask(mask: np.ndarray | torch.Tensor) -> int:
-    """Encode a 3x3 boolean/0-1 mask as a pattern code."""
-    arr = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
+def _as_array(values: object) -> np.ndarray:
+    """A numpy array from numpy data or anything array-like (a torch tensor included,
+    detached, without importing torch here)."""
+    detach = getattr(values, "detach", None)
+    if detach is not None:
+        return np.asarray(detach().cpu().numpy())
+    return np.asarray(values)
+
+
+def code_from_mask(mask: object) -> int:
+    """Encode a 3x3 boolean/0-1 mask (numpy or torch) as a pattern code."""
+    arr = _as_array(mask)
     if arr.shape != (KERNEL_SIZE, KERNEL_SIZE):
         raise PatternLibraryError(f"a pattern mask must be 3x3, got shape {arr.shape}")
     flat = arr.reshape(-1) != 0
     return int(sum(1 << i for i in range(NUM_POSITIONS) if flat[i]))
-
-
-def kernel_codes(weight: torch.Tensor) -> torch.Tensor:
-    """Pattern code of every 3x3 kernel of a ``(K, C, 3, 3)`` weight (0 for pruned kernels)."""
-    if weight.dim() != 4 or tuple(weight.shape[-2:]) != (KERNEL_SIZE, KERNEL_SIZE):
-        raise PatternLibraryError(
-            f"kernel_codes needs a (K, C, 3, 3) weight, got shape {tuple(weight.shape)}"
-        )
-    bits = (weight.detach() != 0).reshape(*weight.shape[:2], NUM_POSITIONS).to(torch.int64)
-    powers = 2 ** torch.arange(NUM_POSITIONS, dtype=torch.int64, device=weight.device)
-    return (bits * powers).sum(-1)
 
 
 def render(code: int) -> str:
@@ -127,15 +124,13 @@ class PatternLibrary:
 
     @classmethod
     def from_masks(
-        cls, masks: np.ndarray | torch.Tensor | Sequence[np.ndarray], *, name: str = "custom"
+        cls, masks: np.ndarray | Sequence[np.ndarray] | object, *, name: str = "custom"
     ) -> PatternLibrary:
-        """From a ``(P, 3, 3)`` array (or list of 3x3 arrays) of 0/1 masks."""
-        if isinstance(masks, torch.Tensor):
-            arr = masks.detach().cpu().numpy()
-        elif isinstance(masks, np.ndarray):
-            arr = masks
+        """From a ``(P, 3, 3)`` array (numpy or torch, or a list of 3x3 arrays) of 0/1 masks."""
+        if isinstance(masks, np.ndarray) or hasattr(masks, "detach"):
+            arr = _as_array(masks)
         else:
-            items = list(masks)
+            items = list(masks)  # type: ignore[call-overload]
             arr = np.stack(items) if items else np.zeros((0, KERNEL_SIZE, KERNEL_SIZE))
         if arr.ndim != 3 or arr.shape[1:] != (KERNEL_SIZE, KERNEL_SIZE):
             raise PatternLibraryError(
@@ -165,9 +160,10 @@ class PatternLibrary:
         """Weights each pattern keeps (4 for the papers' libraries)."""
         return bin(self.codes[0]).count("1")
 
-    def masks(self, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """``(P, 3, 3)`` tensor of the masks, in library order."""
-        return torch.tensor(np.stack([mask_from_code(c) for c in self.codes]), dtype=dtype)
+    def masks(self, *, dtype: type | np.dtype = np.float32) -> np.ndarray:
+        """``(P, 3, 3)`` array of the masks, in library order (``torch.from_numpy`` for a
+        tensor)."""
+        return np.stack([mask_from_code(c) for c in self.codes]).astype(dtype)
 
     def index(self, code: int) -> int:
         """Pattern id of ``code`` in this library."""
