@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from _timing import median_ms
 
+from patsparse.compiler.compile import compile_torch
 from patsparse.models import build_model, default_input_shape
 from patsparse.pruning import MagnitudePruner
 from patsparse.schemes import BlockPatternScheme, PatternConnectivityScheme, PruningPlan
 from tvm_ext._compat import tensor, tvm
-from tvm_ext.pipeline import compile_torch
 
 THREADS = int(os.environ.setdefault("TVM_NUM_THREADS", "2"))
 

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from _timing import median_ms
 
+from patsparse.compiler.compile import compile_torch, import_torch
 from patsparse.schemes import BlockPatternScheme, PatternConnectivityScheme
 from tvm_ext._compat import host_target, tensor, tvm
-from tvm_ext.pipeline import compile_torch, import_torch
-from tvm_ext.tuning.tune import lower_for_tuning, tune_module
+from tvm_ext.pipeline import lower_for_tuning
+from tvm_ext.tuning.tune import tune_module
 
 THREADS = int(os.environ.setdefault("TVM_NUM_THREADS", "2"))
 

@@ -111,7 +111,7 @@ class BenchConfig:
         self._check_device()
 
     def _check_device(self) -> None:
-        from patsparse.deploy import TARGETS
+        from tvm_ext.targets import PRESET_NAMES as TARGETS
 
         if self.target not in TARGETS:
             raise PatsparseError(f"unknown target {self.target!r}; use one of {', '.join(TARGETS)}")
@@ -443,20 +443,16 @@ def _progress(msg: str) -> None:
 
 def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> dict[str, Any]:
     """Measure one model (see the module docstring); returns a JSON-ready dict."""
+    from patsparse.compiler.compile import compile_torch, import_torch
     from tvm_ext._compat import host_target, set_threads, tensor, tvm
-    from tvm_ext.pipeline import compile_torch, import_torch
-    from tvm_ext.tuning.tune import (
-        RECORD_FILE,
-        log_dir,
-        lower_for_tuning,
-        other_target_logs,
-        prune_logs,
-        tune_module,
-    )
+    from tvm_ext.pipeline import lower_for_tuning
+    from tvm_ext.tuning.logs import RECORD_FILE, log_dir, other_target_logs, prune_logs
+    from tvm_ext.tuning.tune import tune_module
 
     builder = runner = None
     if cfg.remote:
-        from patsparse.deploy import remote_measure, resolve_target
+        from patsparse.compiler.remote import remote_measure
+        from patsparse.compiler.targets import resolve_target
 
         target = resolve_target(cfg.target)
         # the device must serve the key now (a clear error before any compiling)
@@ -631,9 +627,9 @@ def _remote_end_to_end(
 def _stock_is_tuned(dense: nn.Module, x: torch.Tensor, target: Any, logs: Any) -> bool:
     """True if the tuning logs hold a record for every conv / matmul task of TVM's stock
     lowering of the dense model (untuned, those run as plain loops: not worth timing)."""
+    from patsparse.compiler.compile import import_torch
     from tvm_ext._compat import meta_schedule as ms
-    from tvm_ext.pipeline import import_torch
-    from tvm_ext.tuning.tune import lower_for_tuning
+    from tvm_ext.pipeline import lower_for_tuning
 
     mod = lower_for_tuning(import_torch(dense, x), target, blocked=False)
     db = ms.database.JSONDatabase(work_dir=str(logs))

@@ -148,8 +148,9 @@ def _run_prune(args: argparse.Namespace) -> dict[str, Any]:
 
 def _demo_tvm(checkpoint: str) -> dict[str, Any]:
     """Import the pruned checkpoint into TVM, rewrite, verify, run the digits test set."""
+    from patsparse.compiler.compile import compile_model, compiled_accuracy
     from patsparse.data import load_digits_split, make_loaders
-    from patsparse.deploy import compile_model, compiled_accuracy, load_model_spec
+    from patsparse.model_spec import load_model_spec
 
     model, arch, _ = load_model_spec(checkpoint)
     result = compile_model(model, arch, verify=True)
@@ -309,7 +310,8 @@ def _tune_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
-    from patsparse.deploy import load_model_spec, tune_model
+    from patsparse.compiler.tune import tune_model
+    from patsparse.model_spec import load_model_spec
 
     if args.trials < 1:
         raise PatsparseError(f"--trials must be >= 1, got {args.trials}")
@@ -426,8 +428,43 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
 
 
+def format_compile(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{'conv':<5}{'weight':<20}{'result':<10}{'kind':<8}{'fused':<34}"
+        f"{'dense/CSR/ours bytes':>26}{'max err':>10}  reason"
+    ]
+    for r in summary["layers"]:
+        sb = r["storage_bytes"]
+        store = f"{sb['dense']}/{sb['csr']}/{sb['ours']}" if sb else "-"
+        err = f"{r['max_abs_error']:.1e}" if r["max_abs_error"] is not None else "-"
+        lines.append(
+            f"{r['index']:<5}{'x'.join(map(str, r['weight_shape'])):<20}"
+            f"{'rewritten' if r['rewritten'] else 'kept':<10}{r['kind'] or '-':<8}"
+            f"{'+'.join(r['fused']) or '-':<34}{store:>26}{err:>10}  "
+            f"{'' if r['rewritten'] else r['reason']}"
+        )
+    st = summary["storage_bytes_rewritten_layers"]
+    lines.append(
+        f"{summary['rewritten']}/{summary['convs']} convs rewritten, "
+        f"{len(summary['compacted'])} structured convs compacted, {len(summary['blocked'])} "
+        f"other convs on the blocked kernel; rewritten weights: dense "
+        f"{st['dense']} B, CSR {st['csr']} B, ours {st['ours']} B; max abs error vs PyTorch "
+        + (
+            f"{summary['max_abs_error_vs_pytorch']:.2e}"
+            if summary["max_abs_error_vs_pytorch"] is not None
+            else "- (compiled for another device; --tracker/--key run arm64 models there)"
+        )
+        + f"; compile {summary['compile_seconds']} s"
+    )
+    if summary.get("remote_latency_ms") is not None:
+        lines.append(f"remote latency (median): {summary['remote_latency_ms']:.3f} ms")
+    return "\n".join(lines)
+
+
 def _cmd_compile(args: argparse.Namespace) -> None:
-    from patsparse.deploy import compile_model, format_compile, load_model_spec, logs_for
+    from patsparse.compiler.compile import compile_model
+    from patsparse.compiler.tune import logs_for
+    from patsparse.model_spec import load_model_spec
 
     scheme = _scheme_from_args(args.scheme, args.compression, args.library, args.block_size)
     model, arch, source = load_model_spec(args.model, scheme=scheme)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from patsparse.core.errors import DataError, UnknownNameError
 from patsparse.data import (
     ImageFolderDataset,
     load_cifar10,
@@ -23,7 +24,6 @@ from patsparse.data import (
     load_sr_patches,
     make_loaders,
 )
-from patsparse.core.errors import DataError, UnknownNameError
 from patsparse.export.checkpoint import save_pruned
 from patsparse.models import build_model, default_input_shape
 from patsparse.pruning.api import PruneConfig, prune

@@ -22,7 +22,6 @@ import tvm.s_tir.meta_schedule as meta_schedule
 from tvm import relax, rpc, te, tirx
 from tvm.ir import Constant as IRConstant
 from tvm.ir.utils import derived_object  # MetaSchedule's Py* subclasses need it
-from tvm.relax.frontend.torch import from_exported_program
 from tvm.relax.ir.instrument import WellFormedInstrument
 from tvm.rpc import base as rpc_base
 from tvm.rpc.server import Server as RPCServer
@@ -39,6 +38,14 @@ SUPPORTED_VERSIONS = ("0.27",)
 
 #: array constructor (``tvm.nd.array`` in TVM < 0.25)
 tensor = tvm.runtime.tensor
+
+
+def from_exported_program(exported: Any, **options: Any) -> Any:
+    """TVM's torch.export importer (``tvm.relax.frontend.torch``), imported on first use:
+    that module imports torch, which ``tvm_ext`` itself never loads."""
+    from tvm.relax.frontend.torch import from_exported_program as importer
+
+    return importer(exported, **options)
 
 
 @contextlib.contextmanager

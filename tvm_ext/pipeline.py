@@ -1,4 +1,11 @@
-"""The ready pipeline and the one-call helper from a PyTorch module to a compiled module.
+"""Every Relax pipeline of tvm_ext, and the one call from a Relax module to a compiled model.
+
+- :func:`pattern_sparse_pipeline`: the default (our rewrites with hand schedules, then TVM's);
+- :func:`lower_for_tuning`: the rewrites left unscheduled, legalised and fused: tasks for
+  MetaSchedule (:func:`tvm_ext.tuning.tune.tune_module`);
+- :func:`tuned_pipeline`: the rewrites with tuning logs applied (:mod:`tvm_ext.tuning.logs`);
+- :func:`compile_module`: a Relax module (weights as constants) to a :class:`CompiledModel`.
+  From a PyTorch module: ``patsparse.compiler.compile_torch``.
 
 Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
 
@@ -24,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tvm_ext._compat import Target, from_exported_program, host_target, relax, tensor, tvm
+from tvm_ext._compat import Target, host_target, relax, tensor, tvm
 from tvm_ext.passes import (
     BlockedConv2D,
     ChainConvLayouts,
@@ -36,6 +43,7 @@ from tvm_ext.passes import (
 )
 from tvm_ext.passes.chain_conv_layouts import ChainRecord
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
+from tvm_ext.tuning.logs import logs_database
 
 #: ``blocked=False``: leave the convs the pattern pass does not take to TVM's lowering
 Blocked = BlockedConv2D | Literal[False] | None
@@ -115,13 +123,66 @@ def pattern_sparse_pipeline(
     )
 
 
-def import_torch(model: Any, example: np.ndarray | Any) -> tvm.IRModule:
-    """``torch.export`` + Relax import with the weights as constants."""
-    import torch
+def lower_for_tuning(
+    mod: tvm.IRModule,
+    target: Target,
+    *,
+    sparse: PatternSparseConv2D | None = None,
+    compact: CompactStructuredConv2D | None = None,
+    blocked: Blocked = None,
+    chain: Chain = None,
+) -> tvm.IRModule:
+    """Our rewrites (sparse and blocked kernels left unscheduled), then legalise and fuse:
+    tasks ready. ``blocked=False`` leaves dense convs to TVM (stock tasks); chained kernels
+    stay unscheduled too (they are scheduled only where the kernels they replace were)."""
+    seq = tvm.transform.Sequential(
+        [
+            *rewrite_passes(
+                sparse=sparse
+                if sparse is not None
+                else default_sparse_pass(blocked=blocked is not False, schedule=False),
+                compact=compact,
+                blocked=blocked if blocked is not None else BlockedConv2D(schedule=False),
+                chain=chain,
+            ),
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )
+    with target:
+        return seq(mod)
 
-    x = example if isinstance(example, torch.Tensor) else torch.from_numpy(np.asarray(example))
-    exported = torch.export.export(model.eval(), (x,))
-    return from_exported_program(exported, keep_params_as_input=False)
+
+def tuned_pipeline(
+    target: Target,
+    work_dir: Path | str | None,
+    *,
+    sparse: PatternSparseConv2D | None = None,
+    compact: CompactStructuredConv2D | None = None,
+    blocked: Blocked = None,
+    chain: Chain = None,
+) -> tvm.transform.Pass:
+    """Rewrite, apply the tuning logs in ``work_dir`` (if any, through
+    :func:`logs_database`), schedule what has no record with the defaults, then TVM's default
+    pipeline."""
+    from tvm_ext.passes.schedule_leftovers import ScheduleUntunedPatternConvs
+
+    @tvm.transform.module_pass(opt_level=0, name="patsparse_tuned_pipeline")
+    def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        mod = lower_for_tuning(
+            mod, target, sparse=sparse, compact=compact, blocked=blocked, chain=chain
+        )
+        with target:
+            if work_dir is not None and Path(work_dir).is_dir():
+                with logs_database(work_dir):
+                    mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+            mod = ScheduleUntunedPatternConvs()(mod)  # type: ignore[operator]
+        return relax.get_default_pipeline(target)(mod)
+
+    return _pipeline
 
 
 @dataclass
@@ -167,9 +228,8 @@ class CompiledModel:
         return export_library(self.executable, path, self.target)
 
 
-def compile_torch(
-    model: Any,
-    example: Any,
+def compile_module(
+    mod: tvm.IRModule,
     *,
     target: Target | None = None,
     sparse: PatternSparseConv2D | None = None,
@@ -178,15 +238,15 @@ def compile_torch(
     blocked: bool = True,
     chain: bool = True,
 ) -> CompiledModel:
-    """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile.
+    """Rewrite a Relax module's pattern-sparse convs (and the rest, see the phases above),
+    compile it, and keep what each pass did.
 
-    ``logs``: a MetaSchedule database directory (``patsparse tune``); its schedules are
-    applied, and functions without a record get the default schedules. ``blocked=False``
-    leaves the convs the pattern pass does not take to TVM's own lowering; ``chain=False``
-    keeps NCHW between rewritten convs.
+    ``mod``: any Relax module with its weights as constants (from torch.export, ONNX, or
+    built by hand). ``logs``: a MetaSchedule database directory (``patsparse tune``); its
+    schedules are applied, and functions without a record get the default schedules.
+    ``blocked=False`` leaves the convs the pattern pass does not take to TVM's own lowering;
+    ``chain=False`` keeps NCHW between rewritten convs.
     """
-    from tvm_ext.tuning.tune import tuned_pipeline
-
     target = target or host_target()
     sparse = sparse or default_sparse_pass(
         blocked=blocked, verify=verify, target=target, schedule=logs is None
@@ -197,7 +257,6 @@ def compile_torch(
     )
     chained = ChainConvLayouts(enabled=chain, target=target)
     start = time.perf_counter()
-    mod = import_torch(model, example)
     pipeline = (
         tuned_pipeline(target, logs, sparse=sparse, compact=compact, blocked=dense, chain=chained)
         if logs is not None

@@ -28,7 +28,8 @@ def conv2d_nchw(
     k, cg, r, s = weight.shape
     if c != cg * groups or k % groups:
         raise ValueError(
-            f"conv2d_nchw: input has {c} channels, weight {tuple(weight.shape)} with groups={groups}"
+            f"conv2d_nchw: input has {c} channels, weight {tuple(weight.shape)} "
+            f"with groups={groups}"
         )
     pt, pl, pb, pr = padding
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))

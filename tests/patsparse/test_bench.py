@@ -121,7 +121,7 @@ def test_bench_prune_logs_drops_workloads_the_model_no_longer_has(tmp_path, caps
     workload, dropped with its record); without logs it is a clear error."""
     from tvm_ext._compat import Schedule, host_target, te, tvm
     from tvm_ext._compat import meta_schedule as ms
-    from tvm_ext.tuning.tune import log_dir
+    from tvm_ext.tuning.logs import log_dir
 
     work = log_dir("digits-cnn", host_target(num_cores=1), tmp_path)
     work.mkdir(parents=True)
@@ -150,7 +150,7 @@ def test_bench_names_the_targets_that_have_logs_when_this_one_has_none(tmp_path,
     """Logs never cross targets: on a CPU the shipped logs were not tuned for (say znver5 next
     to logs for znver4), bench runs the default schedules and says which targets have logs."""
     from tvm_ext._compat import host_target
-    from tvm_ext.tuning.tune import RECORD_FILE, log_dir, target_key
+    from tvm_ext.tuning.logs import RECORD_FILE, log_dir, target_key
 
     here = log_dir("digits-cnn", host_target(num_cores=1), tmp_path)
     other = here.parent / "llvm-otherchip-1c"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
-from patsparse.models import build_model
 from patsparse.core.patterns import ALL_CANDIDATES, DESIGNED_8, mask_from_code
+from patsparse.models import build_model
 from patsparse.pruning import MagnitudePruner
 from patsparse.report import sparsity_report
 from patsparse.schemes import PatternConnectivityScheme, PruningPlan

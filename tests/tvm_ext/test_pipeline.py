@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from patsparse.compiler.compile import compile_torch
 from patsparse.models import build_model, default_input_shape
 from patsparse.pruning import MagnitudePruner
 from patsparse.schemes import BlockPatternScheme, PatternConnectivityScheme, PruningPlan
 from tvm_ext._compat import tensor, tvm
-from tvm_ext.pipeline import compile_torch, load_compiled
+from tvm_ext.pipeline import load_compiled
 
 
 def _pruned(name, scheme, seed=0):

@@ -58,8 +58,9 @@ def test_options_validate_and_round_trip():
 
 
 def test_deploy_resolves_presets():
-    from patsparse.deploy import TARGETS, resolve_target
+    from patsparse.compiler.targets import resolve_target
     from patsparse.core.errors import PatsparseError
+    from tvm_ext.targets import PRESET_NAMES as TARGETS
 
     assert set(TARGETS) == {"host", "arm64", "adreno"}
     assert dict(resolve_target("arm64", mcpu="cortex-a55").export())["mcpu"] == "cortex-a55"

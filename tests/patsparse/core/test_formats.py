@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from patsparse.core.errors import PatternLibraryError
 from patsparse.core.formats import PatternSparseWeight, csr_nbytes, dense_nbytes
 from patsparse.core.patterns import DESIGNED_8, get_library
-from patsparse.schemes.pattern import kernel_codes
 from patsparse.schemes import PatternConnectivityScheme
+from patsparse.schemes.pattern import kernel_codes
 
 
 def _pruned(k, c, density, seed):

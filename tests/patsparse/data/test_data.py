@@ -13,6 +13,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
+from patsparse.core.errors import DataError, UnknownNameError
 from patsparse.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -30,7 +31,6 @@ from patsparse.data import (
 )
 from patsparse.data.imagefolder import center_crop, resize_shorter
 from patsparse.data.sr import downsample, extract_patches
-from patsparse.core.errors import DataError, UnknownNameError
 
 # ---------------------------------------------------------------- digits
 

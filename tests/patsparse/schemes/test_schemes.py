@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from patsparse.core.errors import InvalidRateError, UnknownNameError, UnsupportedLayerError
 from patsparse.core.patterns import DESIGNED_8, mask_from_code
-from patsparse.schemes.pattern import kernel_codes
 from patsparse.schemes import (
     BlockPatternScheme,
     BlockScheme,
@@ -27,6 +26,7 @@ from patsparse.schemes import (
     scheme_from_dict,
     scheme_names,
 )
+from patsparse.schemes.pattern import kernel_codes
 
 CONV_SCHEMES = [
     PatternScheme(),

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from patsparse.bench import BenchConfig, prune_for_bench
+from patsparse.compiler.compile import compile_torch
 from patsparse.models import build_model, default_input_shape
 from tvm_ext._compat import relax, tvm
 from tvm_ext.layout import analyze_blocked_weight, analyze_conv_weight
 from tvm_ext.passes import BlockedConv2D, ChainConvLayouts, PatternSparseConv2D
 from tvm_ext.passes.pattern_sparse_conv2d import CONV_ATTR, OPAQUE
-from tvm_ext.pipeline import compile_torch
 from tvm_ext.te.pattern_conv import (
     PAD_BLOCK,
     BlockedActivation,

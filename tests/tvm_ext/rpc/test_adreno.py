@@ -77,10 +77,12 @@ def test_tune_on_the_emulated_adreno_then_run_the_tuned_kernel(
 ):
     """2 trials: GPU candidates (our rule's thread binding) built, run on PoCL, recorded; the
     best schedule from the database then runs through the tracker and matches PyTorch."""
+    from patsparse.compiler.compile import compile_torch, import_torch
     from tvm_ext._compat import meta_schedule as ms
-    from tvm_ext.pipeline import compile_torch, import_torch
+    from tvm_ext.pipeline import lower_for_tuning
     from tvm_ext.rpc.runner import RemoteRunnerConfig, TrackerRunner, remote_builder
-    from tvm_ext.tuning.tune import log_dir, lower_for_tuning, tune_module
+    from tvm_ext.tuning.logs import log_dir
+    from tvm_ext.tuning.tune import tune_module
 
     model, x = sparse_conv_model
     target = make_target("adreno")

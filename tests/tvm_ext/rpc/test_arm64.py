@@ -6,20 +6,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from patsparse.compiler.compile import compile_torch, import_torch
 from tvm_ext._compat import derived_object
 from tvm_ext._compat import meta_schedule as ms
-from tvm_ext.pipeline import compile_torch, import_torch
+from tvm_ext.pipeline import lower_for_tuning
 from tvm_ext.rpc.remote import RemoteModel
 from tvm_ext.rpc.runner import RemoteRunnerConfig, TrackerRunner, remote_builder
 from tvm_ext.targets import make_target
-from tvm_ext.tuning.tune import _measured, log_dir, lower_for_tuning, tune_module
+from tvm_ext.tuning.logs import is_measured, log_dir
+from tvm_ext.tuning.tune import tune_module
 
 pytestmark = [pytest.mark.rpc, pytest.mark.tuning]
 
 
 def _measured_records(work):
     db = ms.database.JSONDatabase(work_dir=str(work))
-    return [r for r in db.get_all_tuning_records() if _measured(r)]
+    return [r for r in db.get_all_tuning_records() if is_measured(r)]
 
 
 def test_tune_over_rpc_then_run_the_tuned_model_remotely(

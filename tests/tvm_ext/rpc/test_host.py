@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tvm_ext.pipeline import import_torch
+from patsparse.compiler.compile import import_torch
+from tvm_ext.pipeline import lower_for_tuning
 from tvm_ext.rpc.runner import TrackerRunner, measure_on_device
 from tvm_ext.targets import make_target
-from tvm_ext.tuning.tune import log_dir, lower_for_tuning, tune_module
+from tvm_ext.tuning.logs import log_dir
+from tvm_ext.tuning.tune import tune_module
 
 pytestmark = [pytest.mark.rpc, pytest.mark.tuning]
 

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from patsparse.compiler.compile import compile_torch, import_torch
 from patsparse.schemes import PatternConnectivityScheme
 from tvm_ext._compat import host_target
-from tvm_ext.pipeline import compile_torch, import_torch
-from tvm_ext.tuning.tune import log_dir, lower_for_tuning, target_key, tune_module
+from tvm_ext.pipeline import lower_for_tuning
+from tvm_ext.tuning.logs import log_dir, target_key
+from tvm_ext.tuning.tune import tune_module
 
 
 class OneConv(torch.nn.Module):
@@ -77,7 +79,7 @@ def test_logs_database_keeps_the_hand_schedule_unless_clearly_beaten(
     from tvm_ext.layout import analyze_conv_weight
     from tvm_ext.schedules.cpu import schedule_for_target, schedule_pattern_conv
     from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, pattern_conv2d_te
-    from tvm_ext.tuning.tune import TUNED_MARGIN, logs_database
+    from tvm_ext.tuning.logs import TUNED_MARGIN, logs_database
 
     assert tuned_secs / hand_secs > TUNED_MARGIN or picked == "tuned"
     w = h.pattern_weight(16, 8, density=0.3, block=16, seed=2)
@@ -130,10 +132,10 @@ def test_prune_logs_drops_stale_workloads_and_renumbers_records(tmp_path):
 
     from tvm_ext._compat import Schedule
     from tvm_ext._compat import meta_schedule as ms
-    from tvm_ext.tuning.tune import (
+    from tvm_ext.tuning.logs import (
         BUDGET_FILE,
         DEFAULT_MARK,
-        _is_pattern_task,
+        is_pattern_task,
         logs_database,
         prune_logs,
     )
@@ -195,7 +197,7 @@ def test_prune_logs_drops_stale_workloads_and_renumbers_records(tmp_path):
     plain = [
         t
         for t in ms.relax_integration.extract_tasks(current, target)
-        if not _is_pattern_task(t.dispatched[0])
+        if not is_pattern_task(t.dispatched[0])
     ]
     assert len(logs_database(tmp_path).get_all_tuning_records()) == len(plain)
     assert prune_logs(tmp_path, [current], target).dropped_workloads == 0
@@ -214,7 +216,7 @@ def test_a_changed_hand_schedule_is_measured_again_and_applied_fresh(tmp_path, m
     from tvm_ext._compat import meta_schedule as ms
     from tvm_ext.schedules import cpu
     from tvm_ext.schedules.cpu import schedule_pattern_conv
-    from tvm_ext.tuning.tune import BUDGET_FILE, HAND_MARK, logs_database
+    from tvm_ext.tuning.logs import BUDGET_FILE, HAND_MARK, logs_database
 
     torch.manual_seed(0)
     model = OneConv().eval()

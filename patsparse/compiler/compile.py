@@ -1,0 +1,139 @@
+"""Compile a (pruned) PyTorch module with tvm_ext: torch.export, Relax import, our pipeline."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from patsparse.compiler.targets import resolve_target
+from patsparse.core.errors import PatsparseError
+from patsparse.models import default_input_shape
+from tvm_ext._compat import Target, from_exported_program, tvm
+from tvm_ext.passes import PatternSparseConv2D
+from tvm_ext.pipeline import CompiledModel, compile_module
+from tvm_ext.rpc.remote import RemoteModel
+from tvm_ext.rpc.session import TrackerAddress
+from tvm_ext.targets import is_cross, is_gpu
+
+
+def import_torch(model: nn.Module, example: np.ndarray | torch.Tensor) -> tvm.IRModule:
+    """``torch.export`` + Relax import with the weights as constants."""
+    x = example if isinstance(example, torch.Tensor) else torch.from_numpy(np.asarray(example))
+    exported = torch.export.export(model.eval(), (x,))
+    return from_exported_program(exported, keep_params_as_input=False)
+
+
+def compile_torch(
+    model: nn.Module,
+    example: np.ndarray | torch.Tensor,
+    *,
+    target: Target | None = None,
+    sparse: PatternSparseConv2D | None = None,
+    verify: bool = False,
+    logs: str | Path | None = None,
+    blocked: bool = True,
+    chain: bool = True,
+) -> CompiledModel:
+    """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile
+    (:func:`tvm_ext.pipeline.compile_module`, whose options these are)."""
+    return compile_module(
+        import_torch(model, example),
+        target=target,
+        sparse=sparse,
+        verify=verify,
+        logs=logs,
+        blocked=blocked,
+        chain=chain,
+    )
+
+
+@dataclass
+class CompileResult:
+    compiled: CompiledModel
+    summary: dict[str, Any]
+
+
+def compile_model(
+    model: nn.Module,
+    arch: str,
+    *,
+    target: str = "host",
+    verify: bool = True,
+    export: str | None = None,
+    logs: str | Path | None = None,
+    tracker: str | None = None,
+    key: str | None = None,
+) -> CompileResult:
+    """Compile with the pattern-sparse pipeline; report rewrites, storage and errors.
+
+    Models for another device (``arm64``) run there when ``tracker``/``key`` name one (the
+    error vs PyTorch and the latency are then measured remotely); otherwise they are only
+    compiled (and exported)."""
+    tgt = resolve_target(target)
+
+    if tracker and is_gpu(tgt):
+        raise PatsparseError(
+            "whole GPU models run through TVM's OpenCL runtime (a phone's RPC app), which the "
+            "emulated Adreno device does not have: export with --out and run it on the phone; "
+            "the emulated device runs single kernels (tvm_ext.rpc.opencl) and tuning"
+        )
+
+    x = torch.randn(default_input_shape(arch), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model.eval()(x).numpy()
+    start = time.perf_counter()
+    if logs is not None and not Path(logs).is_dir():
+        raise PatsparseError(
+            f"tuning logs {str(logs)!r} do not exist; run 'patsparse tune {arch} --target "
+            f"{target}' first, or leave --logs out"
+        )
+    compiled = compile_torch(model, x, verify=verify, target=tgt, logs=logs)
+    seconds = time.perf_counter() - start
+    remote_ms = None
+    if not is_cross(tgt):
+        out = compiled(x.numpy())
+    elif tracker and key:
+        with RemoteModel(compiled, TrackerAddress.parse(tracker), key) as remote:
+            out = remote(x.numpy())
+            remote_ms = remote.time(x.numpy()).median * 1e3
+    else:
+        out = None
+    layers = [r.to_dict() for r in compiled.records]
+    storage = {"dense": 0, "csr": 0, "ours": 0}
+    for r in compiled.records:
+        for key in storage:
+            storage[key] += int(r.storage_bytes.get(key, 0))
+    summary: dict[str, Any] = {
+        "model": arch,
+        "target": target,
+        "layers": layers,
+        "rewritten": sum(r.rewritten for r in compiled.records),
+        "convs": len(compiled.records),
+        "compacted": [r.to_dict() for r in compiled.compact_records if r.rewritten],
+        "blocked": [r.to_dict() for r in compiled.blocked_records if r.rewritten],
+        "storage_bytes_rewritten_layers": storage,
+        "max_abs_error_vs_pytorch": None if out is None else float(np.abs(out - ref).max()),
+        "remote_latency_ms": remote_ms,
+        "compile_seconds": round(seconds, 2),
+        "logs": str(logs) if logs is not None else None,
+    }
+    if export:
+        summary["library"] = str(compiled.export_library(export))
+    return CompileResult(compiled, summary)
+
+
+def compiled_accuracy(compiled: CompiledModel, loader: Any) -> float:
+    """Top-1 accuracy (%) of a compiled model, one image at a time (batch 1, as compiled)."""
+    correct = count = 0
+    for x, y in loader:
+        for i in range(len(y)):
+            logits = compiled(x[i : i + 1].numpy())
+            correct += int(int(np.argmax(logits)) == int(y[i]))
+            count += 1
+    return 100.0 * correct / max(count, 1)
