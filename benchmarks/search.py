@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
+from patsparse.compiler.latency import LocalLatency
 from patsparse.models import build_model
 from patsparse.search import (
     FastEvalConfig,
-    LocalLatency,
     SearchConfig,
     SearchSpace,
     SpaceConfig,

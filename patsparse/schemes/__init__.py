@@ -8,6 +8,7 @@ from patsparse.schemes.base import (
     scheme_names,
 )
 from patsparse.schemes.hardware import default_block_size, host_simd
+from patsparse.schemes.options import scheme_from_options
 from patsparse.schemes.pattern import (
     BlockPatternScheme,
     ConnectivityScheme,
@@ -48,5 +49,6 @@ __all__ = [
     "prunable_layers",
     "scheme_class",
     "scheme_from_dict",
+    "scheme_from_options",
     "scheme_names",
 ]

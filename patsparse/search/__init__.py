@@ -1,11 +1,15 @@
 """Compiler-aware pruning search (NPS, paper 003): per-layer scheme and rate, rewarded by the
 measured latency of the compiled model.
 
-Phase 1 (:mod:`.ops`) replaces mobile-unfriendly activations; phase 2 (:mod:`.search`)
-searches a :class:`SearchSpace` with RL + BO in an optuna study, timing candidates through
-a :class:`LatencyMeasurer` (:mod:`.latency`, host or RPC) and ranking them by fast
-evaluation (:mod:`.evaluate`); phase 3 (:mod:`.phase3`) picks the pruning algorithm and
-trains the final model. :func:`run_nps` (:mod:`.nps`) runs all three.
+Phase 1 (:mod:`.ops`) replaces mobile-unfriendly activations; phase 2 (:mod:`.study`)
+searches a :class:`SearchSpace` (:mod:`.space`) with RL + BO (:mod:`.controller`) in an
+optuna study, timing candidates through a :class:`LatencyMeasurer` (:mod:`.measurement`;
+the TVM ones, host or RPC, are in :mod:`patsparse.compiler.latency`) and ranking them by
+fast evaluation (:mod:`.evaluate`); phase 3 (:mod:`.phase3`) picks the pruning algorithm and
+trains the final model. ``run_nps`` (:mod:`.workflow`) runs all three; :mod:`.cli` is
+``patsparse search``.
+
+This package re-exports only its torch-side names (nothing here loads TVM).
 """
 
 from __future__ import annotations
@@ -16,18 +20,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from patsparse.search.controller import NPSSampler, ReinforcePolicy
     from patsparse.search.evaluate import FastEvalConfig, fast_evaluate, split_train_val
-    from patsparse.search.latency import (
+    from patsparse.search.measurement import (
         LatencyCache,
         LatencyMeasurement,
         LatencyMeasurer,
-        LocalLatency,
         MemoLatency,
-        RPCLatency,
         TimingConfig,
         structure_model,
     )
     from patsparse.search.ops import ReplacementReport, replace_and_finetune, replace_ops
-    from patsparse.search.search import (
+    from patsparse.search.space import Choice, SearchSpace, SpaceConfig
+    from patsparse.search.study import (
         SearchConfig,
         SearchResult,
         TrialSummary,
@@ -35,35 +38,32 @@ if TYPE_CHECKING:
         reward,
         run_search,
     )
-    from patsparse.search.space import Choice, SearchSpace, SpaceConfig
 
 # Imported on first use: ``patsparse --help`` loads this package's CLI without optuna.
 _LAZY = {
     "Choice": "patsparse.search.space",
     "FastEvalConfig": "patsparse.search.evaluate",
-    "LatencyCache": "patsparse.search.latency",
-    "LatencyMeasurement": "patsparse.search.latency",
-    "LatencyMeasurer": "patsparse.search.latency",
-    "LocalLatency": "patsparse.search.latency",
-    "MemoLatency": "patsparse.search.latency",
+    "LatencyCache": "patsparse.search.measurement",
+    "LatencyMeasurement": "patsparse.search.measurement",
+    "LatencyMeasurer": "patsparse.search.measurement",
+    "MemoLatency": "patsparse.search.measurement",
     "NPSSampler": "patsparse.search.controller",
-    "RPCLatency": "patsparse.search.latency",
     "ReinforcePolicy": "patsparse.search.controller",
     "ReplacementReport": "patsparse.search.ops",
-    "SearchConfig": "patsparse.search.search",
-    "SearchResult": "patsparse.search.search",
+    "SearchConfig": "patsparse.search.study",
+    "SearchResult": "patsparse.search.study",
     "SearchSpace": "patsparse.search.space",
     "SpaceConfig": "patsparse.search.space",
-    "TimingConfig": "patsparse.search.latency",
-    "TrialSummary": "patsparse.search.search",
+    "TimingConfig": "patsparse.search.measurement",
+    "TrialSummary": "patsparse.search.study",
     "fast_evaluate": "patsparse.search.evaluate",
-    "pareto_front": "patsparse.search.search",
+    "pareto_front": "patsparse.search.study",
     "replace_and_finetune": "patsparse.search.ops",
     "replace_ops": "patsparse.search.ops",
-    "reward": "patsparse.search.search",
-    "run_search": "patsparse.search.search",
+    "reward": "patsparse.search.study",
+    "run_search": "patsparse.search.study",
     "split_train_val": "patsparse.search.evaluate",
-    "structure_model": "patsparse.search.latency",
+    "structure_model": "patsparse.search.measurement",
 }
 
 __all__ = [
@@ -72,10 +72,8 @@ __all__ = [
     "LatencyCache",
     "LatencyMeasurement",
     "LatencyMeasurer",
-    "LocalLatency",
     "MemoLatency",
     "NPSSampler",
-    "RPCLatency",
     "ReinforcePolicy",
     "ReplacementReport",
     "SearchConfig",

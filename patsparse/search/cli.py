@@ -138,11 +138,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def job_from_args(args: argparse.Namespace) -> Any:
     from patsparse.search.evaluate import FastEvalConfig
-    from patsparse.search.latency import TimingConfig
-    from patsparse.search.nps import NPSJob
+    from patsparse.search.measurement import TimingConfig
     from patsparse.search.phase3 import Phase3Config
-    from patsparse.search.search import SearchConfig
     from patsparse.search.space import SpaceConfig
+    from patsparse.search.study import SearchConfig
+    from patsparse.search.workflow import NPSJob
     from patsparse.workflow import DataSpec
 
     return NPSJob(
@@ -190,7 +190,7 @@ def job_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``patsparse search``; returns the exit status."""
-    from patsparse.search.nps import run_nps
+    from patsparse.search.workflow import run_nps
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

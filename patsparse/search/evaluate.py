@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from patsparse.data import make_loaders
 from patsparse.core.errors import SearchConfigError
+from patsparse.data import make_loaders
 from patsparse.pruning.pruners import MagnitudePruner
 from patsparse.schemes.plan import PruningPlan
 from patsparse.tasks import CLASSIFICATION, Task

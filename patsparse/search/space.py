@@ -22,7 +22,8 @@ from typing import Any
 from torch import nn
 
 from patsparse.core.errors import InvalidRateError, SearchConfigError
-from patsparse.schemes.base import Scheme, make_scheme, scheme_class
+from patsparse.schemes.base import Scheme, scheme_class
+from patsparse.schemes.options import DEFAULT_LIBRARY, has_rate, scheme_from_options
 from patsparse.schemes.plan import PruningPlan, module_weight, prunable_layers
 
 SPACE_VERSION = 1
@@ -75,25 +76,13 @@ class Choice:
         return cls(scheme, value)
 
     def make(self, *, library: str, block_size: int | None) -> Scheme | None:
-        """The scheme object (``None`` for dense)."""
+        """The scheme object (``None`` for dense; see
+        :func:`~patsparse.schemes.options.scheme_from_options`)."""
         if self.scheme == DENSE:
             return None
-        fields = {f.name for f in dataclasses.fields(scheme_class(self.scheme))}  # type: ignore[arg-type]
-        opts: dict[str, Any] = {}
-        if self.compression is not None:
-            if "density" not in fields:
-                raise SearchConfigError(
-                    f"scheme {self.scheme!r} has a fixed rate; write {self.scheme!r} without @RATE"
-                )
-            opts["density"] = 1.0 / self.compression
-        if "library" in fields:
-            opts["library"] = library
-        if block_size is not None:
-            if "block_size" in fields:
-                opts["block_size"] = block_size
-            elif "block_rows" in fields:
-                opts["block_rows"] = block_size
-        return make_scheme(self.scheme, **opts)
+        return scheme_from_options(
+            self.scheme, self.compression, library=library, block_size=block_size
+        )
 
 
 @dataclass(frozen=True)
@@ -102,7 +91,7 @@ class SpaceConfig:
 
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
     compressions: tuple[float, ...] = DEFAULT_COMPRESSIONS
-    library: str = "designed-8"
+    library: str = DEFAULT_LIBRARY
     block_size: int | None = None
     skip_first_conv: bool = True
     skip_last_linear: bool = True
@@ -325,8 +314,7 @@ def _layer_choices(shape: tuple[int, ...], cfg: SpaceConfig) -> tuple[Choice, ..
         if name == DENSE:
             out.append(Choice(DENSE))
             continue
-        fields = {f.name for f in dataclasses.fields(scheme_class(name))}  # type: ignore[arg-type]
-        rates: tuple[float | None, ...] = cfg.compressions if "density" in fields else (None,)
+        rates: tuple[float | None, ...] = cfg.compressions if has_rate(name) else (None,)
         for rate in rates:
             choice = Choice(name, rate)
             try:

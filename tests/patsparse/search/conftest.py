@@ -19,7 +19,8 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def host_measurer():
-    from patsparse.search import LocalLatency, MemoLatency, TimingConfig
+    from patsparse.compiler.latency import LocalLatency
+    from patsparse.search import MemoLatency, TimingConfig
 
     return MemoLatency(LocalLatency(timing=TimingConfig(number=5, repeat=5, min_repeat_ms=5)))
 

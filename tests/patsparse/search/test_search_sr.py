@@ -30,8 +30,8 @@ def test_sr_search_end_to_end_reports_psnr(tmp_path, capsys):
 
 
 def test_sr_search_bad_input_is_refused_before_training(capsys):
-    from patsparse.search.nps import NPSJob
-    from patsparse.search.search import SearchConfig
+    from patsparse.search.study import SearchConfig
+    from patsparse.search.workflow import NPSJob
 
     with pytest.raises(SearchConfigError, match="batch-1 NCHW"):
         NPSJob(search=SearchConfig(latency_fraction=0.5), input_shape=(2, 1, 8, 8))

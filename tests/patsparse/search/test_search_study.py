@@ -22,7 +22,7 @@ from patsparse.search import (
     reward,
     run_search,
 )
-from patsparse.search.search import (
+from patsparse.search.study import (
     CORNER,
     UNIFORM,
     TrialSummary,

@@ -1,38 +1,33 @@
-"""Latency of compiled candidates on the host and over a loopback RPC tracker; the cache."""
+"""Latency of compiled search candidates on the host and over a loopback RPC tracker."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from patsparse.core.errors import SearchConfigError, TrackerUnavailableError
+from patsparse.compiler.latency import CompiledLibrary, LocalLatency, RPCLatency
+from patsparse.core.errors import (
+    DeviceKeyMissingError,
+    RemoteError,
+    SearchConfigError,
+    TrackerUnreachableError,
+)
 from patsparse.models import build_model
 from patsparse.schemes import PruningPlan, make_scheme
-from patsparse.search import (
-    LatencyCache,
-    LatencyMeasurer,
-    LocalLatency,
-    RPCLatency,
-    TimingConfig,
-    structure_model,
-)
-from patsparse.search.latency import CompiledLibrary, compile_pool, structure_key
+from patsparse.search import LatencyMeasurer, MemoLatency, TimingConfig, structure_model
 
 X = torch.zeros(1, 1, 8, 8)
 
 
+@pytest.fixture(scope="module")
+def host_measurer():
+    """The host measurer (one TVM thread unless TVM_NUM_THREADS says otherwise), memoised by
+    structure."""
+    return MemoLatency(LocalLatency(timing=TimingConfig(number=5, repeat=5, min_repeat_ms=5)))
+
+
 def _pc8() -> PruningPlan:
     return PruningPlan(default=make_scheme("pattern+connectivity", density=1 / 8))
-
-
-def test_structure_model_depends_on_structure_not_weights():
-    model = build_model("digits-cnn")
-    a = structure_model(model, _pc8(), seed=0)
-    b = structure_model(model, _pc8(), seed=0)
-    c = structure_model(model, PruningPlan(default=None), seed=0)
-    assert structure_key(a) == structure_key(b) != structure_key(c)
-    w = a.features[3].weight
-    assert float((w != 0).float().mean()) == pytest.approx(1 / 8, abs=0.01)
 
 
 def test_host_latency_is_positive_and_sparse_beats_dense(host_measurer):
@@ -55,28 +50,9 @@ def test_host_latency_is_positive_and_sparse_beats_dense(host_measurer):
     assert host_measurer.key.startswith("local:llvm")
 
 
-def test_memo_and_cache_measure_a_structure_once(host_measurer):
-    model = structure_model(build_model("digits-cnn"), _pc8())
-    host_measurer.measure(model, X)
-    calls = host_measurer.calls
-    host_measurer.measure(structure_model(build_model("digits-cnn"), _pc8()), X)
-    assert host_measurer.calls == calls  # same structure, other weights object: memo hit
-    cache = LatencyCache()
-    runs = []
-
-    def measure():
-        runs.append(1)
-        return host_measurer.measure(model, X)
-
-    first, hit1 = cache.get_or_measure("k", measure)
-    second, hit2 = cache.get_or_measure("k", measure)
-    assert (hit1, hit2) == (False, True) and first == second > 0 and len(runs) == 1
-    assert (cache.hits, cache.misses) == (1, 1)
-
-
 def test_dead_tracker_is_a_typed_error():
     measurer = RPCLatency("127.0.0.1:1", "nothing-here")
-    with pytest.raises(TrackerUnavailableError, match="rpc_tracker"):
+    with pytest.raises(TrackerUnreachableError, match="rpc_tracker"):
         measurer.check()
     with pytest.raises(SearchConfigError, match="HOST:PORT"):
         RPCLatency("localhost", "key")
@@ -109,7 +85,7 @@ def test_loopback_rpc_measurement():
             try:
                 measurer.check()
                 break
-            except TrackerUnavailableError:
+            except RemoteError:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.5)
@@ -118,11 +94,11 @@ def test_loopback_rpc_measurement():
         assert result.median_ms > 0 and result.rewritten_convs == 2
         assert result.device.startswith("rpc:patsparse-test:")
         # the search's path: a library compiled in a worker process, uploaded as it is
-        with compile_pool() as pool:
+        with measurer.compile_pool() as pool:
             lib = measurer.submit_compile(pool, model, X).result()
         assert isinstance(lib, CompiledLibrary) and lib.rewritten_convs == 2
         assert measurer.time(lib, X).median_ms > 0
-        with pytest.raises(TrackerUnavailableError, match="no RPC server is registered"):
+        with pytest.raises(DeviceKeyMissingError, match="no RPC server is registered"):
             RPCLatency(address, "other-device").check()
     finally:
         if server is not None:
@@ -142,3 +118,15 @@ def test_candidates_tuned_with_a_small_budget(tmp_path):
     result = measurer.measure(model, X)
     assert result.median_ms > 0 and result.rewritten_convs == 2
     assert (tmp_path / "database_tuning_record.json").stat().st_size > 0
+
+
+def test_make_measurer_picks_host_or_rpc():
+    from patsparse.compiler.latency import make_measurer
+
+    assert isinstance(make_measurer(), LocalLatency)
+    rpc = make_measurer(tracker="127.0.0.1:9190", key="phone")
+    assert isinstance(rpc, RPCLatency) and rpc.key.startswith("rpc:phone:")
+    with pytest.raises(SearchConfigError, match="--key"):
+        make_measurer(tracker="127.0.0.1:9190")
+    with pytest.raises(SearchConfigError, match="tunes on this machine"):
+        make_measurer(tracker="127.0.0.1:9190", key="phone", tune_trials=2)

@@ -2,7 +2,7 @@
 :mod:`patsparse.search.controller`).
 
 Each trial picks one choice per searchable layer, measures the compiled candidate's latency
-(:mod:`.latency`, cached per structure) and its fast-evaluation accuracy (:mod:`.evaluate`),
+(:mod:`.measurement`, cached per structure) and its fast-evaluation accuracy (:mod:`.evaluate`),
 and scores ``reward = accuracy`` when ``latency <= constraint``, else
 ``accuracy - 100 * penalty * (latency / constraint - 1)``.
 
@@ -25,6 +25,7 @@ can see.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -43,18 +44,13 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 from torch.utils.data import DataLoader
 
-from patsparse.core.errors import (
-    LatencyMeasurementError,
-    SearchConfigError,
-    TrackerUnavailableError,
-)
+from patsparse.core.errors import LatencyMeasurementError, RemoteError, SearchConfigError
 from patsparse.search.controller import PROPOSER_ATTR, NPSSampler
 from patsparse.search.evaluate import FastEvalConfig, fast_evaluate
-from patsparse.search.latency import (
+from patsparse.search.measurement import (
     LatencyCache,
     LatencyMeasurer,
     SplitMeasurer,
-    compile_pool,
     structure_model,
 )
 from patsparse.search.space import SearchSpace
@@ -307,6 +303,77 @@ class _CandidateFailed(Exception):
     """One candidate could not be compiled/timed: the trial fails, the search goes on."""
 
 
+@dataclass(frozen=True)
+class _References:
+    """The reference points of a study, measured once and stored in it: the dense model and
+    the fastest corners of the space (``corners``: ``[latency ms, configuration]`` pairs)."""
+
+    dense_ms: float | None
+    fastest_ms: float
+    fastest_config: dict[str, str]
+    corners: list[list[Any]]
+
+
+class _StudyLatencies:
+    """The latency cache of one study, keyed by device, configuration and structure seed.
+
+    Filled from the study's trials and stored probes; a configuration not cached yet is
+    looked up in the study again (another worker may have measured it meanwhile) before it
+    is measured.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        pretrained: nn.Module,
+        measurer: LatencyMeasurer,
+        example: torch.Tensor,
+        *,
+        structure_seed: int,
+    ) -> None:
+        self.study, self.space, self.pretrained = study, space, pretrained
+        self.measurer, self.example, self.structure_seed = measurer, example, structure_seed
+        self.cache = LatencyCache()
+        for t in study.get_trials(deepcopy=False):
+            a = t.user_attrs
+            if "latency_key" in a and "latency_ms" in a:
+                self.cache.entries[str(a["latency_key"])] = float(a["latency_ms"])
+        for k, v in study.user_attrs.items():
+            if k.startswith("latency:"):
+                self.cache.entries.setdefault(k[len("latency:") :], float(v))
+
+    def key(self, cfg: dict[str, str]) -> str:
+        return f"{self.measurer.key}|{self.space.key(cfg)}|seed={self.structure_seed}"
+
+    def structure(self, cfg: dict[str, str]) -> nn.Module:
+        """The candidate the compiler sees (:func:`structure_model`)."""
+        return structure_model(self.pretrained, self.space.plan(cfg), seed=self.structure_seed)
+
+    def lookup(self, cfg: dict[str, str]) -> tuple[str, float | None]:
+        """(key, latency ms or ``None`` when nobody measured ``cfg`` yet)."""
+        key = self.key(cfg)
+        if key not in self.cache.entries:
+            for t in _completed(self.study):
+                if t.user_attrs.get("latency_key") == key:
+                    self.cache.entries[key] = float(t.user_attrs["latency_ms"])
+                    break
+        return key, self.cache.entries.get(key)
+
+    def measure(self, cfg: dict[str, str]) -> tuple[float, bool, str]:
+        """(latency ms, whether it was cached, key): measured only when not known."""
+        key, _ = self.lookup(cfg)
+        ms, hit = self.cache.get_or_measure(
+            key, lambda: self.measurer.measure(self.structure(cfg), self.example)
+        )
+        return ms, hit, key
+
+    def store(self, cfg: dict[str, str]) -> None:
+        """Keep ``cfg``'s cached latency in the study (for resumes and other workers)."""
+        key = self.key(cfg)
+        self.study.set_user_attr(f"latency:{key}", self.cache.entries[key])
+
+
 def run_search(
     pretrained: nn.Module,
     space: SearchSpace,
@@ -337,37 +404,49 @@ def run_search(
         policy_lr=config.policy_lr,
     )
     study = open_study(config, sampler)
-    cache = LatencyCache()
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if "latency_key" in a and "latency_ms" in a:
-            cache.entries[str(a["latency_key"])] = float(a["latency_ms"])
-    for k, v in study.user_attrs.items():
-        if k.startswith("latency:"):
-            cache.entries.setdefault(k[len("latency:") :], float(v))
+    latencies = _StudyLatencies(
+        study, space, pretrained, measurer, example, structure_seed=config.structure_seed
+    )
+    _check_same_search(study, _signature(space, measurer, config, task))
 
-    def latency_of_cached(key: str) -> None:
-        """Another worker may have measured ``key`` meanwhile: look in the study."""
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("latency_key") == key:
-                cache.entries[key] = float(t.user_attrs["latency_ms"])
-                return
+    refs = _measure_references(latencies, say)
+    constraint = _constraint(config, refs.dense_ms)
+    dense_text = "n/a" if refs.dense_ms is None else f"{refs.dense_ms:.4f} ms"
+    say(
+        f"constraint {constraint:.4f} ms; dense {dense_text}; fastest corner "
+        f"{refs.fastest_ms:.4f} ms; space {space.size} configurations"
+    )
 
-    def latency_key(cfg: dict[str, str]) -> str:
-        return f"{measurer.key}|{space.key(cfg)}|seed={config.structure_seed}"
+    def collect(status: str, message: str) -> SearchResult:
+        result = _collect(study, status, message, constraint, refs, latencies.cache, config, task)
+        result.seconds = time.perf_counter() - start
+        return result
 
-    def latency_of(cfg: dict[str, str]) -> tuple[float, bool, str]:
-        key = latency_key(cfg)
-        if key not in cache.entries:
-            latency_of_cached(key)
+    if refs.fastest_ms > constraint:
+        result = collect(
+            "infeasible",
+            f"no feasible configuration: the latency constraint {constraint:.4f} ms is below "
+            f"the fastest corner of the search space (every layer at its scheme's highest "
+            f"compression: {refs.fastest_ms:.4f} ms, {refs.fastest_config}); raise "
+            f"the constraint to at least {refs.fastest_ms:.4f} ms or add faster schemes "
+            "/ higher compression rates",
+        )
+    else:
+        if config.seed_corners and not study.get_trials(deepcopy=False):
+            _seed_study(latencies, refs, constraint)
+        trials = _Trials(sampler, latencies, train, val, config, constraint, task, say)
+        trials.run()
+        result = collect("ok", "")
+        if result.best is not None and config.verify_top > 0:
+            _verify(result, config, space, pretrained, measurer, example, say)
+        _conclude(result, task)
+    return result
 
-        def measure() -> Any:
-            model = structure_model(pretrained, space.plan(cfg), seed=config.structure_seed)
-            return measurer.measure(model, example)
 
-        ms, hit = cache.get_or_measure(key, measure)
-        return ms, hit, key
-
+def _signature(
+    space: SearchSpace, measurer: LatencyMeasurer, config: SearchConfig, task: Task
+) -> dict[str, Any]:
+    """What a resumed study must share with this search (:func:`_check_same_search`)."""
     signature: dict[str, Any] = {
         "space": space.to_dict(),
         "constraint_ms": config.latency_ms,
@@ -379,152 +458,137 @@ def run_search(
     }
     if task is not CLASSIFICATION:  # studies made before tasks existed keep their signature
         signature["task"] = task.name
-    _check_same_search(study, signature)
-    # Probes: the dense model and the fastest corners, measured once per study.
-    probe_key = f"probe:{measurer.key}"
+    return signature
+
+
+def _measure_references(latencies: _StudyLatencies, say: Callable[[str], None]) -> _References:
+    """Step 1: the dense model and the fastest corners, measured once per study (stored in
+    it with their latencies)."""
+    study, space = latencies.study, latencies.space
+    probe_key = f"probe:{latencies.measurer.key}"
     if probe_key in study.user_attrs:
-        probe = json.loads(study.user_attrs[probe_key])
-    else:
-        say("measuring the dense model and the most compressed configurations ...")
-        dense_cfg = space.dense()
-        dense_ms = latency_of(dense_cfg)[0] if dense_cfg else None
-        corners = [(latency_of(c)[0], c) for c in space.extremes()]
-        fastest_ms, fastest_cfg = min(corners, key=lambda mc: mc[0])
-        probe = {
-            "dense_ms": dense_ms,
-            "fastest_ms": fastest_ms,
-            "fastest_config": fastest_cfg,
-            "corners": [[m, c] for m, c in corners],
-        }
-        study.set_user_attr(probe_key, json.dumps(probe))
-        for ms, c in ([[dense_ms, dense_cfg]] if dense_cfg else []) + probe["corners"]:
-            study.set_user_attr(f"latency:{latency_key(c)}", ms)
-    dense_ms = probe["dense_ms"]
+        return _References(**json.loads(study.user_attrs[probe_key]))
+    say("measuring the dense model and the most compressed configurations ...")
+    dense_cfg = space.dense()
+    dense_ms = latencies.measure(dense_cfg)[0] if dense_cfg else None
+    corners = [(latencies.measure(c)[0], c) for c in space.extremes()]
+    fastest_ms, fastest_cfg = min(corners, key=lambda mc: mc[0])
+    refs = _References(dense_ms, fastest_ms, fastest_cfg, [[m, c] for m, c in corners])
+    study.set_user_attr(probe_key, json.dumps(dataclasses.asdict(refs)))
+    for cfg in ([dense_cfg] if dense_cfg else []) + [c for _, c in corners]:
+        latencies.store(cfg)
+    return refs
+
+
+def _constraint(config: SearchConfig, dense_ms: float | None) -> float:
+    """The latency constraint in ms: given, or a fraction of the measured dense latency."""
     if config.latency_ms is not None:
-        constraint = float(config.latency_ms)
-    else:
-        if dense_ms is None:
-            raise SearchConfigError(
-                "latency_fraction needs the dense latency, but 'dense' is not in the search "
-                "space; give latency_ms instead or add dense to the schemes"
+        return float(config.latency_ms)
+    if dense_ms is None:
+        raise SearchConfigError(
+            "latency_fraction needs the dense latency, but 'dense' is not in the search "
+            "space; give latency_ms instead or add dense to the schemes"
+        )
+    return float(config.latency_fraction or 0) * float(dense_ms)
+
+
+def _seed_study(latencies: _StudyLatencies, refs: _References, constraint: float) -> None:
+    """Step 2: enqueue the corners that meet ``constraint`` and their uniform ladders."""
+    seeds = _uniform_seeds(
+        latencies.space, refs.corners, constraint, lambda c: latencies.measure(c)[0]
+    )
+    for proposer, cfg in seeds:
+        if proposer == UNIFORM:  # the corners' latencies were stored with the probe
+            latencies.store(cfg)
+    _seed_corners(latencies.study, latencies.space, seeds)
+
+
+class _Trials:
+    """Step 3: the study's trials until the budget is met (one :meth:`objective` each)."""
+
+    def __init__(
+        self,
+        sampler: NPSSampler,
+        latencies: _StudyLatencies,
+        train: DataLoader,
+        val: DataLoader,
+        config: SearchConfig,
+        constraint: float,
+        task: Task,
+        say: Callable[[str], None],
+    ) -> None:
+        self.sampler, self.latencies, self.train, self.val = sampler, latencies, train, val
+        self.config, self.constraint, self.task, self.say = config, constraint, task, say
+        self.study, self.space = latencies.study, latencies.space
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        measurer = latencies.measurer
+        overlap = config.overlap and bool(getattr(measurer, "overlappable", True))
+        self.split: SplitMeasurer | None = (
+            measurer if overlap and isinstance(measurer, SplitMeasurer) else None
+        )
+        self.pool: Any = None
+        self.session_trials = 0
+
+    def run(self) -> None:
+        if len(_completed(self.study)) >= self.config.budget:
+            return
+        pool = self.split.compile_pool() if self.split else _NoPool()
+        with warnings.catch_warnings(), pool as self.pool:
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.optimize(
+                self.objective,
+                n_trials=None,
+                callbacks=[self.stop_at_budget],
+                catch=(_CandidateFailed,),
             )
-        constraint = float(config.latency_fraction or 0) * float(dense_ms)
-    dense_text = "n/a" if dense_ms is None else f"{dense_ms:.4f} ms"
-    say(
-        f"constraint {constraint:.4f} ms; dense {dense_text}; fastest corner "
-        f"{probe['fastest_ms']:.4f} ms; space {space.size} configurations"
-    )
 
-    def finish(status: str, message: str) -> SearchResult:
-        trials = [TrialSummary.from_trial(t) for t in _completed(study)]
-        feasible = [t for t in trials if t.feasible]
-        best = (
-            max(feasible, key=lambda t: (t.accuracy, -t.latency_ms, -t.number))
-            if feasible
-            else None
-        )
-        return SearchResult(
-            status=status,
-            message=message,
-            constraint_ms=constraint,
-            dense_ms=dense_ms,
-            fastest_ms=float(probe["fastest_ms"]),
-            fastest_config=dict(probe["fastest_config"]),
-            best=best,
-            trials=trials,
-            pareto=pareto_front(trials),
-            study_name=study.study_name,
-            storage=config.storage,
-            cache_hits=cache.hits,
-            cache_misses=cache.misses,
-            seconds=time.perf_counter() - start,
-            metric=task.metric_name,
-            unit=task.unit,
-        )
+    def stop_at_budget(self, study: optuna.Study, _t: FrozenTrial) -> None:
+        self.session_trials += 1
+        # the second condition ends a session whose candidates keep failing
+        budget = self.config.budget
+        if len(_completed(study)) >= budget or self.session_trials >= 3 * budget:
+            study.stop()
 
-    if probe["fastest_ms"] > constraint:
-        return finish(
-            "infeasible",
-            f"no feasible configuration: the latency constraint {constraint:.4f} ms is below "
-            f"the fastest corner of the search space (every layer at its scheme's highest "
-            f"compression: {probe['fastest_ms']:.4f} ms, {probe['fastest_config']}); raise "
-            f"the constraint to at least {probe['fastest_ms']:.4f} ms or add faster schemes "
-            "/ higher compression rates",
-        )
-
-    if config.seed_corners and not study.get_trials(deepcopy=False):
-        seeds = _uniform_seeds(space, probe["corners"], constraint, lambda c: latency_of(c)[0])
-        for proposer, cfg in seeds:
-            if proposer == UNIFORM:  # the corners' latencies were stored with the probe
-                key = latency_key(cfg)
-                study.set_user_attr(f"latency:{key}", cache.entries[key])
-        _seed_corners(study, space, seeds)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-
-    def lookup(cfg: dict[str, str]) -> tuple[str, float | None]:
-        key = latency_key(cfg)
-        if key not in cache.entries:
-            latency_of_cached(key)
-        return key, cache.entries.get(key)
-
-    overlap = config.overlap and bool(getattr(measurer, "overlappable", True))
-    split: SplitMeasurer | None = (
-        measurer if overlap and isinstance(measurer, SplitMeasurer) else None
-    )
-
-    def objective(trial: optuna.Trial) -> float:
+    def objective(self, trial: optuna.Trial) -> float:
+        space, config, task = self.space, self.config, self.task
         cfg = {
             n: trial.suggest_categorical(space.param_name(n), space.labels(n)) for n in space.layers
         }
-        proposer = str(trial.user_attrs.get(PROPOSER_ATTR) or sampler.proposer(trial.number))
+        proposer = str(trial.user_attrs.get(PROPOSER_ATTR) or self.sampler.proposer(trial.number))
         trial.set_user_attr(PROPOSER_ATTR, proposer)
-        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("worker", self.worker)
         trial.set_user_attr("config", cfg)
-        key, known = lookup(cfg)
+        key, known = self.latencies.lookup(cfg)
         future: Future[Any] | None = None
-        if known is None and split is not None:
+        if known is None and self.split is not None:
             # code generation needs only the structure: it runs while the candidate trains
-            structure = structure_model(pretrained, space.plan(cfg), seed=config.structure_seed)
-            future = split.submit_compile(pool, structure, example)
+            structure = self.latencies.structure(cfg)
+            future = self.split.submit_compile(self.pool, structure, self.latencies.example)
         acc = fast_evaluate(
-            pretrained,
+            self.latencies.pretrained,
             space.plan(cfg),
-            train,
-            val,
+            self.train,
+            self.val,
             config=config.fast_eval,
             seed=config.seed + trial.number,
             task=task,
         )
         try:
-            if future is not None and split is not None:
-                try:
-                    compiled = future.result()
-                except LatencyMeasurementError:
-                    raise
-                except Exception as exc:  # the compile worker died (e.g. a crash in TVM)
-                    raise LatencyMeasurementError(
-                        f"the compile worker failed on this candidate ({type(exc).__name__}: "
-                        f"{exc}); rerun with --no-overlap to see the error in-process"
-                    ) from exc
-                lat, hit = split.time(compiled, example).median_ms, False
-                cache.entries[key] = lat
-                cache.misses += 1
-            else:
-                lat, hit, key = latency_of(cfg)
-        except TrackerUnavailableError:
-            raise
+            lat, hit, key = self._latency(cfg, key, future)
+        except RemoteError:
+            raise  # the device or tracker is gone: stop the search, not just this trial
         except LatencyMeasurementError as exc:
             trial.set_user_attr("error", str(exc))
             raise _CandidateFailed(str(exc)) from exc
-        feasible = lat <= constraint
+        feasible = lat <= self.constraint
         trial.set_user_attr("latency_ms", lat)
         trial.set_user_attr("latency_key", key)
         trial.set_user_attr("cached_latency", hit)
         trial.set_user_attr("accuracy", acc)
         trial.set_user_attr("feasible", feasible)
-        value = reward(acc, lat, constraint, penalty=config.penalty)
-        done = len(_completed(study)) + 1
-        say(
+        value = reward(acc, lat, self.constraint, penalty=config.penalty)
+        done = len(_completed(self.study)) + 1
+        self.say(
             f"trial {trial.number} [{proposer}] {done}/{config.budget}: {task.metric_name} "
             f"{task.format(acc)} "
             f"latency {lat:.4f} ms{' (cached)' if hit else ''} "
@@ -533,23 +597,64 @@ def run_search(
         )
         return value
 
-    session = {"trials": 0}
+    def _latency(
+        self, cfg: dict[str, str], key: str, future: Future[Any] | None
+    ) -> tuple[float, bool, str]:
+        """(latency ms, cached, key): timed from the background compilation when there is
+        one, else looked up or measured here."""
+        if future is None or self.split is None:
+            return self.latencies.measure(cfg)
+        try:
+            compiled = future.result()
+        except LatencyMeasurementError:
+            raise
+        except Exception as exc:  # the compile worker died (e.g. a crash in TVM)
+            raise LatencyMeasurementError(
+                f"the compile worker failed on this candidate ({type(exc).__name__}: "
+                f"{exc}); rerun with --no-overlap to see the error in-process"
+            ) from exc
+        lat = self.split.time(compiled, self.latencies.example).median_ms
+        cache = self.latencies.cache
+        cache.entries[key] = lat
+        cache.misses += 1
+        return lat, False, key
 
-    def stop_at_budget(st: optuna.Study, _t: FrozenTrial) -> None:
-        session["trials"] += 1
-        # the second condition ends a session whose candidates keep failing
-        if len(_completed(st)) >= config.budget or session["trials"] >= 3 * config.budget:
-            st.stop()
 
-    if len(_completed(study)) < config.budget:
-        with warnings.catch_warnings(), compile_pool() if split else _NoPool() as pool:
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(
-                objective, n_trials=None, callbacks=[stop_at_budget], catch=(_CandidateFailed,)
-            )
-    result = finish("ok", "")
-    if result.best is not None and config.verify_top > 0:
-        _verify(result, config, space, pretrained, measurer, example, say)
+def _collect(
+    study: optuna.Study,
+    status: str,
+    message: str,
+    constraint: float,
+    refs: _References,
+    cache: LatencyCache,
+    config: SearchConfig,
+    task: Task,
+) -> SearchResult:
+    """The study's completed trials as a result; ``best``: the most accurate feasible one."""
+    trials = [TrialSummary.from_trial(t) for t in _completed(study)]
+    feasible = [t for t in trials if t.feasible]
+    best = max(feasible, key=lambda t: (t.accuracy, -t.latency_ms, -t.number)) if feasible else None
+    return SearchResult(
+        status=status,
+        message=message,
+        constraint_ms=constraint,
+        dense_ms=refs.dense_ms,
+        fastest_ms=float(refs.fastest_ms),
+        fastest_config=dict(refs.fastest_config),
+        best=best,
+        trials=trials,
+        pareto=pareto_front(trials),
+        study_name=study.study_name,
+        storage=config.storage,
+        cache_hits=cache.hits,
+        cache_misses=cache.misses,
+        metric=task.metric_name,
+        unit=task.unit,
+    )
+
+
+def _conclude(result: SearchResult, task: Task) -> None:
+    """Step 5: the status and message of a search that ran its trials (and verification)."""
     if result.best is None:
         fastest = min((t.latency_ms for t in result.trials), default=float("nan"))
         result.status = "no_feasible"
@@ -559,20 +664,19 @@ def run_search(
             f"fastest measured trial took {fastest:.4f} ms against a constraint of "
             f"{result.constraint_ms:.4f} ms; raise the constraint or the budget"
         )
-    else:
-        b = result.best
-        lat = b.latency_ms
-        if result.verification:
-            lat = next(
-                v["latency_ms"] for v in result.verification["trials"] if v["number"] == b.number
-            )
-        result.message = (
-            f"best feasible: trial {b.number}, {task.metric_name} {task.format(b.accuracy)}, "
-            "latency "
-            f"{lat:.4f} ms <= {result.constraint_ms:.4f} ms"
-            + (" (re-measured)" if result.verification else "")
+        return
+    b = result.best
+    lat = b.latency_ms
+    if result.verification:
+        lat = next(
+            v["latency_ms"] for v in result.verification["trials"] if v["number"] == b.number
         )
-    return result
+    result.message = (
+        f"best feasible: trial {b.number}, {task.metric_name} {task.format(b.accuracy)}, "
+        "latency "
+        f"{lat:.4f} ms <= {result.constraint_ms:.4f} ms"
+        + (" (re-measured)" if result.verification else "")
+    )
 
 
 def _uniform_seeds(
@@ -620,7 +724,7 @@ def _verify(
     example: torch.Tensor,
     say: Callable[[str], None],
 ) -> None:
-    """Re-measure the most accurate feasible trials, ``verify_top`` at a time (the first
+    """Step 4: re-measure the most accurate feasible trials, ``verify_top`` at a time (the first
     batch interleaved with the dense model for a relative constraint), in
     ``verify_rounds`` rounds; keep the most accurate one that still meets the constraint.
 

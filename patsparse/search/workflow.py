@@ -18,16 +18,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from patsparse.compiler.latency import make_measurer
 from patsparse.core.errors import PatsparseError, SearchConfigError
 from patsparse.export import load_pruned, save_pruned
 from patsparse.models import MODEL_NAMES, build_model, default_input_shape
 from patsparse.search.evaluate import split_train_val
-from patsparse.search.latency import LatencyMeasurer, LocalLatency, RPCLatency, TimingConfig
+from patsparse.search.measurement import TimingConfig
 from patsparse.search.ops import replace_and_finetune
 from patsparse.search.phase3 import Phase3Config, choose_algorithm
 from patsparse.search.report import format_search, layer_table, plot_pareto
-from patsparse.search.search import SearchConfig, run_search
 from patsparse.search.space import SearchSpace, SpaceConfig
+from patsparse.search.study import SearchConfig, run_search
 from patsparse.tasks import CLASSIFICATION, Task
 from patsparse.workflow import DataSpec, make_data
 
@@ -115,31 +116,6 @@ def load_pretrained(
     return model.eval(), spec
 
 
-def make_measurer(
-    *,
-    target: str = "host",
-    tracker: str | None = None,
-    key: str | None = None,
-    logs: str | None = None,
-    timing: TimingConfig | None = None,
-    tune_trials: int = 0,
-) -> LatencyMeasurer:
-    """The host measurer, or the RPC one when a tracker is given."""
-    from patsparse.deploy import resolve_target
-
-    tgt = resolve_target(target)
-    if tracker is not None:
-        if key is None:
-            raise SearchConfigError("--tracker needs --key (the device's RPC key)")
-        if tune_trials:
-            raise SearchConfigError(
-                "--tune-trials tunes on this machine; for a remote device tune it first "
-                "('patsparse tune') and pass the logs with --logs"
-            )
-        return RPCLatency(tracker, key, target=tgt, logs=logs, timing=timing)
-    return LocalLatency(logs=logs, timing=timing, tune_trials=tune_trials)
-
-
 def run_nps(job: NPSJob, *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Phases 1-3; a JSON-ready summary (``status`` ``ok``, ``no_feasible``, ``infeasible``)."""
     start = time.perf_counter()
@@ -152,8 +128,9 @@ def run_nps(job: NPSJob, *, progress: Callable[[str], None] | None = None) -> di
         timing=job.timing,
         tune_trials=job.tune_trials,
     )
-    if isinstance(measurer, RPCLatency):
-        measurer.check()  # fail before any training when the tracker is dead
+    check = getattr(measurer, "check", None)
+    if check is not None:
+        check()  # fail before any training when the tracker is dead
     train_full, test = make_data(job.data, seed=job.seed)
     task = job.data.task
     train, val = split_train_val(train_full, val_fraction=job.val_fraction, seed=job.seed)
