@@ -103,6 +103,11 @@ def host_target(*, num_cores: int | None = None) -> Target:
     return Target({"kind": "llvm", "mcpu": cpu, "num-cores": num_cores or cpu_threads()})
 
 
+def host_triple() -> str:
+    """LLVM's triple of this machine, e.g. ``x86_64-pc-linux-gnu``."""
+    return str(tvm.target.codegen.llvm_get_system_triple())
+
+
 def close_rpc_session(session: object) -> None:
     """Drop an RPC session's connection now, so the device is free for the next client.
 
@@ -134,6 +139,7 @@ __all__ = [
     "derived_object",
     "from_exported_program",
     "host_target",
+    "host_triple",
     "meta_schedule",
     "metaschedule_logging",
     "relax",

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tvm_ext._compat import Target, cc, cpu_threads, host_target
+from tvm_ext._compat import Target, cc, cpu_threads, host_target, host_triple
 
 PRESET_NAMES = ("host", "arm64", "adreno")
 ADRENO_TAG = "qcom/adreno-opencl"
@@ -124,10 +124,12 @@ def host_of(target: Target) -> Target:
 
 
 def is_cross(target: Target) -> bool:
-    """True when code for ``target`` cannot run on this machine (another triple, or a GPU)."""
+    """True when code for ``target`` cannot run on this machine (a GPU, or a triple of another
+    architecture; TVM fills in this machine's triple on a plain ``Target("llvm")``)."""
     if is_gpu(target):
         return True
-    return bool(dict(target.export()).get("mtriple"))
+    mtriple = str(dict(target.export()).get("mtriple") or "")
+    return bool(mtriple) and mtriple.split("-")[0] != host_triple().split("-")[0]
 
 
 def vector_lanes(target: Target | None) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from tvm_ext._compat import te, tvm
 from tvm_ext.layout import analyze_conv_weight
-from tvm_ext.schedules.cpu import schedule_pattern_primfunc
+from tvm_ext.schedules.dispatch import schedule_pattern_primfunc
 from tvm_ext.targets import (
     PRESETS,
     TargetOptions,
@@ -18,7 +18,8 @@ from tvm_ext.targets import (
     make_target,
     vector_lanes,
 )
-from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, pattern_conv2d_te
+from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
+from tvm_ext.te.pattern_conv import pattern_conv2d_te
 
 
 def test_presets_and_overrides():
@@ -37,6 +38,9 @@ def test_presets_and_overrides():
         "aarch64-linux-android",
         8,
     )
+    assert is_cross(make_target("arm64"))
+    # TVM fills this machine's triple into a plain llvm target: that still runs here
+    assert not is_cross(tvm.target.Target("llvm"))
     adreno = make_target("adreno")
     assert adreno.kind.name == "opencl" and is_gpu(adreno) and is_cross(adreno)
     assert "adreno" in [str(k) for k in adreno.keys]
