@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,33 @@ from tvm_ext.rpc.remote import RemoteModel
 from tvm_ext.rpc.session import TrackerAddress
 from tvm_ext.targets import is_cross, is_gpu
 
+#: ``ExportedProgram.run_decompositions`` deep-copies the module call graph
+#: (torch/export/exported_program.py, ``_get_updated_module_call_graph``); copying its pytree
+#: leaves re-creates them through the deprecated ``LeafSpec`` constructor (torch 2.13), which
+#: warns on every export whatever the caller does.
+_LEAFSPEC_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+
+
+def _decompose(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Core ATen decompositions, as ``from_exported_program`` runs them, except ``aten.pad``.
+
+    Torch decomposes a reflect/replicate/circular pad into ``arange``/``abs``/``index``, which
+    the Relax frontend imports as ``relax.take(mode="fast")`` gathers (TOPI logs a "Fast mode
+    segfaults" warning each time one is legalised). Kept whole, the pad imports as
+    ``relax.nn.pad`` and lowers with in-bounds index arithmetic (``topi.nn.reflect_pad``).
+    """
+    table = torch.export.default_decompositions()
+    table.pop(torch.ops.aten.pad.default, None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_LEAFSPEC_DEPRECATION, category=FutureWarning)
+        return exported.run_decompositions(table)
+
 
 def import_torch(model: nn.Module, example: np.ndarray | torch.Tensor) -> tvm.IRModule:
     """``torch.export`` + Relax import with the weights as constants."""
     x = example if isinstance(example, torch.Tensor) else torch.from_numpy(np.asarray(example))
-    exported = torch.export.export(model.eval(), (x,))
-    return from_exported_program(exported, keep_params_as_input=False)
+    exported = _decompose(torch.export.export(model.eval(), (x,)))
+    return from_exported_program(exported, keep_params_as_input=False, run_ep_decomposition=False)
 
 
 def compile_torch(
