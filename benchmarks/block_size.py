@@ -22,9 +22,9 @@ import torch
 from patsparse.schemes import BlockPatternScheme
 from tvm_ext._compat import host_target, te, tensor, tvm
 from tvm_ext.layout import SparseConvLayout, analyze_conv_weight
-from tvm_ext.schedules.cpu import schedule_pattern_primfunc
-from tvm_ext.te import pattern_conv
-from tvm_ext.te.pattern_conv import BlockedActivation, ConvGeometry, Epilogue
+from tvm_ext.schedules.dispatch import schedule_pattern_primfunc
+from tvm_ext.te import block_plan, pattern_conv
+from tvm_ext.te.conv_spec import BlockedActivation, ConvGeometry, Epilogue
 
 THREADS = int(os.environ.setdefault("TVM_NUM_THREADS", "2"))
 LANES = 16  # the chained input's lanes
@@ -40,7 +40,7 @@ def build(cin: int, hw: int, lay: SparseConvLayout):  # type: ignore[no-untyped-
     func = schedule_pattern_primfunc(func, target=host_target())
     lib = tvm.compile(tvm.IRModule({"main": func}), target=host_target())
     shapes = [tuple(int(s) for s in t.shape) for t in tens]
-    return lib["main"], pattern_conv.merged_block_arrays(lay), shapes
+    return lib["main"], block_plan.merged_block_arrays(lay), shapes
 
 
 def chained_input(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@
 
 Each layer (``C x HW x rate``: C -> C channels, 3x3, stride 1, bias + ReLU, chained input and
 output, block-pattern G=16 at ``rate`` over the dense conv) is compiled twice from the same
-weights: with :func:`tvm_ext.te.pattern_conv.block_columns` as shipped, and with every pattern
+weights: with :func:`tvm_ext.te.block_plan.block_columns` as shipped, and with every pattern
 in one column padded to the longest (``MAX_COLUMNS = 0``, the layout before columns). Both
 read the same input and write the same output buffer (so both see the same caches), are
 checked against each other, and are timed interleaved. Median (min) of ``--runs`` calls, ms.
@@ -22,9 +22,9 @@ import torch
 from patsparse.schemes import BlockPatternScheme
 from tvm_ext._compat import host_target, te, tensor, tvm
 from tvm_ext.layout import SparseConvLayout, analyze_conv_weight
-from tvm_ext.schedules.cpu import schedule_pattern_primfunc
-from tvm_ext.te import pattern_conv
-from tvm_ext.te.pattern_conv import BlockedActivation, ConvGeometry, Epilogue
+from tvm_ext.schedules.dispatch import schedule_pattern_primfunc
+from tvm_ext.te import block_plan, pattern_conv
+from tvm_ext.te.conv_spec import BlockedActivation, ConvGeometry, Epilogue
 
 THREADS = int(os.environ.setdefault("TVM_NUM_THREADS", "2"))
 
@@ -34,15 +34,15 @@ def build(c: int, hw: int, lay: SparseConvLayout, *, columns: bool):  # type: ig
     geo = ConvGeometry(
         (1, c, hw, hw), (1, 1), (1, 1, 1, 1), in_layout=BlockedActivation(c // 16, 16, 1)
     )
-    saved = pattern_conv.MAX_COLUMNS
-    pattern_conv.MAX_COLUMNS = saved if columns else 0
+    saved = block_plan.MAX_COLUMNS
+    block_plan.MAX_COLUMNS = saved if columns else 0
     try:
         tens = pattern_conv.pattern_conv2d_te(
             geo, lay, Epilogue(bias=True, relu=True, out_border=1)
         )
-        consts = pattern_conv.merged_block_arrays(lay)
+        consts = block_plan.merged_block_arrays(lay)
     finally:
-        pattern_conv.MAX_COLUMNS = saved
+        block_plan.MAX_COLUMNS = saved
     func = te.create_prim_func(tens).with_attr("global_symbol", "main")
     func = schedule_pattern_primfunc(func, target=host_target())
     lib = tvm.compile(tvm.IRModule({"main": func}), target=host_target())

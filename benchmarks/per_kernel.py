@@ -29,9 +29,9 @@ import torch
 from patsparse.schemes import make_scheme
 from tvm_ext._compat import host_target, te, tensor, tvm
 from tvm_ext.layout import SparseConvLayout, analyze_blocked_weight, analyze_conv_weight
-from tvm_ext.schedules.cpu import schedule_pattern_primfunc
-from tvm_ext.te import pattern_conv
-from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue
+from tvm_ext.schedules.dispatch import schedule_pattern_primfunc
+from tvm_ext.te import flat_plan, pattern_conv
+from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
 
 THREADS = int(os.environ.setdefault("TVM_NUM_THREADS", "2"))
 
@@ -113,7 +113,7 @@ def main() -> None:
         med = {n: float(np.median(t)) for n, t in times.items()}
         cell = {n: f"{med[n]:.3f} ({min(times[n]):.3f})" for n in runs}
         eff = {n: med["torch"] / med[n] / rate for n in ("flat", "per-pattern")}
-        flat_macs = pattern_conv.flat_buckets(lay).macs_per_pixel()
+        flat_macs = flat_plan.flat_buckets(lay).macs_per_pixel()
         cost = med["flat"] / med["blocked"] * blk.macs_per_pixel() / flat_macs
         print(
             f"| {c}->{c} @ {hw}x{hw} | {rate:g}x | {cell['torch']} | {cell['per-pattern']} | "

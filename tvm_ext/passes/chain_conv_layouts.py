@@ -6,7 +6,7 @@ order; alone, it pads its NCHW input (``ps_pad``) and gathers its result back in
 (``ps_epilogue``). At 224² and 112² those two passes over memory cost about as much as the
 sparse conv itself. Where a conv's output feeds only other block-layout convs (as their input
 or as the residual their epilogue adds), possibly through a max pool, this pass rebuilds the
-producer to write a chained buffer (:class:`tvm_ext.te.pattern_conv.BlockedActivation`:
+producer to write a chained buffer (:class:`tvm_ext.te.conv_spec.BlockedActivation`:
 ``(N, rows, H + 2b, W + 2b, lanes)`` in the producer's own order, zero border ``b`` = the
 consumers' padding, the max pool fused into its epilogue) and the consumers to read it in
 place, their input-channel indices permuted at compile time. NCHW is written only where a
@@ -39,13 +39,9 @@ from tvm_ext.passes.pattern_sparse_conv2d import (
     _is_op,
     _lookup,
 )
-from tvm_ext.schedules.cpu import SCHEDULED_ATTR, schedule_pattern_primfunc
-from tvm_ext.te.pattern_conv import (
-    BlockedActivation,
-    ConvGeometry,
-    Epilogue,
-    pattern_conv2d_compute,
-)
+from tvm_ext.schedules.dispatch import SCHEDULED_ATTR, schedule_pattern_primfunc
+from tvm_ext.te.conv_spec import BlockedActivation, ConvGeometry, Epilogue
+from tvm_ext.te.pattern_conv import pattern_conv2d_compute
 
 
 @dataclass(frozen=True)

@@ -40,16 +40,12 @@ from tvm_ext.layout import (
     analyze_conv_weight,
     blocked_macs_per_pixel,
 )
-from tvm_ext.schedules.cpu import schedule_pattern_primfunc
-from tvm_ext.te.pattern_conv import (
-    ConvGeometry,
-    Epilogue,
-    column_taps,
-    flat_buckets,
-    layout_arguments,
-    pattern_conv2d_compute,
-    pattern_conv2d_te,
-)
+from tvm_ext.schedules.dispatch import schedule_primfuncs
+from tvm_ext.te.block_plan import column_taps
+from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
+from tvm_ext.te.flat_plan import flat_buckets
+from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_compute
+from tvm_ext.verify import BuiltLayer, failed_layers, verify_layer
 
 FUNC_PREFIX = "pattern_sparse_conv2d"
 #: what the rewriter looks for: 3x3 pattern-sparse convs, or any all-or-nothing-kernel conv
@@ -175,6 +171,9 @@ def _dtype(expr: relax.Expr) -> str:
 
 @relax.expr_functor.mutator
 class _Rewriter(relax.expr_functor.PyExprMutator):
+    """Rewrites the eligible convs of every Relax function of ``mod`` (:meth:`run`); records
+    one :class:`LayerRecord` per conv and, per rewritten one, what verification needs."""
+
     def __init__(self, mod: tvm.IRModule, options: RewriteOptions) -> None:
         super().__init__(mod)
         self.mod_ = mod
@@ -188,67 +187,42 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         self.conv_index: dict[Any, int] = {}
         self.layouts: dict[Any, SparseConvLayout | Rejection] = {}
         #: per rewritten conv index: what verification needs
-        self.built: dict[
-            int,
-            tuple[
-                tvm.ir.GlobalVar,
-                np.ndarray,
-                ConvGeometry,
-                SparseConvLayout,
-                Epilogue,
-                np.ndarray | None,
-            ],
-        ] = {}
+        self.built: dict[int, BuiltLayer] = {}
+
+    def run(self) -> tvm.IRModule:
+        """The module with the eligible convs rewritten; the new PrimFuncs are marked opaque
+        (block ones also described, :data:`CONV_ATTR`), not scheduled."""
+        for gv, func in self.mod_.functions_items():
+            if isinstance(func, relax.Function):
+                self.chains, self.absorbed, self.conv_index = {}, set(), {}
+                self._plan_chains(func)
+                new = self.visit_expr(func)
+                new = relax.analysis.remove_all_unused(new)
+                self.builder_.update_func(gv, new)
+        mod = self.builder_.get()
+        for gv in self.new_funcs:
+            func = mod[gv].with_attr("op_pattern", OPAQUE)
+            if gv.name_hint in self.descriptions:
+                func = func.with_attr(CONV_ATTR, self.descriptions[gv.name_hint])
+            mod[gv] = func
+        return mod
 
     # -- analysis of the original function --------------------------------------------
     def _plan_chains(self, func: relax.Function) -> None:
+        """Number the convs; for each rewritable one, the element-wise ops its kernel absorbs
+        (:data:`chains`, keyed by the last op's value)."""
         var2val = relax.analysis.get_var2val(func)
-        uses: dict[Any, int] = {}
-        for value in var2val.values():
-            for v in _used_vars(value):
-                uses[v] = uses.get(v, 0) + 1
-        for v in _used_vars(func.body.body):
-            uses[v] = uses.get(v, 0) + 2  # function outputs are never absorbed
+        uses, users = _use_counts(func, var2val)
         claimed: set[Any] = set()
-        users: dict[Any, list[Any]] = {}
-        for var, value in var2val.items():
-            for v in _used_vars(value):
-                users.setdefault(v, []).append(var)
         for var, value in var2val.items():
             if not _is_op(value, "relax.nn.conv2d"):
                 continue
             self.conv_index[value] = len(self.conv_index)
             if not self.options.fuse_epilogue or not self._rewritable(value):
                 continue
-            cur, bias, residual, relu, ops, path = var, None, None, False, [], []
-            while uses.get(cur, 0) == 1 and len(users.get(cur, [])) == 1 and not relu:
-                nxt = users[cur][0]
-                if _lookup_set(claimed, nxt):
-                    break  # another conv's epilogue already ends here (e.g. two sparse branches)
-                val = var2val[nxt]
-                if _is_op(val, "relax.nn.relu"):
-                    relu = True
-                    ops.append("relu")
-                elif (
-                    _is_op(val, "relax.add")
-                    and bias is None
-                    and residual is None
-                    and (_bias_of(val, cur, _static_shape(var)) is not None)
-                ):
-                    bias = _bias_of(val, cur, _static_shape(var))
-                    ops.append("bias_add")
-                elif _is_op(val, "relax.add") and residual is None:
-                    other = val.args[1] if val.args[0].same_as(cur) else val.args[0]
-                    if _static_shape(other) != _static_shape(var) or other.same_as(cur):
-                        break
-                    residual = other
-                    ops.append("residual_add")
-                else:
-                    break
-                path.append(nxt)
-                cur = nxt
-            if not cur.same_as(var):
-                self.chains[var2val[cur]] = _Chain(value, bias, residual, relu, tuple(ops))
+            chain, end, path = _follow_chain(var, value, var2val, uses, users, claimed)
+            if chain is not None:
+                self.chains[var2val[end]] = chain
                 self.absorbed.add(value)
                 claimed.update(path)
 
@@ -259,23 +233,24 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             return cached
         index = _lookup(self.conv_index, conv)
         reason = _eligibility(conv, self.options.mode) or self.options.exclude.get(index)
-        result: SparseConvLayout | Rejection
-        if reason is not None:
-            result = Rejection(reason)
-        elif self.options.mode == BLOCKED_MODE:
-            result = analyze_blocked_weight(conv.args[1].value.numpy(), block=self.options.block)
-        else:
-            weight = conv.args[1].value.numpy()
-            result = analyze_conv_weight(
-                weight,
-                library=self.options.library,
-                block=self.options.block,
-                prefer_blocks=self.options.prefer_blocks,
-            )
-            if isinstance(result, SparseConvLayout) and result.kind == "kernel":
-                strided = any(int(v) > 1 for v in conv.attrs.strides)
-                result = self._cheaper_as_blocks(weight, result, strided=strided)
+        result = Rejection(reason) if reason is not None else self._analyze(conv)
         self.layouts[conv] = result
+        return result
+
+    def _analyze(self, conv: relax.Call) -> SparseConvLayout | Rejection:
+        """The layout of an eligible conv's weight in the options' mode."""
+        weight = conv.args[1].value.numpy()
+        if self.options.mode == BLOCKED_MODE:
+            return analyze_blocked_weight(weight, block=self.options.block)
+        result = analyze_conv_weight(
+            weight,
+            library=self.options.library,
+            block=self.options.block,
+            prefer_blocks=self.options.prefer_blocks,
+        )
+        if isinstance(result, SparseConvLayout) and result.kind == "kernel":
+            strided = any(int(v) > 1 for v in conv.attrs.strides)
+            result = self._cheaper_as_blocks(weight, result, strided=strided)
         return result
 
     def _cheaper_as_blocks(
@@ -349,61 +324,24 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         if reason is not None:
             self._record(conv, rewritten=False, reason=reason)
             return None
-        x, w = conv.args
-        weight = w.value.numpy()
+        weight = conv.args[1].value.numpy()
         layout = self._layout(conv)
-        attrs = conv.attrs
-        pad = tuple(int(p) for p in attrs.padding)
-        geometry = ConvGeometry(
-            in_shape=_static_shape(x),  # type: ignore[arg-type]
-            stride=tuple(int(s) for s in attrs.strides),  # type: ignore[arg-type]
-            padding=pad,  # type: ignore[arg-type]
-            kernel=(int(weight.shape[2]), int(weight.shape[3])),
-        )
-        base = dict(
-            weight_shape=tuple(weight.shape),
-            input_shape=geometry.in_shape,
-            stride=geometry.stride,
-            padding=geometry.padding,
-            kernels=int(weight.shape[0] * weight.shape[1]),
-        )
+        geometry = _geometry(conv, weight)
+        base = _shape_fields(weight, geometry)
         if isinstance(layout, Rejection):
             self._record(conv, rewritten=False, reason=layout.reason, **base)
             return None
-        epilogue = Epilogue(
-            bias=chain is not None and chain.bias is not None,
-            residual=chain is not None and chain.residual is not None,
-            relu=chain is not None and chain.relu,
-        )
-        name = f"{_PREFIXES[mode]}_{index}"
+        epilogue = _epilogue(chain)
         arrays = layout_arguments(layout, geometry)
-        storage = {"dense": dense_nbytes(weight), "csr": csr_nbytes(weight)}
-        if mode == PATTERN_MODE:
-            storage["ours"] = PatternSparseWeight.from_dense(weight).nbytes()
-            histogram = _histogram(weight)
-        else:  # kept values (padding lanes included) and one channel index per kept slot
-            storage["ours"] = int(sum(a.nbytes for a in arrays[:-1]))
-            histogram = {}
-        storage["kernel_arrays"] = int(sum(a.nbytes for a in arrays))
-        consts = [relax.const(a) for a in arrays]
-        extra = []
-        if chain is not None and chain.bias is not None:
-            extra.append(relax.const(chain.bias))
-        if chain is not None and chain.residual is not None:
-            extra.append(self.visit_expr(chain.residual))
-        out = self.builder_.call_te(
-            _te_fn(geometry, layout, epilogue),
-            self.visit_expr(x),
-            *consts,
-            *extra,
-            primfunc_name_hint=name,
-        )
+        storage, histogram = _storage(weight, arrays, mode)
+        name = f"{_PREFIXES[mode]}_{index}"
+        out = self._emit_kernel(conv.args[0], arrays, chain, geometry, layout, epilogue, name)
         gv = out.args[0]
         self.new_funcs.append(gv)
         if layout.kind == "block":
             self.descriptions[gv.name_hint] = describe_conv(geometry, layout, epilogue)
         bias = chain.bias if chain is not None and chain.bias is not None else None
-        self.built[index] = (gv, weight, geometry, layout, epilogue, bias)
+        self.built[index] = BuiltLayer(gv, weight, geometry, layout, epilogue, bias)
         self._record(
             conv,
             rewritten=True,
@@ -419,23 +357,136 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         )
         return out
 
-    def run(self) -> tvm.IRModule:
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.chains, self.absorbed, self.conv_index = {}, set(), {}
-                self._plan_chains(func)
-                new = self.visit_expr(func)
-                new = relax.analysis.remove_all_unused(new)
-                self.builder_.update_func(gv, new)
-        mod = self.builder_.get()
-        for gv in self.new_funcs:
-            func = mod[gv].with_attr("op_pattern", OPAQUE)
-            if gv.name_hint in self.descriptions:
-                func = func.with_attr(CONV_ATTR, self.descriptions[gv.name_hint])
-            if self.options.schedule:
-                func = schedule_pattern_primfunc(func, target=self.options.target) or func
-            mod[gv] = func
-        return mod
+    def _emit_kernel(
+        self,
+        x: relax.Expr,
+        arrays: list[np.ndarray],
+        chain: _Chain | None,
+        geometry: ConvGeometry,
+        layout: SparseConvLayout,
+        epilogue: Epilogue,
+        name: str,
+    ) -> relax.Call:
+        """``call_tir`` of the kernel on ``x``, its constant arrays and the chain's bias and
+        residual."""
+        consts = [relax.const(a) for a in arrays]
+        extra = []
+        if chain is not None and chain.bias is not None:
+            extra.append(relax.const(chain.bias))
+        if chain is not None and chain.residual is not None:
+            extra.append(self.visit_expr(chain.residual))
+        return self.builder_.call_te(
+            _te_fn(geometry, layout, epilogue),
+            self.visit_expr(x),
+            *consts,
+            *extra,
+            primfunc_name_hint=name,
+        )
+
+
+def _use_counts(
+    func: relax.Function, var2val: Mapping[Any, Any]
+) -> tuple[dict[Any, int], dict[Any, list[Any]]]:
+    """How often each var is used (function outputs count 2: never absorbed), and which
+    bindings use it."""
+    uses: dict[Any, int] = {}
+    for value in var2val.values():
+        for v in _used_vars(value):
+            uses[v] = uses.get(v, 0) + 1
+    for v in _used_vars(func.body.body):
+        uses[v] = uses.get(v, 0) + 2  # function outputs are never absorbed
+    users: dict[Any, list[Any]] = {}
+    for var, value in var2val.items():
+        for v in _used_vars(value):
+            users.setdefault(v, []).append(var)
+    return uses, users
+
+
+def _follow_chain(
+    var: Any,
+    conv: relax.Call,
+    var2val: Mapping[Any, Any],
+    uses: Mapping[Any, int],
+    users: Mapping[Any, list[Any]],
+    claimed: set[Any],
+) -> tuple[_Chain | None, Any, list[Any]]:
+    """The single-use bias add, residual add and ReLU after conv ``var`` (in any order, ReLU
+    last): ``(chain or None if there is none, its last var, the vars it absorbs)``."""
+    cur, bias, residual, relu, ops, path = var, None, None, False, [], []
+    while uses.get(cur, 0) == 1 and len(users.get(cur, [])) == 1 and not relu:
+        nxt = users[cur][0]
+        if _lookup_set(claimed, nxt):
+            break  # another conv's epilogue already ends here (e.g. two sparse branches)
+        val = var2val[nxt]
+        if _is_op(val, "relax.nn.relu"):
+            relu = True
+            ops.append("relu")
+        elif (
+            _is_op(val, "relax.add")
+            and bias is None
+            and residual is None
+            and (_bias_of(val, cur, _static_shape(var)) is not None)
+        ):
+            bias = _bias_of(val, cur, _static_shape(var))
+            ops.append("bias_add")
+        elif _is_op(val, "relax.add") and residual is None:
+            other = val.args[1] if val.args[0].same_as(cur) else val.args[0]
+            if _static_shape(other) != _static_shape(var) or other.same_as(cur):
+                break
+            residual = other
+            ops.append("residual_add")
+        else:
+            break
+        path.append(nxt)
+        cur = nxt
+    if cur.same_as(var):
+        return None, cur, path
+    return _Chain(conv, bias, residual, relu, tuple(ops)), cur, path
+
+
+def _geometry(conv: relax.Call, weight: np.ndarray) -> ConvGeometry:
+    attrs = conv.attrs
+    return ConvGeometry(
+        in_shape=_static_shape(conv.args[0]),  # type: ignore[arg-type]
+        stride=tuple(int(s) for s in attrs.strides),  # type: ignore[arg-type]
+        padding=tuple(int(p) for p in attrs.padding),  # type: ignore[arg-type]
+        kernel=(int(weight.shape[2]), int(weight.shape[3])),
+    )
+
+
+def _shape_fields(weight: np.ndarray, geometry: ConvGeometry) -> dict[str, Any]:
+    """The :class:`LayerRecord` fields of every conv that passed the eligibility checks."""
+    return dict(
+        weight_shape=tuple(weight.shape),
+        input_shape=geometry.in_shape,
+        stride=geometry.stride,
+        padding=geometry.padding,
+        kernels=int(weight.shape[0] * weight.shape[1]),
+    )
+
+
+def _epilogue(chain: _Chain | None) -> Epilogue:
+    return Epilogue(
+        bias=chain is not None and chain.bias is not None,
+        residual=chain is not None and chain.residual is not None,
+        relu=chain is not None and chain.relu,
+    )
+
+
+def _storage(
+    weight: np.ndarray, arrays: list[np.ndarray], mode: str
+) -> tuple[dict[str, int], dict[int, int]]:
+    """Storage bytes (dense, CSR, ours, the kernel's arrays) and the pattern histogram."""
+    storage = {"dense": dense_nbytes(weight), "csr": csr_nbytes(weight)}
+    histogram: dict[int, int]
+    if mode == PATTERN_MODE:
+        storage["ours"] = PatternSparseWeight.from_dense(weight).nbytes()
+        histogram = _histogram(weight)
+    else:  # kept values (padding lanes included) and one channel index per kept slot
+        storage["ours"] = int(sum(a.nbytes for a in arrays[:-1]))
+        histogram = {}
+    storage["kernel_arrays"] = int(sum(a.nbytes for a in arrays))
+    return storage, histogram
 
 
 def _used_vars(expr: relax.Expr) -> list[Any]:
@@ -522,8 +573,9 @@ class PatternSparseConv2D:
     :class:`BlockedConv2D`: a number, or ``((max input channels, cost), ...)``; ``None``, the
     default here, rewrites every eligible layer; ``per_kernel_stride_factor`` scales it on
     strided convs),
-    ``fuse_epilogue`` (bias/residual/ReLU in the kernel), ``schedule`` (apply the default
-    CPU schedule). After the pass runs, ``records`` lists one :class:`LayerRecord` per conv.
+    ``fuse_epilogue`` (bias/residual/ReLU in the kernel), ``schedule`` (apply the target's
+    default schedule, :mod:`tvm_ext.schedules.dispatch`). After the pass runs, ``records``
+    lists one :class:`LayerRecord` per conv.
     """
 
     def __init__(
@@ -593,81 +645,24 @@ def rewrite_convs(
     does not match the dense conv are left dense. Returns the module and one record per
     conv."""
     options = dataclasses.replace(options, exclude={})
-    rewriter = _Rewriter(mod, options)
-    out = rewriter.run()
+    rewriter, out = _rewrite_once(mod, options)
     if options.verify:
         errors = {
             i: verify_layer(out, *info, target=options.target) for i, info in rewriter.built.items()
         }
-        failed = {
-            i: f"verification failed: max abs error {e:.3g} vs the dense conv"
-            for i, e in errors.items()
-            if not e <= options.tolerance * _scale(rewriter.built[i][1])
-        }
+        failed = failed_layers(errors, rewriter.built, options.tolerance)
         if failed:  # leave those layers dense: a model must never break
-            rewriter = _Rewriter(mod, dataclasses.replace(options, exclude=failed))
-            out = rewriter.run()
+            rewriter, out = _rewrite_once(mod, dataclasses.replace(options, exclude=failed))
         for rec in rewriter.records:
             if rec.rewritten:
                 rec.max_abs_error = errors.get(rec.index)
     return out, sorted(rewriter.records, key=lambda r: r.index)
 
 
-def _scale(weight: np.ndarray) -> float:
-    """Error tolerance scale: grows with the reduction length and weight magnitude."""
-    return max(1.0, float(np.abs(weight).sum(axis=(1, 2, 3)).max()))
-
-
-def verify_layer(
-    mod: tvm.IRModule,
-    gv: tvm.ir.GlobalVar,
-    weight: np.ndarray,
-    geometry: ConvGeometry,
-    layout: SparseConvLayout,
-    epilogue: Epilogue,
-    bias: np.ndarray | None,
-    *,
-    target: Any = None,
-    seed: int = 0,
-) -> float:
-    """Max abs error of the rewritten PrimFunc against a dense conv on random input."""
-    from tvm_ext._compat import host_target, tensor
-    from tvm_ext.reference import conv2d_nchw
-
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(geometry.in_shape).astype(np.float32)
-    n, k = geometry.in_shape[0], layout.shape[0]
-    oh, ow = geometry.out_hw
-    residual = rng.standard_normal((n, k, oh, ow)).astype(np.float32)
-    ref = conv2d_nchw(
-        x,
-        weight,
-        bias if epilogue.bias and bias is not None else None,
-        stride=geometry.stride,
-        padding=geometry.padding,
-    )
-    if epilogue.residual:
-        ref = ref + residual
-    if epilogue.relu:
-        ref = np.maximum(ref, 0)
-    from tvm_ext.targets import is_cross
-
-    # The numbers are checked here, on the host: a kernel built for another device (arm64,
-    # OpenCL) cannot run on this machine, so those layers verify with the host's schedule.
-    func = mod[gv]
-    if target is not None and is_cross(target):
-        target = None
-        func = te.create_prim_func(pattern_conv2d_te(geometry, layout, epilogue))
-    # unscheduled in tuning mode: the default schedule keeps the check fast
-    func = schedule_pattern_primfunc(func, target=target or host_target()) or func
-    func = func.with_attr("global_symbol", "main")
-    ex = tvm.compile(tvm.IRModule({"main": func}), target=target or host_target())
-    dev = tvm.cpu()
-    args = [x, *layout_arguments(layout, geometry)]
-    if epilogue.bias:
-        args.append(bias if bias is not None else np.zeros(k, np.float32))
-    if epilogue.residual:
-        args.append(residual)
-    out = tensor(np.zeros(ref.shape, np.float32), dev)
-    ex.mod["main"](*[tensor(np.ascontiguousarray(a), dev) for a in args], out)
-    return float(np.abs(out.numpy() - ref).max())
+def _rewrite_once(mod: tvm.IRModule, options: RewriteOptions) -> tuple[_Rewriter, tvm.IRModule]:
+    """One rewrite of ``mod``, its new kernels scheduled if ``options.schedule``."""
+    rewriter = _Rewriter(mod, options)
+    out = rewriter.run()
+    if options.schedule:
+        schedule_primfuncs(out, rewriter.new_funcs, target=options.target)
+    return rewriter, out

@@ -9,7 +9,7 @@ run as naive loops. Place it right after applying the database.
 from __future__ import annotations
 
 from tvm_ext._compat import tirx, tvm
-from tvm_ext.schedules.cpu import schedule_pattern_primfunc
+from tvm_ext.schedules.dispatch import schedule_pattern_primfunc
 
 
 @tvm.transform.module_pass(opt_level=0, name="ScheduleUntunedPatternConvs")

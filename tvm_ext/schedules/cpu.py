@@ -4,15 +4,16 @@ Block layers vectorise over the block's output-channel lanes (the layout the spa
 probe found to run at dense speed); per-kernel layers vectorise over the output width.
 Rows (filters or blocks) run in parallel. Tuned schedules replace this one (issue 4).
 The vector widths follow the target (``lanes``: 16 AVX-512, 8 AVX2, 4 NEON);
-:func:`schedule_pattern_primfunc` hands GPU targets to :mod:`tvm_ext.schedules.gpu`.
+:mod:`tvm_ext.schedules.dispatch` picks this schedule or the GPU one for a target.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tvm_ext._compat import Schedule, Target, schedulable_copy, tirx
-from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK, POOL_ATTR
+from tvm_ext._compat import Schedule
+from tvm_ext.schedules.common import largest_divisor, loop_extent, pattern_blocks
+from tvm_ext.te.block_names import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK, POOL_ATTR
 
 
 def vector_widths(lanes: int = 16) -> tuple[int, ...]:
@@ -22,10 +23,6 @@ def vector_widths(lanes: int = 16) -> tuple[int, ...]:
 
 def _vector_factor(extent: int, widths: tuple[int, ...] = (16, 8, 4)) -> int | None:
     return next((v for v in widths if extent % v == 0), None)
-
-
-def _extent(sch: Schedule, loop) -> int:  # type: ignore[no-untyped-def]
-    return int(sch.get(loop).extent)
 
 
 #: output pixels from which a block layer computes one output row of every block at a time
@@ -45,7 +42,7 @@ def schedule_pattern_conv(sch: Schedule, *, lanes: int = 16, fuse_rows: bool = T
     names = pattern_blocks(sch)
     if fuse_rows and f"{CONV_BLOCK_PREFIX}all" in names and EPILOGUE_BLOCK in names:
         conv_loops = sch.get_loops(sch.get_sblock(f"{CONV_BLOCK_PREFIX}all"))
-        oh, ow = _extent(sch, conv_loops[2]), _extent(sch, conv_loops[3])
+        oh, ow = loop_extent(sch, conv_loops[2]), loop_extent(sch, conv_loops[3])
         if oh * ow >= FUSE_ROWS_FROM_PIXELS:
             _schedule_block_rows_in_epilogue(sch, widths)
             names = [n for n in names if n == PAD_BLOCK]
@@ -67,18 +64,6 @@ def schedule_pattern_conv(sch: Schedule, *, lanes: int = 16, fuse_rows: bool = T
             n, k, _, w = loops
             sch.parallel(sch.fuse(n, k))
             _vectorize_width(sch, w, widths)
-
-
-def pattern_blocks(sch: Schedule) -> list[str]:
-    """Names of the ``ps_*`` blocks directly under the function's root block."""
-    root = sch.get_sblock("root")
-    names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
-    return [n for n in names if n.startswith("ps_")]
-
-
-def _register_tile(extent: int, limit: int = 12) -> int:
-    """Largest divisor of ``extent`` up to ``limit``: accumulators kept in registers."""
-    return max(d for d in range(1, min(extent, limit) + 1) if extent % d == 0)
 
 
 #: vector accumulators a block layer's register tile holds (of 32 AVX-512 registers: the
@@ -114,14 +99,14 @@ def _accumulate_in_registers(
     Returns the outermost reduction loop left (for ``decompose_reduction``, which callers
     apply last), or ``None``.
     """
-    lanes = _extent(sch, lane)
+    lanes = loop_extent(sch, lane)
     vectors = lanes // vector if lanes % vector == 0 else 1
-    width = _extent(sch, z)
-    cols = _register_tile(width, BLOCK_ACCUMULATORS // vectors)
+    width = loop_extent(sch, z)
+    cols = largest_divisor(width, BLOCK_ACCUMULATORS // vectors)
     lane_outer = None
     if vectors > 1 and cols < min(MIN_SHARED_COLUMNS, width):
         lane_outer, lane = sch.split(lane, [None, vector])
-        cols = _register_tile(width, BLOCK_ACCUMULATORS)
+        cols = largest_divisor(width, BLOCK_ACCUMULATORS)
     zo, zi = sch.split(z, [None, cols])
     sch.reorder(*[lp for lp in (*outer, zo, lane_outer, k2, p, t, zi, lane) if lp is not None])
     acc = sch.cache_write(blk, 0, "local")
@@ -177,7 +162,7 @@ def _schedule_block_rows_in_epilogue(sch: Schedule, widths: tuple[int, ...]) -> 
 
 def _vectorize_lanes_or_width(sch: Schedule, w: Any, lane: Any, widths: tuple[int, ...]) -> None:
     """A chained epilogue: vectorise its lanes, or its width if it has one lane (planar)."""
-    if _extent(sch, lane) > 1:
+    if loop_extent(sch, lane) > 1:
         sch.vectorize(lane)
         return
     _vectorize_width(sch, w, widths)
@@ -185,7 +170,7 @@ def _vectorize_lanes_or_width(sch: Schedule, w: Any, lane: Any, widths: tuple[in
 
 def _vectorize_width(sch: Schedule, w: Any, widths: tuple[int, ...]) -> None:
     """Split the innermost width loop by the widest vector that divides it; vectorise it."""
-    vf = _vector_factor(_extent(sch, w), widths)
+    vf = _vector_factor(loop_extent(sch, w), widths)
     if vf:
         _, wi = sch.split(w, [None, vf])
         sch.vectorize(wi)
@@ -194,7 +179,7 @@ def _vectorize_width(sch: Schedule, w: Any, widths: tuple[int, ...]) -> None:
 def _conv_dims(sch: Schedule, blk: Any) -> list[int]:
     """Extents of ``ps_conv_all``'s (row, width, lane, slot, pattern, tap) loops."""
     _, r, _, z, lane, k2, p, t = sch.get_loops(blk)
-    return [_extent(sch, lp) for lp in (r, z, lane, k2, p, t)]
+    return [loop_extent(sch, lp) for lp in (r, z, lane, k2, p, t)]
 
 
 def _match_loops(sch: Schedule, loops: list[Any], dims: list[int]) -> list[Any]:
@@ -204,7 +189,7 @@ def _match_loops(sch: Schedule, loops: list[Any], dims: list[int]) -> list[Any]:
     it = iter(loops)
     nxt = next(it, None)
     for extent in dims:
-        if nxt is not None and _extent(sch, nxt) == extent:
+        if nxt is not None and loop_extent(sch, nxt) == extent:
             out.append(nxt)
             nxt = next(it, None)
         elif extent == 1:
@@ -240,10 +225,10 @@ def flat_register_tile(sch: Schedule, blk: Any, lanes: int, tile: Any) -> tuple[
 def _schedule_flat_stage(sch: Schedule, blk: Any, widths: tuple[int, ...]) -> None:
     """``ps_conv_flat<g>``: per filter, a register tile of up to :data:`FLAT_VECTORS` vectors
     of output pixels; filters in parallel."""
-    extent = _extent(sch, sch.get_loops(blk)[2])
+    extent = loop_extent(sch, sch.get_loops(blk)[2])
     vf = _vector_factor(extent, widths) or 1
     n, r, s = flat_register_tile(
-        sch, blk, vf, lambda sch, loop: _register_tile(_extent(sch, loop), FLAT_VECTORS)
+        sch, blk, vf, lambda sch, loop: largest_divisor(loop_extent(sch, loop), FLAT_VECTORS)
     )
     sch.parallel(sch.fuse(n, r))
     sch.decompose_reduction(blk, s)
@@ -258,14 +243,14 @@ def _schedule_conv_stage(sch: Schedule, name: str, widths: tuple[int, ...]) -> N
         _schedule_flat_stage(sch, blk, widths)
         return
     n, r, y, z, lane, j = sch.get_loops(blk)
-    lanes = _extent(sch, lane)
+    lanes = loop_extent(sch, lane)
     if lanes > 1:
         sch.reorder(n, r, y, z, j, lane)
         sch.vectorize(lane)
         sch.parallel(sch.fuse(n, r))
         sch.decompose_reduction(blk, j)
         return
-    vf = _vector_factor(_extent(sch, z), widths)
+    vf = _vector_factor(loop_extent(sch, z), widths)
     if vf:
         zo, zi = sch.split(z, [None, vf])
         sch.reorder(n, r, y, zo, lane, j, zi)
@@ -275,77 +260,3 @@ def _schedule_conv_stage(sch: Schedule, name: str, widths: tuple[int, ...]) -> N
     else:
         sch.parallel(sch.fuse(n, r))
         sch.decompose_reduction(blk, j)
-
-
-def _carries_schedule(sch: Schedule, blocks: list[str]) -> bool:
-    """True if any loop around a ``ps_*`` block is no longer a plain serial loop."""
-    serial = tirx.ForKind.SERIAL
-    return any(
-        sch.get(loop).kind != serial
-        for name in blocks
-        for loop in sch.get_loops(sch.get_sblock(name))
-    )
-
-
-#: set on PrimFuncs that already carry the default schedule
-SCHEDULED_ATTR = "patsparse.scheduled"
-
-
-def schedule_for_target(func: tirx.PrimFunc, target: Target | None) -> Schedule | None:
-    """A ``Schedule`` over a copy of ``func`` (a PrimFunc named ``main``) with the target's
-    default schedule applied: GPU targets get
-    :func:`tvm_ext.schedules.gpu.schedule_pattern_conv_gpu`, CPUs this module's, vectorised
-    for the target's lanes, with the plain (unfused) CPU schedule as the fallback. ``None``
-    if no schedule could be built (the caller keeps the function unscheduled: slow but
-    correct; a schedule error must never break a model)."""
-    from tvm_ext.targets import is_gpu, vector_lanes
-
-    def fresh() -> Schedule:
-        # a copy: a 0.27 Schedule edits the function it was built over in place
-        return Schedule(schedulable_copy(func))
-
-    sch = fresh()
-    if is_gpu(target):
-        from tvm_ext.schedules.gpu import max_threads, schedule_pattern_conv_gpu
-
-        schedule_pattern_conv_gpu(sch, threads=max_threads(target))
-        return sch
-    for fuse_rows in (True, False):
-        try:
-            schedule_pattern_conv(sch, lanes=vector_lanes(target), fuse_rows=fuse_rows)
-            return sch
-        except Exception:
-            sch = fresh()
-    return None
-
-
-def schedule_pattern_primfunc(
-    func: tirx.PrimFunc, *, target: Target | None = None
-) -> tirx.PrimFunc | None:
-    """``func`` with the default schedule applied; ``None`` if it has no pattern-sparse block.
-
-    ``target`` (default: the current ``with target:`` scope, else the host) picks the
-    schedule: GPU targets get :func:`tvm_ext.schedules.gpu.schedule_pattern_conv_gpu`, CPUs
-    this module's, vectorised for the target's lanes. Functions already scheduled (by this
-    helper or by MetaSchedule) come back unchanged.
-    """
-    target = target if target is not None else Target.current(allow_none=True)
-    attrs = func.attrs or {}
-    if int(attrs.get(SCHEDULED_ATTR, 0)) or int(attrs.get("tirx.is_scheduled", 0)):
-        return func
-    symbol = attrs.get("global_symbol")
-    main = func.with_attr("global_symbol", "main")
-    probe = Schedule(main)  # read-only here: building a Schedule does not change ``func``
-    blocks = pattern_blocks(probe)
-    if not any(name.startswith(CONV_BLOCK_PREFIX) for name in blocks):
-        return None
-    if _carries_schedule(probe, blocks):
-        return func  # e.g. applied from a tuning database (no attribute says so)
-    sch = schedule_for_target(main, target)
-    if sch is None:
-        return func  # unscheduled: slow but correct
-    out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1)
-    # the schedule needs a "main"; give the function back its own symbol (or none)
-    if symbol is not None:
-        return out.with_attr("global_symbol", symbol)
-    return out.without_attr("global_symbol")

@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from tvm_ext._compat import Schedule
-from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
+from tvm_ext.schedules.common import largest_divisor, loop_extent, pattern_blocks
+from tvm_ext.te.block_names import CONV_BLOCK_PREFIX, EPILOGUE_BLOCK, PAD_BLOCK
 
 DEFAULT_THREADS = 64
 
@@ -29,15 +30,6 @@ def max_threads(target: Any, default: int = 256) -> int:
     """The target's work-group size limit (``max_num_threads``)."""
     value = target.attrs.get("max_num_threads") if target is not None else None
     return int(value) if value is not None else default
-
-
-def _extent(sch: Schedule, loop: Any) -> int:
-    return int(sch.get(loop).extent)
-
-
-def largest_divisor(extent: int, limit: int) -> int:
-    """Largest divisor of ``extent`` not above ``limit`` (at least 1)."""
-    return max(d for d in range(1, max(1, min(extent, limit)) + 1) if extent % d == 0)
 
 
 def _bind_elementwise(sch: Schedule, name: str, threads: int) -> None:
@@ -96,8 +88,6 @@ def schedule_flat_conv_gpu(
 
 def schedule_pattern_conv_gpu(sch: Schedule, *, threads: int = 256) -> None:
     """Bind every ``ps_*`` block of the function in ``sch`` to GPU threads, in place."""
-    from tvm_ext.schedules.cpu import pattern_blocks
-
     elementwise = min(threads, DEFAULT_THREADS)
     for name in pattern_blocks(sch):
         if name in (PAD_BLOCK, EPILOGUE_BLOCK):
@@ -106,12 +96,12 @@ def schedule_pattern_conv_gpu(sch: Schedule, *, threads: int = 256) -> None:
             blk = sch.get_sblock(name)
             loops = sch.get_loops(blk)
             if len(loops) == 8:
-                lanes = _extent(sch, loops[4])
-                cols = largest_divisor(_extent(sch, loops[3]), max(1, threads // lanes))
+                lanes = loop_extent(sch, loops[4])
+                cols = largest_divisor(loop_extent(sch, loops[3]), max(1, threads // lanes))
                 schedule_block_conv_gpu(sch, blk, columns=cols)
             elif len(loops) == 5:
-                pixels = largest_divisor(_extent(sch, loops[2]), min(threads, DEFAULT_THREADS))
+                pixels = largest_divisor(loop_extent(sch, loops[2]), min(threads, DEFAULT_THREADS))
                 schedule_flat_conv_gpu(sch, blk, threads=pixels)
             else:
-                cols = largest_divisor(_extent(sch, loops[3]), min(threads, DEFAULT_THREADS))
+                cols = largest_divisor(loop_extent(sch, loops[3]), min(threads, DEFAULT_THREADS))
                 schedule_kernel_conv_gpu(sch, blk, columns=cols)

@@ -71,8 +71,8 @@ def workload_key(db: Any, mod: tvm.IRModule) -> str:
 def is_pattern_task(mod: tvm.IRModule) -> bool:
     """A task of our pattern-sparse / blocked kernels (a ``ps_conv_*`` block at the root)."""
     from tvm_ext._compat import Schedule
-    from tvm_ext.schedules.cpu import pattern_blocks
-    from tvm_ext.te.pattern_conv import CONV_BLOCK_PREFIX
+    from tvm_ext.schedules.common import pattern_blocks
+    from tvm_ext.te.block_names import CONV_BLOCK_PREFIX
 
     try:
         names = pattern_blocks(Schedule(mod))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from tvm_ext._compat import Schedule, tvm
-from tvm_ext.te.pattern_conv import PAD_RULE, SCHEDULE_RULE
+from tvm_ext.te.block_names import PAD_RULE, SCHEDULE_RULE
 
 
 def _extent(sch: Schedule, loop: Any) -> int:

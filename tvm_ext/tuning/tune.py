@@ -112,7 +112,7 @@ def _commit_default_schedules(
 
 def _hand_schedule(mod: tvm.IRModule, target: Target) -> Any:
     """Our hand schedule of a task, on a copy (the task stays unscheduled); ``None`` if none."""
-    from tvm_ext.schedules.cpu import schedule_for_target
+    from tvm_ext.schedules.dispatch import schedule_for_target
 
     return schedule_for_target(mod["main"], target)
 

@@ -13,14 +13,10 @@ from tvm_ext._compat import relax, tvm
 from tvm_ext.layout import analyze_blocked_weight, analyze_conv_weight
 from tvm_ext.passes import BlockedConv2D, ChainConvLayouts, PatternSparseConv2D
 from tvm_ext.passes.pattern_sparse_conv2d import CONV_ATTR, OPAQUE
-from tvm_ext.te.pattern_conv import (
-    PAD_BLOCK,
-    BlockedActivation,
-    ConvGeometry,
-    Epilogue,
-    merged_block_arrays,
-    pattern_conv2d_compute,
-)
+from tvm_ext.te.block_names import PAD_BLOCK
+from tvm_ext.te.block_plan import merged_block_arrays
+from tvm_ext.te.conv_spec import BlockedActivation, ConvGeometry, Epilogue
+from tvm_ext.te.pattern_conv import pattern_conv2d_compute
 
 
 def _weight(h, k, c, seed):

@@ -9,7 +9,8 @@ from tvm_ext._compat import relax, tvm
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.passes import PatternSparseConv2D
 from tvm_ext.passes.pattern_sparse_conv2d import OPAQUE
-from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, layout_arguments, pattern_conv2d_compute
+from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
+from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_compute
 
 
 def test_structural_before_expected(h, well_formed):

@@ -12,9 +12,10 @@ from tvm_ext._compat import te
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.rpc.opencl import kernel_bundle, run_remote
 from tvm_ext.rpc.session import open_session, query_keys, request_session
-from tvm_ext.schedules.cpu import schedule_pattern_primfunc
+from tvm_ext.schedules.dispatch import schedule_pattern_primfunc
 from tvm_ext.targets import make_target
-from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, layout_arguments, pattern_conv2d_te
+from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
+from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_te
 
 pytestmark = pytest.mark.rpc
 

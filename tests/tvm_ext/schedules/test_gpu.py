@@ -9,15 +9,11 @@ import pytest
 from tvm_ext._compat import te
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.rpc.opencl import kernel_bundle
-from tvm_ext.schedules.cpu import schedule_pattern_primfunc
+from tvm_ext.schedules.dispatch import schedule_pattern_primfunc
 from tvm_ext.targets import make_target
-from tvm_ext.te.pattern_conv import (
-    ConvGeometry,
-    Epilogue,
-    flat_buckets,
-    layout_arguments,
-    pattern_conv2d_te,
-)
+from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
+from tvm_ext.te.flat_plan import flat_buckets
+from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_te
 
 
 def _case(h, block, stride=(1, 1), padding=(1, 1, 1, 1)):

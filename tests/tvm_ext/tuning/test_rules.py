@@ -9,13 +9,9 @@ import tvm_ext.tuning.rules  # noqa: F401  (registers the rules)
 from tvm_ext._compat import host_target, te, tensor, tvm
 from tvm_ext._compat import meta_schedule as ms
 from tvm_ext.layout import analyze_conv_weight
-from tvm_ext.te.pattern_conv import (
-    ConvGeometry,
-    Epilogue,
-    flat_buckets,
-    layout_arguments,
-    pattern_conv2d_te,
-)
+from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
+from tvm_ext.te.flat_plan import flat_buckets
+from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_te
 
 
 def _space(h, block):

@@ -10,7 +10,8 @@ from tvm_ext._compat import te, tvm
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.rpc.opencl import kernel_bundle
 from tvm_ext.targets import make_target
-from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, pattern_conv2d_te
+from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
+from tvm_ext.te.pattern_conv import pattern_conv2d_te
 
 
 @pytest.mark.parametrize("block", [None, 8])

@@ -77,8 +77,10 @@ def test_logs_database_keeps_the_hand_schedule_unless_clearly_beaten(
     from tvm_ext._compat import Schedule, te, tvm
     from tvm_ext._compat import meta_schedule as ms
     from tvm_ext.layout import analyze_conv_weight
-    from tvm_ext.schedules.cpu import schedule_for_target, schedule_pattern_conv
-    from tvm_ext.te.pattern_conv import ConvGeometry, Epilogue, pattern_conv2d_te
+    from tvm_ext.schedules.cpu import schedule_pattern_conv
+    from tvm_ext.schedules.dispatch import schedule_for_target
+    from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
+    from tvm_ext.te.pattern_conv import pattern_conv2d_te
     from tvm_ext.tuning.logs import TUNED_MARGIN, logs_database
 
     assert tuned_secs / hand_secs > TUNED_MARGIN or picked == "tuned"

@@ -1,0 +1,93 @@
+"""The default schedule of a pattern-sparse PrimFunc for a target: picks the CPU schedule
+(:mod:`tvm_ext.schedules.cpu`, vectorised for the target's lanes) or the GPU one
+(:mod:`tvm_ext.schedules.gpu`), falls back where a schedule cannot be built, and marks the
+functions it scheduled. Passes and tuning call this module, never cpu/gpu directly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tvm_ext._compat import Schedule, Target, schedulable_copy, tirx, tvm
+from tvm_ext.schedules import cpu, gpu
+from tvm_ext.schedules.common import pattern_blocks
+from tvm_ext.targets import is_gpu, vector_lanes
+from tvm_ext.te.block_names import CONV_BLOCK_PREFIX
+
+#: set on PrimFuncs that already carry the default schedule
+SCHEDULED_ATTR = "patsparse.scheduled"
+
+
+def schedule_for_target(func: tirx.PrimFunc, target: Target | None) -> Schedule | None:
+    """A ``Schedule`` over a copy of ``func`` (a PrimFunc named ``main``) with the target's
+    default schedule applied: GPU targets get :func:`.gpu.schedule_pattern_conv_gpu`, CPUs
+    :func:`.cpu.schedule_pattern_conv`, vectorised for the target's lanes, with the plain
+    (unfused) CPU schedule as the fallback. ``None`` if no schedule could be built (the
+    caller keeps the function unscheduled: slow but correct; a schedule error must never
+    break a model)."""
+
+    def fresh() -> Schedule:
+        # a copy: a 0.27 Schedule edits the function it was built over in place
+        return Schedule(schedulable_copy(func))
+
+    sch = fresh()
+    if is_gpu(target):
+        gpu.schedule_pattern_conv_gpu(sch, threads=gpu.max_threads(target))
+        return sch
+    for fuse_rows in (True, False):
+        try:
+            cpu.schedule_pattern_conv(sch, lanes=vector_lanes(target), fuse_rows=fuse_rows)
+            return sch
+        except Exception:
+            sch = fresh()
+    return None
+
+
+def schedule_pattern_primfunc(
+    func: tirx.PrimFunc, *, target: Target | None = None
+) -> tirx.PrimFunc | None:
+    """``func`` with the default schedule applied; ``None`` if it has no pattern-sparse block.
+
+    ``target`` (default: the current ``with target:`` scope, else the host) picks the
+    schedule (:func:`schedule_for_target`). Functions already scheduled (by this helper or by
+    MetaSchedule) come back unchanged.
+    """
+    target = target if target is not None else Target.current(allow_none=True)
+    attrs = func.attrs or {}
+    if int(attrs.get(SCHEDULED_ATTR, 0)) or int(attrs.get("tirx.is_scheduled", 0)):
+        return func
+    symbol = attrs.get("global_symbol")
+    main = func.with_attr("global_symbol", "main")
+    probe = Schedule(main)  # read-only here: building a Schedule does not change ``func``
+    blocks = pattern_blocks(probe)
+    if not any(name.startswith(CONV_BLOCK_PREFIX) for name in blocks):
+        return None
+    if _carries_schedule(probe, blocks):
+        return func  # e.g. applied from a tuning database (no attribute says so)
+    sch = schedule_for_target(main, target)
+    if sch is None:
+        return func  # unscheduled: slow but correct
+    out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1)
+    # the schedule needs a "main"; give the function back its own symbol (or none)
+    if symbol is not None:
+        return out.with_attr("global_symbol", symbol)
+    return out.without_attr("global_symbol")
+
+
+def schedule_primfuncs(
+    mod: tvm.IRModule, gvs: Iterable[tvm.ir.GlobalVar], *, target: Target | None = None
+) -> None:
+    """Give each of ``gvs`` (PrimFuncs of ``mod``) the default schedule, in place in ``mod``
+    (functions without a pattern-sparse block stay as they are)."""
+    for gv in gvs:
+        func = mod[gv]
+        mod[gv] = schedule_pattern_primfunc(func, target=target) or func
+
+
+def _carries_schedule(sch: Schedule, blocks: list[str]) -> bool:
+    """True if any loop around a ``ps_*`` block is no longer a plain serial loop."""
+    serial = tirx.ForKind.SERIAL
+    return any(
+        sch.get(loop).kind != serial
+        for name in blocks
+        for loop in sch.get_loops(sch.get_sblock(name))
+    )

@@ -1,0 +1,98 @@
+"""What one pattern-sparse conv kernel computes: input geometry, how activations are stored
+(NCHW or chained), and the epilogue fused after the convolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm_ext.layout import SparseConvLayout
+
+
+@dataclass(frozen=True)
+class BlockedActivation:
+    """A chained activation: ``(N, rows, H + 2 * border, W + 2 * border, lanes)``.
+
+    Channel ``c`` of the logical NCHW tensor lives at position ``p = inverse[c]`` of the layer
+    that wrote it, i.e. at ``[:, p // lanes, border + y, border + x, p % lanes]``; positions
+    no channel maps to (padding filters) and the border hold zeros.
+    """
+
+    rows: int
+    lanes: int
+    border: int
+
+    def shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int, int]:
+        """The buffer shape for a logical ``(n, *, h, w)`` tensor."""
+        b = self.border
+        return (n, self.rows, h + 2 * b, w + 2 * b, self.lanes)
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Input shape, stride and padding (top, left, bottom, right) of an NCHW conv.
+
+    ``in_shape`` is always the logical NCHW shape; ``in_layout`` says how the input is stored
+    (``None``: NCHW, padded by the ``ps_pad`` stage; else a chained buffer whose border covers
+    the padding, read in place).
+    """
+
+    in_shape: tuple[int, int, int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    kernel: tuple[int, int] = (3, 3)
+    in_layout: BlockedActivation | None = None
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        _, _, h, w = self.in_shape
+        pt, pl, pb, pr = self.padding
+        sh, sw = self.stride
+        kh, kw = self.kernel
+        return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """What the kernel fuses after the convolution, and how it writes the output.
+
+    ``out_border``: ``None`` writes NCHW (the filter reorder undone); an int writes the
+    chained layout with this zero border: rows and lanes of the conv's own layout, or with
+    ``planar`` one row per output channel in the original order (lanes 1: NCHW with a border,
+    the filter reorder undone).
+    ``pool``: a max pool with window = stride = ``pool`` after ReLU (1: none).
+    ``residual_layout``: how the residual is stored (``None``: NCHW).
+    """
+
+    bias: bool = False
+    residual: bool = False
+    relu: bool = False
+    out_border: int | None = None
+    planar: bool = False
+    pool: int = 1
+    residual_layout: BlockedActivation | None = None
+
+    @property
+    def chained(self) -> bool:
+        """The output keeps the conv's own rows of lanes (no gather, no ``inverse``)."""
+        return self.out_border is not None and not self.planar
+
+    @property
+    def residual_index(self) -> bool:
+        """The residual is read through an index array (output or residual is chained)."""
+        return self.residual and (self.chained or self.residual_layout is not None)
+
+    def out_activation(self, layout: SparseConvLayout) -> BlockedActivation | None:
+        """How the output is stored (``None``: NCHW)."""
+        if self.out_border is None:
+            return None
+        if self.planar:
+            return BlockedActivation(layout.shape[0], 1, self.out_border)
+        return BlockedActivation(layout.rows, layout.block, self.out_border)
+
+    def out_shape(
+        self, n: int, k: int, oh: int, ow: int, layout: SparseConvLayout
+    ) -> tuple[int, ...]:
+        """Shape of the output buffer for a conv with ``(n, k, oh, ow)`` output."""
+        ph, pw = (oh - self.pool) // self.pool + 1, (ow - self.pool) // self.pool + 1
+        act = self.out_activation(layout)
+        return (n, k, ph, pw) if act is None else act.shape(n, ph, pw)
