@@ -1,11 +1,12 @@
 """Relax passes, one per file."""
 
+from tvm_ext.conv_rewriter import LayerRecord
 from tvm_ext.passes.blocked_conv2d import BlockedConv2D
 from tvm_ext.passes.chain_conv_layouts import ChainConvLayouts
 from tvm_ext.passes.compact_structured_conv2d import CompactStructuredConv2D
 from tvm_ext.passes.fold_conv_bias_batchnorm import FoldConvBiasBatchNorm
 from tvm_ext.passes.linear_as_conv2d import LinearAsConv2D
-from tvm_ext.passes.pattern_sparse_conv2d import LayerRecord, PatternSparseConv2D
+from tvm_ext.passes.pattern_sparse_conv2d import PatternSparseConv2D
 
 __all__ = [
     "BlockedConv2D",

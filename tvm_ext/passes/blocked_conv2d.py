@@ -24,12 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from tvm_ext._compat import tvm
-from tvm_ext.passes.pattern_sparse_conv2d import (
-    BLOCKED_MODE,
-    LayerRecord,
-    RewriteOptions,
-    rewrite_convs,
-)
+from tvm_ext.conv_rewriter import BLOCKED_MODE, LayerRecord, RewriteOptions, rewrite_convs
 
 
 @tvm.transform.module_pass(opt_level=0, name="BlockedConv2D")

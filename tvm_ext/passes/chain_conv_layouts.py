@@ -32,13 +32,9 @@ from typing import Any
 import numpy as np
 
 from tvm_ext._compat import IRConstant, Target, relax, te, tirx, tvm
+from tvm_ext.conv_rewriter import CONV_ATTR, OPAQUE
 from tvm_ext.layout import SparseConvLayout
-from tvm_ext.passes.pattern_sparse_conv2d import (
-    CONV_ATTR,
-    OPAQUE,
-    _is_op,
-    _lookup,
-)
+from tvm_ext.relax_match import is_op, lookup
 from tvm_ext.schedules.dispatch import SCHEDULED_ATTR, schedule_pattern_primfunc
 from tvm_ext.te.conv_spec import BlockedActivation, ConvGeometry, Epilogue
 from tvm_ext.te.pattern_conv import pattern_conv2d_compute
@@ -135,7 +131,7 @@ class _Plan:
 
 def _decode(call: relax.Call, mod: tvm.IRModule) -> _Conv | None:
     """The conv behind ``call_tir(block kernel, ...)``, or None for any other call."""
-    if not _is_op(call, "relax.call_tir"):
+    if not is_op(call, "relax.call_tir"):
         return None
     gv = call.args[0]
     func = mod[gv] if any(g.same_as(gv) for g in mod.get_global_vars()) else None
@@ -191,7 +187,7 @@ def _decode(call: relax.Call, mod: tvm.IRModule) -> _Conv | None:
 
 def _pool_window(call: relax.Call) -> int | None:
     """The window of a max pool this pass can fuse (window = stride, no padding), or None."""
-    if not _is_op(call, "relax.nn.max_pool2d"):
+    if not is_op(call, "relax.nn.max_pool2d"):
         return None
     a = call.attrs
     size = [int(v) for v in a.pool_size]
@@ -263,7 +259,7 @@ def _in(items: Any, node: Any) -> bool:
 
 
 def _get(table: dict[Any, Any], node: Any, default: Any) -> Any:
-    value = _lookup(table, node)
+    value = lookup(table, node)
     return default if value is None else value
 
 
@@ -342,7 +338,7 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             return "no users"
         roles: list[tuple[Any, str]] = []
         for user, value in users:
-            consumer = _lookup(self.convs, user)
+            consumer = lookup(self.convs, user)
             if consumer is None:
                 op = value.op.name if isinstance(value, relax.Call) else type(value).__name__
                 return f"used by {op}, not a block-layout conv"
@@ -379,11 +375,11 @@ class _Chainer(relax.expr_functor.PyExprMutator):
     # -- rewriting --------------------------------------------------------------------
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
         var = binding.var
-        producer = _lookup(self.skipped, var)
+        producer = lookup(self.skipped, var)
         if producer is not None:  # an alias or a fused max pool: the producer's new var
-            self.set_var_remap(var, _lookup(self.new_vars, producer))
+            self.set_var_remap(var, lookup(self.new_vars, producer))
             return
-        plan = _lookup(self.plans, var)
+        plan = lookup(self.plans, var)
         if plan is None:
             super().visit_var_binding_(binding)
             return

@@ -22,14 +22,14 @@ import numpy as np
 
 from tvm_ext._compat import IRConstant, relax, tvm
 from tvm_ext.layout import Rejection, analyze_blocked_weight
-from tvm_ext.passes.pattern_sparse_conv2d import (
-    _bias_of,
-    _dtype,
-    _is_op,
-    _lookup,
-    _lookup_set,
-    _static_shape,
-    _used_vars,
+from tvm_ext.relax_match import (
+    bias_of,
+    dtype_of,
+    is_op,
+    lookup,
+    lookup_set,
+    static_shape,
+    used_vars,
 )
 
 
@@ -51,10 +51,10 @@ def _linear_weight(call: relax.Call) -> tuple[np.ndarray | None, str]:
     x, w = call.args
     if not isinstance(w, IRConstant):
         return None, "weight is not a constant"
-    xs, ws = _static_shape(x), _static_shape(w)
+    xs, ws = static_shape(x), static_shape(w)
     if xs is None or ws is None or len(xs) != 2 or len(ws) != 2:
         return None, f"not a static (N, C) @ (C, K) matmul (shapes {xs} @ {ws})"
-    if _dtype(x) != "float32" or _dtype(w) != "float32":
+    if dtype_of(x) != "float32" or dtype_of(w) != "float32":
         return None, "only float32 is handled"
     weight = np.ascontiguousarray(w.value.numpy().T)[:, :, None, None]
     layout = analyze_blocked_weight(weight)
@@ -76,26 +76,26 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         var2val = relax.analysis.get_var2val(func)
         uses: dict[Any, int] = {}
         for value in var2val.values():
-            for v in _used_vars(value):
+            for v in used_vars(value):
                 uses[v] = uses.get(v, 0) + 1
         for value in var2val.values():
-            if not _is_op(value, "relax.add"):
+            if not is_op(value, "relax.add"):
                 continue
             for arg in value.args:
                 mm = var2val.get(arg) if isinstance(arg, relax.Var) else None
-                if mm is not None and _is_op(mm, "relax.matmul") and uses.get(arg, 0) == 1:
-                    bias = _bias_of(value, arg, (1, int(_static_shape(arg)[-1]), 1, 1))  # type: ignore[index]
+                if mm is not None and is_op(mm, "relax.matmul") and uses.get(arg, 0) == 1:
+                    bias = bias_of(value, arg, (1, int(static_shape(arg)[-1]), 1, 1))  # type: ignore[index]
                     if bias is not None:
                         self.absorbed[value] = (mm, bias)
                         self.absorbed_matmuls.add(mm)
 
     def _emit(self, mm: relax.Call, bias: np.ndarray | None) -> relax.Expr | None:
         weight, reason = _linear_weight(mm)
-        shape = tuple(int(d) for d in (_static_shape(mm.args[1]) or ()))
+        shape = tuple(int(d) for d in (static_shape(mm.args[1]) or ()))
         self.records.append(LinearRecord(shape, weight is not None, reason, bias is not None))
         if weight is None:
             return None
-        n, c = _static_shape(mm.args[0])  # type: ignore[misc]
+        n, c = static_shape(mm.args[0])  # type: ignore[misc]
         k = int(weight.shape[0])
         x = self.builder_.emit(relax.op.reshape(self.visit_expr(mm.args[0]), (n, c, 1, 1)))
         y = self.builder_.emit(relax.op.nn.conv2d(x, relax.const(weight)))
@@ -104,11 +104,11 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         return relax.op.reshape(y, (n, k))
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
-        fused = _lookup(self.absorbed, call)
+        fused = lookup(self.absorbed, call)
         if fused is not None:
             out = self._emit(*fused)
             return out if out is not None else super().visit_call_(call)
-        if _is_op(call, "relax.matmul") and not _lookup_set(self.absorbed_matmuls, call):
+        if is_op(call, "relax.matmul") and not lookup_set(self.absorbed_matmuls, call):
             out = self._emit(call, None)
             if out is not None:
                 return out

@@ -24,11 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from tvm_ext._compat import Schedule, tvm
+from tvm_ext.schedules.common import loop_extent
 from tvm_ext.te.block_names import PAD_RULE, SCHEDULE_RULE
-
-
-def _extent(sch: Schedule, loop: Any) -> int:
-    return int(sch.get(loop).extent)
 
 
 def _block_all_rule(sch: Schedule, block: Any) -> list[Schedule]:
@@ -51,7 +48,7 @@ def _flat_rule(sch: Schedule, block: Any) -> list[Schedule]:
     from tvm_ext.targets import vector_lanes
 
     lanes = vector_lanes(tvm.target.Target.current(allow_none=True))
-    lanes = lanes if _extent(sch, sch.get_loops(block)[2]) % lanes == 0 else 1
+    lanes = lanes if loop_extent(sch, sch.get_loops(block)[2]) % lanes == 0 else 1
     flat_register_tile(
         sch,
         block,
@@ -68,7 +65,7 @@ def pattern_conv_rule(sch: Schedule, block: Any) -> list[Schedule]:
     if len(sch.get_loops(block)) == 5:
         return _flat_rule(sch, block)
     n, r, y, z, lane, j = sch.get_loops(block)
-    block_layer = _extent(sch, lane) > 1
+    block_layer = loop_extent(sch, lane) > 1
     zo, zi = sch.split(
         z, sch.sample_perfect_tile(z, n=2, max_innermost_factor=8 if block_layer else 16)
     )
@@ -114,7 +111,7 @@ def pattern_conv_rule_gpu(sch: Schedule, block: Any) -> list[Schedule]:
         schedule_flat_conv_gpu(sch, block, threads=pixels, decompose=False)
         return [sch]
     n, r, y, z, lane = loops[:5]
-    lanes = _extent(sch, lane)
+    lanes = loop_extent(sch, lane)
     zo, zi = sch.split(
         z, sch.sample_perfect_tile(z, n=2, max_innermost_factor=max(1, min(64, threads // lanes)))
     )

@@ -10,9 +10,9 @@ from patsparse.bench import BenchConfig, prune_for_bench
 from patsparse.compiler.compile import compile_torch
 from patsparse.models import build_model, default_input_shape
 from tvm_ext._compat import relax, tvm
+from tvm_ext.conv_rewriter import CONV_ATTR, OPAQUE
 from tvm_ext.layout import analyze_blocked_weight, analyze_conv_weight
 from tvm_ext.passes import BlockedConv2D, ChainConvLayouts, PatternSparseConv2D
-from tvm_ext.passes.pattern_sparse_conv2d import CONV_ATTR, OPAQUE
 from tvm_ext.te.block_names import PAD_BLOCK
 from tvm_ext.te.block_plan import merged_block_arrays
 from tvm_ext.te.conv_spec import BlockedActivation, ConvGeometry, Epilogue

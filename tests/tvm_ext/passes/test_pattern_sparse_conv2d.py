@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from tvm_ext._compat import relax, tvm
+from tvm_ext.conv_rewriter import OPAQUE
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.passes import PatternSparseConv2D
-from tvm_ext.passes.pattern_sparse_conv2d import OPAQUE
 from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
 from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_compute
 
@@ -150,7 +150,7 @@ def test_dynamic_shape_is_left_with_reason(h, well_formed):
 
 
 def test_internal_failure_leaves_the_layer_and_says_why(h, well_formed, monkeypatch):
-    import tvm_ext.passes.pattern_sparse_conv2d as P
+    import tvm_ext.conv_rewriter as P
 
     def boom(*args, **kwargs):
         raise RuntimeError("codegen exploded")
@@ -164,7 +164,7 @@ def test_internal_failure_leaves_the_layer_and_says_why(h, well_formed, monkeypa
 
 
 def test_failed_verification_keeps_the_dense_conv(h, monkeypatch):
-    import tvm_ext.passes.pattern_sparse_conv2d as P
+    import tvm_ext.conv_rewriter as P
 
     monkeypatch.setattr(P, "verify_layer", lambda *a, **k: 1.0)
     mod = h.conv_module((1, 4, 6, 6), h.pattern_weight(8, 4), relu=True)
