@@ -9,7 +9,15 @@ from __future__ import annotations
 
 
 class PatsparseError(Exception):
-    """Base class of every error patsparse raises on purpose."""
+    """Base class of every error patsparse raises on purpose.
+
+    ``fix``, when the raiser knows it, says what to do in one line (the CLI's ``--json``
+    error document carries it; without it the CLI reads the fix off the message).
+    """
+
+    def __init__(self, *args: object, fix: str | None = None) -> None:
+        super().__init__(*args)
+        self.fix = fix
 
 
 class InvalidRateError(PatsparseError, ValueError):

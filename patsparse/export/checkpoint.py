@@ -76,6 +76,12 @@ def save_pruned(
 
 
 def _read(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise CheckpointError(
+            f"{str(path)!r} is a directory, not a checkpoint; give the checkpoint file (e.g. "
+            f"the .pt written by 'patsparse prune --out')",
+            fix="give the path of the checkpoint file, not of its directory",
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path")
     try:
@@ -117,7 +123,7 @@ def load_pruned(
 
     With ``attach_masks`` the masks are re-attached as parametrizations (for retraining).
     """
-    from patsparse.models import build_model  # late: models import torch-heavy code
+    from patsparse.models import MODEL_NAMES, build_model  # late: models import torch-heavy code
 
     path = Path(path)
     data = _read(path)
@@ -130,10 +136,20 @@ def load_pruned(
     except (json.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} has corrupt metadata: {exc}") from exc
     if model is None:
+        # the fix names the call: a saved architecture is rebuilt by name from the zoo only
+        explicit = f"patsparse.export.load_pruned({str(path)!r}, model=MyNet())"
         if arch is None:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds a model outside the zoo; pass model= an "
-                f"instance of its architecture"
+                f"instance of its architecture: {explicit}",
+                fix=f"load it from Python with its model: {explicit}",
+            )
+        if arch not in MODEL_NAMES:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} names its architecture {arch!r}, which is no zoo "
+                f"model (zoo: {', '.join(MODEL_NAMES)}); the name comes from the checkpoint, "
+                f"so load it from Python with an instance of that model: {explicit}",
+                fix=f"load it from Python with its model: {explicit}",
             )
         model = build_model(arch, **arch_kwargs)
     try:

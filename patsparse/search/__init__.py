@@ -6,8 +6,8 @@ searches a :class:`SearchSpace` (:mod:`.space`) with RL + BO (:mod:`.controller`
 optuna study, timing candidates through a :class:`LatencyMeasurer` (:mod:`.measurement`;
 the TVM ones, host or RPC, are in :mod:`patsparse.compiler.latency`) and ranking them by
 fast evaluation (:mod:`.evaluate`); phase 3 (:mod:`.phase3`) picks the pruning algorithm and
-trains the final model. ``run_nps`` (:mod:`.workflow`) runs all three; :mod:`.cli` is
-``patsparse search``.
+trains the final model. ``run_nps`` (:mod:`.workflow`) runs all three;
+:mod:`patsparse.cli.search` is ``patsparse search``.
 
 This package re-exports only its torch-side names (nothing here loads TVM).
 """

@@ -121,3 +121,25 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_pruned(path, model, masks, arch="digits-cnn")
     assert path.read_bytes() == before
+
+
+def test_a_directory_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint") as info:
+        load_pruned(tmp_path)
+    assert info.value.fix and "directory" in info.value.fix
+
+
+def test_an_architecture_outside_the_zoo_needs_its_model(tmp_path):
+    """The name was stored in the checkpoint: the fix is the Python call with the model,
+    not a zoo name that looks alike."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 3))
+    path = save_pruned(tmp_path / "c.pt", model, {}, arch="digits_cnn")
+    with pytest.raises(CheckpointError, match="comes from the checkpoint") as info:
+        load_pruned(path)
+    assert "Did you mean" not in str(info.value)
+    assert info.value.fix == (
+        f"load it from Python with its model: "
+        f"patsparse.export.load_pruned({str(path)!r}, model=MyNet())"
+    )
+    loaded = load_pruned(path, model=nn.Sequential(nn.Conv2d(2, 4, 3)))
+    assert loaded.arch == "digits_cnn"

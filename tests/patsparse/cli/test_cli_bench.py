@@ -1,103 +1,14 @@
-"""``patsparse bench``: one small model measured end to end and per layer, real timings."""
+"""``patsparse bench`` from the command line: JSON, bad input, tuning logs, remote devices."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
-import torch
 
-from patsparse import bench
-from patsparse.bench import (
-    BenchConfig,
-    KernelCall,
-    format_bench,
-    paper_rate,
-    run_bench,
-    torch_layer_times,
-)
+from patsparse.bench import BenchConfig, format_bench, paper_rate
 from patsparse.cli import main
 from patsparse.core.errors import PatsparseError
-
-
-@pytest.fixture(scope="module")
-def digits_bench():
-    cfg = BenchConfig(model="digits-cnn", compression=6.0, repeat=3, logs_root=None)
-    return run_bench(cfg, log=lambda _msg: None)
-
-
-def test_bench_measures_every_engine_side_by_side(digits_bench):
-    res = digits_bench
-    e2e = res["end_to_end_ms"]
-    assert set(e2e) == {"pytorch_dense", "patsparse", "tvm_dense_blocked"}
-    for d in e2e.values():
-        assert 0 < d["min"] <= d["median"] <= d["max"]
-        assert d["speedup_vs_pytorch"] > 0
-    assert e2e["pytorch_dense"]["speedup_vs_pytorch"] == 1.0
-    # the pruned model computes what PyTorch computes on the same pruned weights
-    assert res["max_abs_error_vs_pytorch"] < 1e-3
-    # 3x3 layers at 6x plus the dense stem: overall reduction between 1 and 6
-    assert 1.5 < res["flop_reduction"] < 6.0
-    assert res["storage_bytes"]["patsparse_weights"] < res["storage_bytes"]["dense_weights"]
-    assert res["compile_seconds"]["patsparse"] > 0 and res["logs"] is None
-    mem = res["peak_memory_mb"]
-    assert set(mem) == {"pytorch_dense", "patsparse", "tvm_dense_blocked"}
-    # each engine in a fresh process: its own peak (not the parent's, which exec inherits)
-    assert all(0 <= v["model_mb"] < v["peak_mb"] for v in mem.values())
-    assert mem["pytorch_dense"]["peak_mb"] < res["max_rss_mb_this_process"]
-
-
-def test_bench_per_layer_rows_time_the_models_own_kernels(digits_bench):
-    rows = digits_bench["layers"]
-    assert [r["layer"] for r in rows] == ["features.0", "features.3", "features.7"]
-    pruned = [r for r in rows if r["flop_reduction"] > 1]
-    assert len(pruned) == 2  # the first conv is kept dense, as in the papers
-    for r in pruned:
-        assert r["patsparse_kernel"].startswith("pattern_sparse_conv2d_")
-        assert r["tvm_dense_blocked_kernel"].startswith("blocked_conv2d_")
-        assert r["patsparse_ms"]["median"] > 0 and r["pytorch_dense_ms"]["median"] > 0
-        # both are rounded to 3 decimals: compare within that rounding
-        assert r["efficiency"] == pytest.approx(
-            r["speedup_vs_pytorch"] / r["flop_reduction"], rel=1e-2, abs=1.5e-3
-        )
-        # PyTorch in its whole-model runs, and alone on the layer's input
-        assert r["pytorch_dense_alone_ms"]["median"] > 0
-        assert r["efficiency_vs_alone"] == pytest.approx(
-            r["pytorch_dense_alone_ms"]["median"]
-            / r["patsparse_ms"]["median"]
-            / r["flop_reduction"],
-            rel=1e-2,
-            abs=1.5e-3,
-        )
-    text = format_bench(digits_bench)
-    assert "patsparse" in text and "efficiency" in text and "3x3 layer" in text
-    assert "eff vs PyTorch alone" in text
-
-
-def test_torch_layer_times_times_each_layer_inside_whole_model_runs(monkeypatch):
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2)
-    )
-    ticks = itertools.count()
-    # a clock that advances one second per reading: each layer reads it twice (before and
-    # after its forward), so every layer measures exactly one tick
-    monkeypatch.setitem(bench.CLOCKS, "ticks", lambda: float(next(ticks)))
-    times = torch_layer_times(model, torch.randn(1, 3, 8, 8), repeat=3, clock="ticks")
-    assert times == {"0": [1000.0] * 3, "3": [1000.0] * 3}  # conv and linear, 3 runs each
-    # the hooks are gone: the model runs as before
-    assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks
-    real = torch_layer_times(model, torch.randn(1, 3, 8, 8), repeat=2)
-    assert set(real) == {"0", "3"} and all(len(v) == 2 and min(v) > 0 for v in real.values())
-
-
-def test_kernel_runs_merge_only_when_the_calls_match():
-    first = [KernelCall("conv_a", (1,), (1,), 9, [1.0]), KernelCall("conv_b", (1,), (1,), 9, [2.0])]
-    again = [KernelCall("conv_a", (1,), (1,), 9, [3.0]), KernelCall("conv_b", (1,), (1,), 9, [4.0])]
-    merged = bench._more_runs(bench._more_runs(None, first), again)
-    assert [k.times for k in merged] == [[1.0, 3.0], [2.0, 4.0]]
-    with pytest.raises(PatsparseError, match="differ between runs"):
-        bench._more_runs(merged, again[::-1])
 
 
 def test_bench_cli_json_and_bad_input(capsys):
@@ -166,31 +77,6 @@ def test_bench_names_the_targets_that_have_logs_when_this_one_has_none(tmp_path,
     assert "has logs for llvm-otherchip-1c only" in err and "--trials N" in err
     assert "(logs exist for llvm-otherchip-1c)" in format_bench(res)
     assert target_key(host_target(num_cores=1)) == here.name
-
-
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"target": "arm64"}, "cannot run on this machine: pass --tracker"),
-        ({"tracker": "127.0.0.1:9190"}, "both --tracker HOST:PORT and --key"),
-        ({"key": "android"}, "both --tracker HOST:PORT and --key"),
-        ({"target": "adreno", "tracker": "127.0.0.1:9190", "key": "a"}, "OpenCL runtime"),
-        ({"target": "riscv"}, "unknown target 'riscv'"),
-        ({"tracker": "127.0.0.1:9190", "key": "a", "clock": "cpu"}, "--clock cpu"),
-    ],
-)
-def test_bench_remote_options_are_checked_before_anything_runs(options, message):
-    with pytest.raises(PatsparseError, match=message):
-        BenchConfig(model="digits-cnn", **options)
-
-
-def test_bench_block_size_follows_the_target():
-    from patsparse.schemes.hardware import default_block_size
-
-    assert BenchConfig(model="digits-cnn").block == default_block_size("host")
-    remote = BenchConfig(model="digits-cnn", target="arm64", tracker="h:1", key="k")
-    assert remote.block == 4 and remote.remote  # NEON: 4 fp32 lanes
-    assert BenchConfig(model="digits-cnn", block_size=8).block == 8
 
 
 @pytest.mark.rpc

@@ -1,0 +1,101 @@
+"""``patsparse compile``: compile a pruned model with TVM (pattern-sparse kernels) and report
+per layer (:func:`format_compile`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from patsparse.cli.options import (
+    DEFAULT_TARGET,
+    ZOO_COMPRESSION,
+    add_device_args,
+    add_json,
+    add_scheme_args,
+    print_json,
+    scheme_of,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compile",
+        help="compile a pruned model with TVM (pattern-sparse kernels) and report per layer",
+        description="MODEL is a checkpoint written by 'patsparse prune --out' or a zoo name "
+        "(pruned one-shot with --scheme/--compression on random weights). Prints, per conv: "
+        "rewritten or why not, fused ops, storage (dense/CSR/ours), max abs error.",
+    )
+    p.add_argument("model", help="checkpoint path or zoo model name")
+    p.add_argument(
+        "--target", default=DEFAULT_TARGET, help="compilation target (host, arm64, adreno)"
+    )
+    add_scheme_args(p, compression=ZOO_COMPRESSION, help_compression="compression of a zoo model")
+    p.add_argument("--no-verify", action="store_true", help="skip per-layer numeric checks")
+    p.add_argument("--out", default=None, help="export the compiled library here (.so)")
+    p.add_argument(
+        "--logs",
+        default=None,
+        help="apply MetaSchedule logs: a directory, or 'auto' for tuning_logs/<model>/<target>",
+    )
+    add_device_args(p)
+    add_json(p)
+    p.set_defaults(run=run)
+
+
+def format_compile(summary: dict[str, Any]) -> str:
+    """The per-conv table and totals of a :func:`patsparse.compiler.compile.compile_model`
+    summary."""
+    lines = [
+        f"{'conv':<5}{'weight':<20}{'result':<10}{'kind':<8}{'fused':<34}"
+        f"{'dense/CSR/ours bytes':>26}{'max err':>10}  reason"
+    ]
+    for r in summary["layers"]:
+        sb = r["storage_bytes"]
+        store = f"{sb['dense']}/{sb['csr']}/{sb['ours']}" if sb else "-"
+        err = f"{r['max_abs_error']:.1e}" if r["max_abs_error"] is not None else "-"
+        lines.append(
+            f"{r['index']:<5}{'x'.join(map(str, r['weight_shape'])):<20}"
+            f"{'rewritten' if r['rewritten'] else 'kept':<10}{r['kind'] or '-':<8}"
+            f"{'+'.join(r['fused']) or '-':<34}{store:>26}{err:>10}  "
+            f"{'' if r['rewritten'] else r['reason']}"
+        )
+    st = summary["storage_bytes_rewritten_layers"]
+    lines.append(
+        f"{summary['rewritten']}/{summary['convs']} convs rewritten, "
+        f"{len(summary['compacted'])} structured convs compacted, {len(summary['blocked'])} "
+        f"other convs on the blocked kernel; rewritten weights: dense "
+        f"{st['dense']} B, CSR {st['csr']} B, ours {st['ours']} B; max abs error vs PyTorch "
+        + (
+            f"{summary['max_abs_error_vs_pytorch']:.2e}"
+            if summary["max_abs_error_vs_pytorch"] is not None
+            else "- (compiled for another device; --tracker/--key run arm64 models there)"
+        )
+        + f"; compile {summary['compile_seconds']} s"
+    )
+    if summary.get("remote_latency_ms") is not None:
+        lines.append(f"remote latency (median): {summary['remote_latency_ms']:.3f} ms")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> None:
+    from patsparse.compiler.compile import compile_model
+    from patsparse.compiler.tune import logs_for
+    from patsparse.model_spec import load_model_spec
+
+    model, arch, source = load_model_spec(args.model, scheme=scheme_of(args))
+    logs = logs_for(arch, args.target) if args.logs == "auto" else args.logs
+    result = compile_model(
+        model,
+        arch,
+        target=args.target,
+        verify=not args.no_verify,
+        export=args.out,
+        logs=logs,
+        tracker=args.tracker,
+        key=args.key,
+    )
+    summary = {"source": source, **result.summary}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{source}\n{format_compile(summary)}")
