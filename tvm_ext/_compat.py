@@ -22,6 +22,7 @@ import tvm.s_tir.meta_schedule as meta_schedule
 from tvm import relax, rpc, te, tirx
 from tvm.ir import Constant as IRConstant
 from tvm.ir.utils import derived_object  # MetaSchedule's Py* subclasses need it
+from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 from tvm.relax.ir.instrument import WellFormedInstrument
 from tvm.rpc import base as rpc_base
 from tvm.rpc.server import Server as RPCServer
@@ -135,6 +136,7 @@ __all__ = [
     "WellFormedInstrument",
     "cc",
     "close_rpc_session",
+    "cpu_pipeline",
     "cpu_threads",
     "derived_object",
     "from_exported_program",

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tvm_ext._compat import Target, host_target, relax, tensor, tvm
+from tvm_ext._compat import Target, cpu_pipeline, host_target, relax, tensor, tvm
 from tvm_ext.passes import (
     BlockedConv2D,
     ChainConvLayouts,
@@ -43,6 +43,9 @@ from tvm_ext.passes import (
 )
 from tvm_ext.passes.chain_conv_layouts import ChainRecord
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
+from tvm_ext.passes.schedule_leftovers import LeftoverRecord, ScheduleLeftovers
+from tvm_ext.passes.schedule_untuned_pattern_convs import ScheduleUntunedPatternConvs
+from tvm_ext.targets import is_gpu
 from tvm_ext.tuning.logs import logs_database
 
 #: ``blocked=False``: leave the convs the pattern pass does not take to TVM's lowering
@@ -103,6 +106,32 @@ def rewrite_passes(
     return passes
 
 
+def backend_passes(
+    target: Target, *, leftovers: ScheduleLeftovers | None = None
+) -> tvm.transform.Pass:
+    """TVM's default lowering for ``target``; on CPUs with :class:`ScheduleLeftovers` after
+    fusion, so every function that runs has a schedule (TVM has no default CPU schedule for
+    most operators: they would run as plain serial loops)."""
+    if is_gpu(target):
+        return relax.get_default_pipeline(target)
+    leftovers = leftovers or ScheduleLeftovers(target=target)
+
+    @tvm.transform.module_pass(opt_level=0, name="patsparse_backend")
+    def _backend(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        with target:
+            return tvm.transform.Sequential(
+                [
+                    *cpu_pipeline.library_dispatch_passes(target),
+                    *cpu_pipeline.legalize_passes(target),
+                    leftovers,
+                    *cpu_pipeline.dataflow_lower_passes(target),
+                    *cpu_pipeline.finalize_passes(target),
+                ]
+            )(mod)
+
+    return _backend
+
+
 def pattern_sparse_pipeline(
     target: Target | None = None,
     *,
@@ -110,14 +139,15 @@ def pattern_sparse_pipeline(
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
     chain: Chain = None,
+    leftovers: ScheduleLeftovers | None = None,
 ) -> tvm.transform.Pass:
     """BN folding, the pattern-sparse rewrite, structured compaction, the blocked kernel for
-    the remaining convs, chained layouts, TVM's default pipeline."""
+    the remaining convs, chained layouts, TVM's lowering with every leftover scheduled."""
     target = target or host_target()
     return tvm.transform.Sequential(
         [
             *rewrite_passes(sparse=sparse, compact=compact, blocked=blocked, chain=chain),
-            relax.get_default_pipeline(target),
+            backend_passes(target, leftovers=leftovers),
         ],
         name="patsparse_pipeline",
     )
@@ -164,11 +194,11 @@ def tuned_pipeline(
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
     chain: Chain = None,
+    leftovers: ScheduleLeftovers | None = None,
 ) -> tvm.transform.Pass:
     """Rewrite, apply the tuning logs in ``work_dir`` (if any, through
-    :func:`logs_database`), schedule what has no record with the defaults, then TVM's default
-    pipeline."""
-    from tvm_ext.passes.schedule_leftovers import ScheduleUntunedPatternConvs
+    :func:`logs_database`), schedule what has no record with the defaults (our kernels, then
+    :class:`ScheduleLeftovers`), then TVM's lowering."""
 
     @tvm.transform.module_pass(opt_level=0, name="patsparse_tuned_pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
@@ -180,7 +210,7 @@ def tuned_pipeline(
                 with logs_database(work_dir):
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
             mod = ScheduleUntunedPatternConvs()(mod)  # type: ignore[operator]
-        return relax.get_default_pipeline(target)(mod)
+        return backend_passes(target, leftovers=leftovers)(mod)
 
     return _pipeline
 
@@ -198,6 +228,8 @@ class CompiledModel:
     blocked_records: list[LayerRecord] = field(default_factory=list)
     #: what :class:`ChainConvLayouts` did with each block-layout conv call
     chain_records: list[ChainRecord] = field(default_factory=list)
+    #: how each PrimFunc that runs is scheduled (:class:`ScheduleLeftovers`; CPU targets)
+    schedule_records: list[LeftoverRecord] = field(default_factory=list)
     device: Any = field(default_factory=tvm.cpu)
 
     def __post_init__(self) -> None:
@@ -256,12 +288,26 @@ def compile_module(
         BlockedConv2D(verify=verify, target=target, schedule=logs is None) if blocked else False
     )
     chained = ChainConvLayouts(enabled=chain, target=target)
+    leftovers = ScheduleLeftovers(target=target)
     start = time.perf_counter()
     pipeline = (
-        tuned_pipeline(target, logs, sparse=sparse, compact=compact, blocked=dense, chain=chained)
+        tuned_pipeline(
+            target,
+            logs,
+            sparse=sparse,
+            compact=compact,
+            blocked=dense,
+            chain=chained,
+            leftovers=leftovers,
+        )
         if logs is not None
         else pattern_sparse_pipeline(
-            target, sparse=sparse, compact=compact, blocked=dense, chain=chained
+            target,
+            sparse=sparse,
+            compact=compact,
+            blocked=dense,
+            chain=chained,
+            leftovers=leftovers,
         )
     )
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
@@ -273,6 +319,7 @@ def compile_module(
         compact_records=list(compact.records),
         blocked_records=list(dense.records) if dense else [],
         chain_records=list(chained.records),
+        schedule_records=list(leftovers.records),
     )
 
 

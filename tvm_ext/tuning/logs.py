@@ -248,7 +248,7 @@ def logs_database(work_dir: Path | str, *, margin: float = TUNED_MARGIN) -> Any:
     ``relax.transform.MetaScheduleApplyDatabase()``.
 
     Where the hand schedule stays, the workload gets no record: the kernel then takes
-    today's hand schedule (:class:`~tvm_ext.passes.schedule_leftovers.ScheduleUntunedPatternConvs`),
+    today's hand schedule (``ScheduleUntunedPatternConvs``),
     not the one replayed from the logs, which may be older (logs outlive improvements of the
     hand schedules; ``patsparse tune`` measures a changed one again)."""
     if not 0 < margin <= 1:
