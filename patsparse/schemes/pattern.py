@@ -49,7 +49,6 @@ def kernel_codes(weight: torch.Tensor) -> torch.Tensor:
     return (bits * powers).sum(-1)
 
 
-
 def pattern_energies(weight: torch.Tensor, library: PatternLibrary) -> torch.Tensor:
     """``(K, C, P)``: squared weight each library pattern would keep, per kernel."""
     sq = weight.reshape(*weight.shape[:2], NUM_POSITIONS).float() ** 2
