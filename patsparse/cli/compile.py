@@ -4,6 +4,7 @@ per layer (:func:`format_compile`)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from patsparse.cli.options import (
@@ -36,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--logs",
         default=None,
         help="apply MetaSchedule logs: a directory, or 'auto' for tuning_logs/<model>/<target>",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="time every op against PyTorch's same op (host target); warn where slower",
     )
     add_device_args(p)
     add_json(p)
@@ -95,7 +101,28 @@ def run(args: argparse.Namespace) -> None:
         key=args.key,
     )
     summary = {"source": source, **result.summary}
+    warnings = [f"unscheduled (runs as plain loops): {name}" for name in summary["unscheduled"]]
+    rows = []
+    if args.profile and summary["max_abs_error_vs_pytorch"] is not None:  # runs here
+        import torch
+
+        from patsparse.compiler.op_profile import profile_ops, slow_op_warnings
+        from patsparse.models import default_input_shape
+
+        x = torch.randn(default_input_shape(arch), generator=torch.Generator().manual_seed(0))
+        rows = profile_ops(result.compiled, model, x)
+        warnings += [f"slower than PyTorch: {line}" for line in slow_op_warnings(rows)]
     if args.json:
-        print_json(summary)
+        print_json(
+            {**summary, "profile": [r.to_dict() for r in rows], "warnings": warnings}
+            if args.profile
+            else {**summary, "warnings": warnings}
+        )
     else:
         print(f"{source}\n{format_compile(summary)}")
+        if rows:
+            from patsparse.compiler.op_profile import format_profile
+
+            print(format_profile(rows))
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)

@@ -144,6 +144,11 @@ def compile_model(
         "remote_latency_ms": remote_ms,
         "compile_seconds": round(seconds, 2),
         "logs": str(logs) if logs is not None else None,
+        "schedules": {
+            str(rule): sum(r.schedule == rule for r in compiled.schedule_records)
+            for rule in dict.fromkeys(r.schedule for r in compiled.schedule_records)
+        },
+        "unscheduled": [r.name for r in compiled.schedule_records if r.schedule is None],
     }
     if export:
         summary["library"] = str(compiled.export_library(export))

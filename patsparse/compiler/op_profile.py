@@ -1,0 +1,270 @@
+"""Per-op profile of a compiled model against PyTorch's own ops on the same input.
+
+Every function call of the compiled model is timed inside whole-model runs (a VM instrument
+reads the clock before and after each call), and every leaf module of the PyTorch model
+inside its own runs (forward hooks). The two are matched in execution order by output
+shape: a compiled call takes the next PyTorch op that produced its output shape, plus the
+PyTorch ops before it that have no call of their own (TVM fused them into this one, e.g. a
+conv's bias, BatchNorm and ReLU). Rows whose ratio (PyTorch ms / ours) is below 1 are the
+ops slower than PyTorch: ``patsparse profile`` prints them and ``compile --profile`` warns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from patsparse.compiler.compile import compile_torch
+from tvm_ext._compat import host_target, relax, set_threads, tensor
+from tvm_ext.pipeline import CompiledModel
+
+#: a call whose time is below this (ms) is not flagged, whatever its ratio (timer noise)
+NOISE_MS = 0.02
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """One function call of the compiled model per run, in call order."""
+
+    function: str
+    out_shape: tuple[int, ...]
+    times: list[float]
+
+
+@dataclass(frozen=True)
+class TorchOp:
+    """One leaf-module call of the PyTorch model per run, in execution order."""
+
+    module: str
+    kind: str
+    out_shape: tuple[int, ...]
+    times: list[float]
+
+
+@dataclass
+class OpRow:
+    """A compiled call and the PyTorch ops it stands for."""
+
+    op: str
+    shape: tuple[int, ...]
+    kind: str
+    ms: float
+    torch_ms: float | None
+    torch_ops: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        """PyTorch's time / ours (above 1: faster than PyTorch)."""
+        if self.torch_ms is None or self.ms <= 0:
+            return None
+        return self.torch_ms / self.ms
+
+    @property
+    def slower_than_pytorch(self) -> bool:
+        return self.ratio is not None and self.ratio < 1 and self.ms >= NOISE_MS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio, "slower": self.slower_than_pytorch}
+
+
+def compiled_op_times(compiled: CompiledModel, x: np.ndarray, repeat: int) -> list[OpCall]:
+    """Every function call of ``compiled`` on ``x``, in call order, timed in ``repeat`` runs
+    (after an uninstrumented warm-up run)."""
+    vm = relax.VirtualMachine(compiled.executable, compiled.device)
+    runs: list[list[tuple[str, tuple[int, ...], float]]] = []
+    started: list[tuple[str, float, tuple[int, ...]]] = []
+
+    def instrument(_func: Any, symbol: str, before: bool, _ret: Any, *args: Any) -> int:
+        now = time.perf_counter()
+        if symbol.startswith("vm.builtin") or symbol.startswith("relax."):
+            return 0  # the VM's own bookkeeping (allocations, shape checks)
+        if before:
+            shapes = [tuple(int(d) for d in a.shape) for a in args if hasattr(a, "shape")]
+            started.append((symbol, time.perf_counter(), shapes[-1] if shapes else ()))
+        elif started and started[-1][0] == symbol:
+            name, begin, out = started.pop()
+            runs[-1].append((name, out, (now - begin) * 1e3))
+        return 0
+
+    xt = tensor(np.ascontiguousarray(x, dtype=np.float32), compiled.device)
+    vm["main"](xt)
+    vm.set_instrument(instrument)
+    for _ in range(repeat):
+        runs.append([])
+        vm["main"](xt)
+    first = runs[0]
+    return [
+        OpCall(name, out, [r[i][2] for r in runs if len(r) == len(first)])
+        for i, (name, out, _) in enumerate(first)
+    ]
+
+
+@contextmanager
+def _leaf_hooks(model: nn.Module, seen: list[tuple[str, str, tuple[int, ...], float]]) -> Iterator:
+    started: dict[str, float] = {}
+    hooks = []
+    for name, mod in model.named_modules():
+        if list(mod.children()) or not name:
+            continue
+
+        def pre(_m: nn.Module, _i: Any, _n: str = name) -> None:
+            started[_n] = time.perf_counter()
+
+        def post(m: nn.Module, _i: Any, out: Any, _n: str = name) -> None:
+            end = time.perf_counter()
+            shape = tuple(out.shape) if hasattr(out, "shape") else ()
+            seen.append((_n, type(m).__name__, shape, (end - started.pop(_n)) * 1e3))
+
+        hooks += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def torch_op_times(model: nn.Module, x: torch.Tensor, repeat: int) -> list[TorchOp]:
+    """Every leaf-module call of ``model`` on ``x`` in execution order, timed in ``repeat``
+    runs (after a warm-up). Ops outside modules (``torch.cat``, ``+``) are not seen: their
+    time stays in no row."""
+    seen: list[tuple[str, str, tuple[int, ...], float]] = []
+    with _leaf_hooks(model.eval(), seen):
+        model(x)
+        per_run = len(seen)
+        seen.clear()
+        for _ in range(repeat):
+            model(x)
+    return [
+        TorchOp(
+            seen[i][0],
+            seen[i][1],
+            seen[i][2],
+            [seen[r * per_run + i][3] for r in range(repeat)],
+        )
+        for i in range(per_run)
+    ]
+
+
+def _kind(function: str, torch_kinds: list[str]) -> str:
+    """What a compiled function computes, from the PyTorch ops it matched or its name."""
+    if function.startswith(("pattern_sparse_conv2d", "blocked_conv2d")):
+        return "conv (patsparse)"
+    if torch_kinds:
+        return "+".join(dict.fromkeys(torch_kinds))
+    return function.removeprefix("fused_").split("_")[0]
+
+
+def match_ops(calls: list[OpCall], torch_ops: list[TorchOp]) -> list[OpRow]:
+    """Pair each compiled call with the PyTorch ops it stands for (module docstring)."""
+    rows: list[OpRow] = []
+    j = 0
+    for n, call in enumerate(calls):
+        k = j
+        while k < len(torch_ops) and torch_ops[k].out_shape != call.out_shape:
+            k += 1
+        if k == len(torch_ops):  # no PyTorch op made this shape (a reshape, a layout copy)
+            matched: list[TorchOp] = []
+        else:
+            matched = torch_ops[j : k + 1]
+            # ops right after with the same output shape that TVM fused into this call
+            nxt = calls[n + 1] if n + 1 < len(calls) else None
+            k += 1
+            while k < len(torch_ops) and _fused_into(torch_ops[k], call, nxt):
+                matched.append(torch_ops[k])
+                k += 1
+            j = k
+        rows.append(
+            OpRow(
+                op=call.function,
+                shape=call.out_shape,
+                kind=_kind(call.function, [t.kind for t in matched]),
+                ms=float(np.median(call.times)),
+                torch_ms=float(sum(np.median(t.times) for t in matched)) if matched else None,
+                torch_ops=[t.module for t in matched],
+            )
+        )
+    return rows
+
+
+#: PyTorch modules TVM fuses into the call before them (elementwise on its output)
+ELEMENTWISE = frozenset(
+    {
+        "ReLU",
+        "ReLU6",
+        "LeakyReLU",
+        "Hardswish",
+        "Hardsigmoid",
+        "Sigmoid",
+        "Tanh",
+        "SiLU",
+        "GELU",
+        "BatchNorm2d",
+        "Identity",
+        "Dropout",
+    }
+)
+
+
+def _fused_into(op: TorchOp, call: OpCall, nxt: OpCall | None) -> bool:
+    """Whether PyTorch's ``op`` (after the op ``call`` matched) ran inside ``call``: same
+    output shape, and elementwise, or not the next call's own op (a norm with a call of its
+    own follows the conv it normalises)."""
+    if op.out_shape != call.out_shape:
+        return False
+    return op.kind in ELEMENTWISE or nxt is None or nxt.out_shape != op.out_shape
+
+
+def profile_ops(
+    compiled: CompiledModel, model: nn.Module, x: torch.Tensor, *, repeat: int = 10
+) -> list[OpRow]:
+    """The per-op table: each compiled call, its median ms, PyTorch's ms for the same ops."""
+    calls = compiled_op_times(compiled, x.numpy(), repeat)
+    return match_ops(calls, torch_op_times(model, x, repeat))
+
+
+def format_profile(rows: list[OpRow], *, limit: int | None = None) -> str:
+    """The table, slowest first (``limit`` rows), and the ops slower than PyTorch."""
+    lines = [f"{'op':<44}{'shape':<20}{'kind':<28}{'ms':>9}{'PyTorch ms':>12}{'ratio':>8}"]
+    for r in sorted(rows, key=lambda r: -r.ms)[:limit]:
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        torch_ms = f"{r.torch_ms:.3f}" if r.torch_ms is not None else "-"
+        flag = "  << slower than PyTorch" if r.slower_than_pytorch else ""
+        lines.append(
+            f"{r.op[:43]:<44}{'x'.join(map(str, r.shape)):<20}{r.kind[:27]:<28}"
+            f"{r.ms:>9.3f}{torch_ms:>12}{ratio:>8}{flag}"
+        )
+    total = sum(r.ms for r in rows)
+    slow = [r for r in rows if r.slower_than_pytorch]
+    lines.append(
+        f"{len(rows)} calls, {total:.3f} ms in all; {len(slow)} slower than PyTorch's same ops"
+    )
+    return "\n".join(lines)
+
+
+def slow_op_warnings(rows: list[OpRow]) -> list[str]:
+    """One line per op slower than PyTorch (what ``compile --profile`` warns about)."""
+    return [
+        f"{r.op} ({r.kind}, {'x'.join(map(str, r.shape))}): {r.ms:.3f} ms vs PyTorch "
+        f"{r.torch_ms:.3f} ms ({r.ratio:.2f}x)"
+        for r in rows
+        if r.slower_than_pytorch and r.torch_ms is not None and r.ratio is not None
+    ]
+
+
+def profile_model(
+    model: nn.Module, x: torch.Tensor, *, threads: int = 2, repeat: int = 10
+) -> tuple[CompiledModel, list[OpRow]]:
+    """Compile ``model`` for this machine with ``threads`` (TVM and PyTorch alike) and
+    profile it (:func:`profile_ops`)."""
+    n = set_threads(threads)
+    torch.set_num_threads(n)
+    compiled = compile_torch(model, x, target=host_target(num_cores=n))
+    return compiled, profile_ops(compiled, model, x, repeat=repeat)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from patsparse.cli import main
+from patsparse.compiler.op_profile import (
+    OpCall,
+    TorchOp,
+    format_profile,
+    match_ops,
+    profile_model,
+    slow_op_warnings,
+)
+
+
+def _t(module, kind, shape, ms):
+    return TorchOp(module, kind, shape, [ms, ms])
+
+
+def _c(name, shape, ms):
+    return OpCall(name, shape, [ms, ms, ms])
+
+
+def test_fused_elementwise_ops_join_the_call_a_norm_keeps_its_own():
+    s1, s2 = (1, 8, 4, 4), (1, 8, 2, 2)
+    torch_ops = [
+        _t("conv1", "Conv2d", s1, 1.0),
+        _t("bn1", "BatchNorm2d", s1, 0.2),
+        _t("relu1", "ReLU", s1, 0.1),
+        _t("conv2", "Conv2d", s1, 1.0),
+        _t("norm", "InstanceNorm2d", s1, 0.5),
+        _t("act", "ReLU", s1, 0.1),
+        _t("pool", "MaxPool2d", s2, 0.3),
+    ]
+    calls = [
+        _c("blocked_conv2d_0", s1, 0.4),
+        _c("blocked_conv2d_1", s1, 0.5),
+        _c("fused_instance_norm_relu", s1, 1.0),
+        _c("reshape", (1, 32), 0.01),  # no PyTorch op made this shape
+        _c("max_pool2d", s2, 0.1),
+    ]
+    rows = match_ops(calls, torch_ops)
+    assert [r.torch_ops for r in rows] == [
+        ["conv1", "bn1", "relu1"],
+        ["conv2"],
+        ["norm", "act"],
+        [],
+        ["pool"],
+    ]
+    assert rows[0].torch_ms == 1.3 and rows[0].kind == "conv (patsparse)"
+    assert rows[2].kind == "InstanceNorm2d+ReLU" and rows[2].ratio == 0.6
+    assert rows[3].torch_ms is None and rows[3].ratio is None
+    assert [r.op for r in rows if r.slower_than_pytorch] == ["fused_instance_norm_relu"]
+    (warning,) = slow_op_warnings(rows)
+    assert "fused_instance_norm_relu" in warning and "0.60x" in warning
+    assert "1 slower than PyTorch" in format_profile(rows)
+
+
+def test_profile_of_a_compiled_model_covers_its_calls():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.InstanceNorm2d(16, affine=True),
+        nn.ReLU(),
+        nn.Conv2d(16, 8, 3, padding=2, dilation=2),
+        nn.Upsample(scale_factor=2),
+    ).eval()
+    x = torch.randn(1, 3, 16, 16)
+    compiled, rows = profile_model(model, x, threads=1, repeat=3)
+    assert len(rows) == len([r for r in compiled.schedule_records])
+    assert all(r.ms > 0 for r in rows)
+    matched = [m for r in rows for m in r.torch_ops]
+    assert {"0", "1", "3", "4"} <= set(matched)  # every conv, the norm and the upsample
+    assert len(matched) == len(set(matched))  # each PyTorch op in one row at most
+
+
+def test_profile_and_compile_profile_commands(capsys):
+    assert main(["profile", "digits-cnn", "--compression", "4", "--repeat", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ops"] and {"op", "shape", "kind", "ms", "torch_ms", "ratio"} <= set(out["ops"][0])
+    assert out["unscheduled"] == []
+    assert main(["compile", "digits-cnn", "--compression", "4", "--profile", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["profile"] and out["unscheduled"] == [] and isinstance(out["warnings"], list)
