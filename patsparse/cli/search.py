@@ -144,11 +144,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def job_from_args(args: argparse.Namespace) -> NPSJob:
     """The :class:`~patsparse.search.workflow.NPSJob` the search options describe."""
+    from patsparse.search.config import SearchConfig
     from patsparse.search.evaluate import FastEvalConfig
     from patsparse.search.measurement import TimingConfig
     from patsparse.search.phase3 import Phase3Config
     from patsparse.search.space import SpaceConfig
-    from patsparse.search.study import SearchConfig
     from patsparse.search.workflow import NPSJob
     from patsparse.workflow import DataSpec
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from patsparse.search.results import SearchResult, TrialSummary
 from patsparse.search.space import Choice
-from patsparse.search.study import SearchResult, TrialSummary
 
 
 def layer_table(config: dict[str, str]) -> list[dict[str, Any]]:

@@ -22,13 +22,14 @@ from patsparse.compiler.latency import make_measurer
 from patsparse.core.errors import PatsparseError, SearchConfigError
 from patsparse.export import load_pruned, save_pruned
 from patsparse.models import MODEL_NAMES, build_model, default_input_shape
+from patsparse.search.config import SearchConfig
 from patsparse.search.evaluate import split_train_val
 from patsparse.search.measurement import TimingConfig
 from patsparse.search.ops import replace_and_finetune
 from patsparse.search.phase3 import Phase3Config, choose_algorithm
 from patsparse.search.report import format_search, layer_table, plot_pareto
 from patsparse.search.space import SearchSpace, SpaceConfig
-from patsparse.search.study import SearchConfig, run_search
+from patsparse.search.study import run_search
 from patsparse.tasks import CLASSIFICATION, Task
 from patsparse.workflow import DataSpec, make_data
 

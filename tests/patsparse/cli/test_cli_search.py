@@ -7,7 +7,7 @@ from patsparse.cli.search import job_from_args
 
 
 def test_search_options_left_out_take_the_configs_defaults():
-    from patsparse.search.study import SearchConfig
+    from patsparse.search.config import SearchConfig
     from patsparse.search.workflow import NPSJob
 
     argv = ["search", "digits-cnn", "--latency-ms", "1", "--storage", "memory"]

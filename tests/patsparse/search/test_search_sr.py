@@ -30,7 +30,7 @@ def test_sr_search_end_to_end_reports_psnr(tmp_path, capsys):
 
 
 def test_sr_search_bad_input_is_refused_before_training(capsys):
-    from patsparse.search.study import SearchConfig
+    from patsparse.search.config import SearchConfig
     from patsparse.search.workflow import NPSJob
 
     with pytest.raises(SearchConfigError, match="batch-1 NCHW"):

@@ -1,5 +1,5 @@
-"""Phase 2 in process: seeded determinism, resume from storage, infeasible constraints, the
-RL controller and the reward."""
+"""Phase 2 in process: seeded determinism, resume from storage, infeasible constraints, seeded
+corners and the RL controller."""
 
 from __future__ import annotations
 
@@ -18,17 +18,9 @@ from patsparse.search import (
     SearchConfig,
     SearchSpace,
     SpaceConfig,
-    pareto_front,
-    reward,
     run_search,
 )
-from patsparse.search.study import (
-    CORNER,
-    UNIFORM,
-    TrialSummary,
-    _seed_corners,
-    _uniform_seeds,
-)
+from patsparse.search.seeding import CORNER, UNIFORM
 
 X = torch.zeros(1, 1, 8, 8)
 FAST = FastEvalConfig(retrain_epochs=1, max_steps=3)
@@ -133,38 +125,6 @@ def test_feasible_corners_and_their_ladders_are_the_first_trials(
     assert not {CORNER, UNIFORM} & {t.proposer for t in plain.trials}
 
 
-def test_uniform_ladder_stops_at_the_constraint():
-    cfg = SpaceConfig(schemes=("dense", "pattern+connectivity", "filter", "block"))
-    space = SearchSpace.from_model(build_model("digits-cnn"), cfg)
-    corners = space.extremes()
-    assert len(corners) == 3
-    filter8 = space.uniform("filter@8")
-    assert filter8 in corners
-    assert space.ladder(filter8) == [space.uniform(f"filter@{r:g}") for r in (6, 4, 3, 2)]
-    assert space.ladder({**filter8, "features.3": "dense"}) == []  # mixed: no ladder
-    latency = {f"filter@{r:g}": 10.0 - r for r in (8, 6, 4, 3, 2)}  # lower rate, slower
-
-    def measure(c):
-        return latency[next(iter(c.values()))] if len(set(c.values())) == 1 else 99.0
-
-    probes = [[1.0 if c == filter8 else 9.0, c] for c in corners]  # only filter@8 fits
-    seeds = _uniform_seeds(space, probes, 6.5, measure)  # filter@6 (4 ms), @4 (6 ms) fit
-    assert seeds == [
-        (CORNER, filter8),
-        (UNIFORM, space.uniform("filter@6")),
-        (UNIFORM, space.uniform("filter@4")),
-    ]
-    study = optuna.create_study(direction="maximize")
-    _seed_corners(study, space, seeds)
-    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [space.from_params(t.system_attrs["fixed_params"]) for t in waiting] == [
-        c for _, c in seeds
-    ]
-    assert [t.user_attrs["proposer"] for t in waiting] == [CORNER, UNIFORM, UNIFORM]
-    _seed_corners(study, space, [(CORNER, corners[0])])  # a study with trials: left alone
-    assert len(study.get_trials()) == 3
-
-
 def test_reinforce_learns_a_bandit():
     policy = ReinforcePolicy([3, 2], lr=0.5)
     rng = random.Random(0)
@@ -202,24 +162,6 @@ def test_proposers_mix_rl_and_bo_reproducibly():
     assert set(NPSSampler(space, rl_fraction=0.0).proposer(n) for n in range(10)) == {"bo"}
     with pytest.raises(SearchConfigError):
         NPSSampler(space, bo="cmaes")
-
-
-def test_reward_and_pareto_front():
-    assert reward(90.0, 1.0, 2.0, penalty=1.0) == 90.0
-    assert reward(90.0, 3.0, 2.0, penalty=1.0) == pytest.approx(40.0)
-
-    def t(n, acc, lat):
-        return TrialSummary(n, {}, acc, lat, True, acc, "rl", False)
-
-    trials = [t(0, 90, 1.0), t(1, 95, 2.0), t(2, 89, 1.5), t(3, 95, 2.5), t(4, 80, 0.5)]
-    assert [x.number for x in pareto_front(trials)] == [4, 0, 1]
-
-
-def test_search_config_validation():
-    with pytest.raises(SearchConfigError, match="exactly one latency constraint"):
-        SearchConfig()
-    with pytest.raises(SearchConfigError, match="budget"):
-        SearchConfig(latency_ms=1.0, budget=0)
 
 
 @pytest.mark.parametrize("bo", ["tpe", "gp"])
