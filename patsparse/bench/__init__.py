@@ -31,7 +31,7 @@ Modules: :mod:`~patsparse.bench.config` (:class:`BenchConfig`, the papers' rates
 :mod:`~patsparse.bench.pruning`, :mod:`~patsparse.bench.torch_timing` (PyTorch timing and
 hooks), :mod:`~patsparse.bench.layers` (the per-layer table), :mod:`~patsparse.bench.memory`
 (peak memory), :mod:`~patsparse.bench.run` (:func:`run_bench`), :mod:`~patsparse.bench.format`
-(the text output). The TVM side is :mod:`patsparse.compiler.profile`.
+(the text output). The TVM side is :mod:`patsparse.compiler.engines`.
 """
 
 from patsparse.bench.config import PAPER_RATES, BenchConfig, paper_rate

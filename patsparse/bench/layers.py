@@ -14,14 +14,14 @@ from patsparse.bench.config import BenchConfig
 from patsparse.bench.torch_timing import CLOCKS, layer_calls, summary_ms, timed, torch_layer_times
 
 if TYPE_CHECKING:
-    from patsparse.compiler.profile import KernelCall
+    from patsparse.compiler.engines import KernelCall
 
 
 def layer_table(
     cfg: BenchConfig, dense: nn.Module, pruned: nn.Module, x: torch.Tensor, engines: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """One row per 3x3 conv: its times in every engine, speed-ups and efficiency."""
-    from patsparse.compiler.profile import conv_kernel_times, more_runs
+    from patsparse.compiler.engines import conv_kernel_times, more_runs
 
     calls = layer_calls(dense, x)
     pruned_mods = dict(pruned.named_modules())

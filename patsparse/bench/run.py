@@ -2,7 +2,7 @@
 find the logs, compile the engines, time them end to end (here or on a device), the
 per-layer table, peak memory.
 
-The TVM side of each step is :mod:`patsparse.compiler.profile`, imported inside the steps:
+The TVM side of each step is :mod:`patsparse.compiler.engines`, imported inside the steps:
 TVM loads when a benchmark runs, not when the CLI builds its parser.
 """
 
@@ -27,7 +27,7 @@ from patsparse.bench.torch_timing import macs, summary_ms, timed
 from patsparse.models import build_model, default_input_shape
 
 if TYPE_CHECKING:
-    from patsparse.compiler.profile import BenchTarget
+    from patsparse.compiler.engines import BenchTarget
 
 
 def _progress(msg: str) -> None:
@@ -79,7 +79,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
 def _open_target(cfg: BenchConfig) -> BenchTarget:
     """This machine with the benchmark's threads (PyTorch's too), or the device (checked to
     serve its key now: a clear error before any compiling)."""
-    from patsparse.compiler.profile import bench_target
+    from patsparse.compiler.engines import bench_target
 
     where = bench_target(cfg.target, threads=cfg.threads, tracker=cfg.tracker, key=cfg.key)
     if not cfg.remote:
@@ -120,9 +120,9 @@ def _tune_and_find_logs(
 ) -> Path | None:
     """Tune (``trials``) and prune (``prune_logs``) the logs under ``logs_root``; the logs to
     compile with, None when this target has none (``result`` says which targets have)."""
-    from patsparse.compiler import profile
+    from patsparse.compiler import engines as tvm_side
 
-    logs = profile.bench_logs(cfg.model, where.target, cfg.logs_root)
+    logs = tvm_side.bench_logs(cfg.model, where.target, cfg.logs_root)
     tuning: dict[str, Any] = {}
     if cfg.trials and logs is not None:
         engines_to_tune: list[tuple[str, nn.Module, Literal[False] | None]] = [
@@ -132,19 +132,19 @@ def _tune_and_find_logs(
             engines_to_tune.append(("tvm_dense_stock", models.dense, False))  # TVM's lowering
         for name, model, blocked in engines_to_tune:
             log(f"tuning {name} tasks ({cfg.trials} trials per task) into {logs}")
-            tuning[name] = profile.tune_engine(
+            tuning[name] = tvm_side.tune_engine(
                 model, models.x, where, logs, trials=cfg.trials, blocked=blocked
             )
-    have_logs = profile.has_records(logs)
+    have_logs = tvm_side.has_records(logs)
     if cfg.prune_logs and logs is not None and have_logs:
         log(f"pruning {logs} to this benchmark's tasks")
-        tuning["pruned"] = profile.prune_bench_logs(
+        tuning["pruned"] = tvm_side.prune_bench_logs(
             logs, models.pruned, models.dense, models.x, where.target
         )
     result["tuning"] = tuning
     result["logs"] = str(logs) if have_logs else None
     if logs is not None and not have_logs:
-        others = profile.other_target_logs(logs)
+        others = tvm_side.other_target_logs(logs)
         result["logs_for_other_targets"] = others
         if others:
             log(
@@ -165,9 +165,9 @@ def _compile_engines(
 ) -> dict[str, Any]:
     """Compile every engine; ``result`` gets compile times, weight storage and (here) the
     pruned engine's error against PyTorch."""
-    from patsparse.compiler import profile
+    from patsparse.compiler import engines as tvm_side
 
-    engines = profile.compile_engines(
+    engines = tvm_side.compile_engines(
         models.pruned, models.dense, models.x, where.target, logs, tvm_dense=cfg.tvm_dense, log=log
     )
     if not cfg.remote:
@@ -179,7 +179,7 @@ def _compile_engines(
     result["compile_seconds"] = {
         name: round(comp.compile_seconds, 1) for name, comp in engines.items()
     }
-    result["storage_bytes"] = profile.weight_storage(models.dense, engines["patsparse"])
+    result["storage_bytes"] = tvm_side.weight_storage(models.dense, engines["patsparse"])
     return engines
 
 
@@ -187,7 +187,7 @@ def _end_to_end(
     cfg: BenchConfig, engines: dict[str, Any], models: BenchModels, flop_reduction: float
 ) -> dict[str, Any]:
     """Every engine and PyTorch dense timed whole here; speed-ups against PyTorch."""
-    from patsparse.compiler.profile import engine_call
+    from patsparse.compiler.engines import engine_call
 
     e2e: dict[str, Any] = {}
     with torch.no_grad():
@@ -210,7 +210,7 @@ def _device_end_to_end(
 ) -> dict[str, Any]:
     """Each engine uploaded to the device and timed there by its runtime; speed-ups are
     against TVM dense on the blocked kernel (PyTorch does not run on the device)."""
-    from patsparse.compiler.profile import time_on_device
+    from patsparse.compiler.engines import time_on_device
 
     if cfg.tracker is None or cfg.key is None:  # BenchConfig checks both or neither
         raise ValueError("a device benchmark needs a tracker and a key")

@@ -102,7 +102,7 @@ def torch_layer_times(
 ) -> dict[str, list[float]]:
     """ms of every conv and linear layer of ``model`` in each of ``repeat`` whole-model runs
     (after one warm-up run), by module name: timed inside the model run, as
-    :func:`patsparse.compiler.profile.conv_kernel_times` times the compiled kernels, so each
+    :func:`patsparse.compiler.engines.conv_kernel_times` times the compiled kernels, so each
     layer meets the caches the layers before it left (weights that no longer fit in cache are
     read from memory)."""
     now = CLOCKS[clock]

@@ -1,10 +1,10 @@
-"""``patsparse.compiler.profile``: conv kernel timings merged across runs."""
+"""``patsparse.compiler.engines``: conv kernel timings merged across runs."""
 
 from __future__ import annotations
 
 import pytest
 
-from patsparse.compiler.profile import KernelCall, more_runs
+from patsparse.compiler.engines import KernelCall, more_runs
 from patsparse.core.errors import PatsparseError
 
 
