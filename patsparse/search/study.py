@@ -55,6 +55,7 @@ def open_study(config: SearchConfig, sampler: optuna.samplers.BaseSampler) -> op
         )
     from sqlalchemy.exc import SQLAlchemyError
 
+    _require_driver(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # two workers on one file: wait for the other's write lock instead of failing
@@ -83,6 +84,32 @@ def open_study(config: SearchConfig, sampler: optuna.samplers.BaseSampler) -> op
                 raise
             time.sleep(0.5 * (attempt + 1) + random.random() * 0.5)
     raise AssertionError("unreachable")
+
+
+#: what installs the database driver SQLAlchemy picks for a storage URL's scheme
+DRIVER_FIX = {
+    "postgresql": "pip install 'patsparse[postgres]' (psycopg 3, which SQLAlchemy 2 uses for "
+    "postgresql:// URLs)",
+    "mysql": "pip install pymysql and use a mysql+pymysql:// URL",
+}
+
+
+def _require_driver(url: str) -> None:
+    """A typed error naming the package to install when the URL's database driver is
+    missing (SQLAlchemy's own is a bare ImportError deep inside optuna)."""
+    from sqlalchemy.engine import make_url
+
+    dialect = make_url(url).get_dialect()
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        fix = DRIVER_FIX.get(scheme, f"install the {dialect.driver!r} driver")
+        raise SearchConfigError(
+            f"--storage {url.split('@')[-1]!r}: the database driver {dialect.driver!r} is not "
+            f"installed ({exc}); {fix}",
+            fix=fix,
+        ) from None
 
 
 def _check_same_search(study: optuna.Study, signature: dict[str, Any]) -> None:

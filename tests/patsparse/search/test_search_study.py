@@ -186,3 +186,19 @@ def test_bo_samplers_drive_an_optuna_study(bo):
     first = run(5)
     assert first == run(5)
     assert all(space.from_params(p) for p in first)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://nps:secret@127.0.0.1:1/nps", "postgresql+psycopg://127.0.0.1/x"]
+)
+def test_missing_postgres_driver_is_a_typed_error_naming_the_extra(monkeypatch, url):
+    import sys
+
+    from patsparse.search.config import SearchConfig
+    from patsparse.search.study import open_study
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as on a machine without the extra
+    with pytest.raises(SearchConfigError, match=r"patsparse\[postgres\]") as info:
+        open_study(SearchConfig(latency_ms=1.0, storage=url), optuna.samplers.RandomSampler())
+    assert "secret" not in str(info.value)  # the password stays out of the message
+    assert info.value.fix and "psycopg" in info.value.fix
