@@ -95,6 +95,7 @@ def describe_conv(geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Ep
             "stride": list(geometry.stride),
             "padding": list(geometry.padding),
             "kernel": list(geometry.kernel),
+            "dilation": list(geometry.dilation),
             "shape": list(layout.shape),
             "block": layout.block,
             # per column of the merged block arrays (block_columns)
@@ -118,6 +119,7 @@ class LayerRecord:
     input_shape: tuple[int, ...] = ()
     stride: tuple[int, ...] = ()
     padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
     kind: str = ""
     block: int = 0
     function: str = ""
@@ -131,7 +133,7 @@ class LayerRecord:
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["pattern_histogram"] = {str(k): v for k, v in self.pattern_histogram.items()}
-        for key in ("weight_shape", "input_shape", "stride", "padding", "fused"):
+        for key in ("weight_shape", "input_shape", "stride", "padding", "dilation", "fused"):
             d[key] = list(d[key])
         return d
 
@@ -429,6 +431,7 @@ def _geometry(conv: relax.Call, weight: np.ndarray) -> ConvGeometry:
         stride=tuple(int(s) for s in attrs.strides),  # type: ignore[arg-type]
         padding=tuple(int(p) for p in attrs.padding),  # type: ignore[arg-type]
         kernel=(int(weight.shape[2]), int(weight.shape[3])),
+        dilation=tuple(int(d) for d in attrs.dilation),  # type: ignore[arg-type]
     )
 
 
@@ -439,6 +442,7 @@ def _shape_fields(weight: np.ndarray, geometry: ConvGeometry) -> dict[str, Any]:
         input_shape=geometry.in_shape,
         stride=geometry.stride,
         padding=geometry.padding,
+        dilation=geometry.dilation,
         kernels=int(weight.shape[0] * weight.shape[1]),
     )
 
@@ -503,8 +507,6 @@ def _eligibility(conv: relax.Call, mode: str = PATTERN_MODE) -> str | None:
     if mode == PATTERN_MODE and wshape[2:] != (3, 3):
         size = "x".join(str(s) for s in wshape[2:]) if wshape else "?"
         return f"{size} kernel: patterns are defined for 3x3 kernels only"
-    if any(int(d) != 1 for d in attrs.dilation):
-        return "dilated convolution, only dilation 1 is handled"
     if dtype_of(x) != "float32" or dtype_of(w) != "float32":
         return f"dtype {dtype_of(x)}/{dtype_of(w)}, only float32 is handled"
     return None

@@ -73,6 +73,7 @@ def verify_layer(
         bias if epilogue.bias and bias is not None else None,
         stride=geometry.stride,
         padding=geometry.padding,
+        dilation=geometry.dilation,
     )
     if epilogue.residual:
         ref = ref + residual

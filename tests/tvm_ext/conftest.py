@@ -34,6 +34,7 @@ def conv_module(
     *,
     stride=(1, 1),
     padding=(1, 1, 1, 1),
+    dilation=(1, 1),
     groups=1,
     bias=None,
     residual=False,
@@ -50,15 +51,18 @@ def conv_module(
         params.append(w)
     k = weight.shape[0]
     h, wd = x_shape[2], x_shape[3]
-    oh = (h + padding[0] + padding[2] - weight.shape[2]) // stride[0] + 1
-    ow = (wd + padding[1] + padding[3] - weight.shape[3]) // stride[1] + 1
+    oh = (h + padding[0] + padding[2] - dilation[0] * (weight.shape[2] - 1) - 1) // stride[0] + 1
+    ow = (wd + padding[1] + padding[3] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
     r = None
     if residual:
         r = relax.Var("r", relax.TensorType((x_shape[0], k, oh, ow), "float32"))
         params.append(r)
     with bb.function("main", params):
         with bb.dataflow():
-            y = bb.emit(relax.op.nn.conv2d(x, w, strides=stride, padding=padding, groups=groups))
+            conv = relax.op.nn.conv2d(
+                x, w, strides=stride, padding=padding, dilation=dilation, groups=groups
+            )
+            y = bb.emit(conv)
             if bias is not None:
                 y = bb.emit(relax.op.add(y, relax.const(bias.reshape(1, k, 1, 1))))
             if r is not None:
@@ -79,7 +83,9 @@ def run_module(mod, *args):
     return out.numpy()
 
 
-def torch_reference(x, weight, *, stride, padding, bias=None, residual=None, relu=False):
+def torch_reference(
+    x, weight, *, stride, padding, dilation=(1, 1), bias=None, residual=None, relu=False
+):
     pt, pl, pb, pr = padding
     xt = torch.nn.functional.pad(torch.from_numpy(x), (pl, pr, pt, pb))
     y = torch.nn.functional.conv2d(
@@ -87,6 +93,7 @@ def torch_reference(x, weight, *, stride, padding, bias=None, residual=None, rel
         torch.from_numpy(weight),
         None if bias is None else torch.from_numpy(bias),
         stride=stride,
+        dilation=dilation,
     )
     if residual is not None:
         y = y + torch.from_numpy(residual)

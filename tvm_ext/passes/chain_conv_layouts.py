@@ -169,6 +169,7 @@ def _decode(call: relax.Call, mod: tvm.IRModule) -> _Conv | None:
         stride=tuple(desc["stride"]),
         padding=tuple(desc["padding"]),
         kernel=tuple(desc["kernel"]),
+        dilation=tuple(desc["dilation"]),
     )
     epilogue = Epilogue(bias=desc["bias"], residual=desc["residual"], relu=desc["relu"])
     return _Conv(
@@ -397,6 +398,7 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             conv.geometry.padding,
             conv.geometry.kernel,
             in_layout=plan.in_layout,
+            dilation=conv.geometry.dilation,
         )
         epilogue = Epilogue(
             bias=conv.epilogue.bias,

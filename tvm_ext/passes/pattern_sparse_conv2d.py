@@ -8,8 +8,9 @@ of any Relax pipeline (legalisation, fusion, lowering)::
         relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant(),
         PatternSparseConv2D(), relax.get_default_pipeline(target)])
 
-A conv2d is rewritten when it is NCHW/OIHW, 3x3, groups 1, dilation 1, float32, has static
-shapes and a constant weight whose every kernel is all-zero or exactly one 4-weight pattern.
+A conv2d is rewritten when it is NCHW/OIHW, 3x3, groups 1, float32 (any stride, padding and
+dilation: a tap is its offset times the dilation), has static shapes and a constant weight
+whose every kernel is all-zero or exactly one 4-weight pattern.
 A following bias add, residual add and ReLU are fused into the kernel's epilogue when the
 intermediate values have no other use. Everything else is left exactly as it was; the
 reason is recorded in :attr:`PatternSparseConv2D.records`.

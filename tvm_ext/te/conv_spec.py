@@ -29,11 +29,12 @@ class BlockedActivation:
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """Input shape, stride and padding (top, left, bottom, right) of an NCHW conv.
+    """Input shape, stride, padding (top, left, bottom, right) and dilation of an NCHW conv.
 
     ``in_shape`` is always the logical NCHW shape; ``in_layout`` says how the input is stored
     (``None``: NCHW, padded by the ``ps_pad`` stage; else a chained buffer whose border covers
-    the padding, read in place).
+    the padding, read in place). Kernel tap ``(dy, dx)`` reads the padded input
+    ``(dy * dh, dx * dw)`` from the output pixel's corner (:meth:`dilate`).
     """
 
     in_shape: tuple[int, int, int, int]
@@ -41,14 +42,25 @@ class ConvGeometry:
     padding: tuple[int, int, int, int]
     kernel: tuple[int, int] = (3, 3)
     in_layout: BlockedActivation | None = None
+    dilation: tuple[int, int] = (1, 1)
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """Rows and columns of padded input one output pixel reads (the dilated kernel)."""
+        (kh, kw), (dh, dw) = self.kernel, self.dilation
+        return dh * (kh - 1) + 1, dw * (kw - 1) + 1
 
     @property
     def out_hw(self) -> tuple[int, int]:
         _, _, h, w = self.in_shape
         pt, pl, pb, pr = self.padding
         sh, sw = self.stride
-        kh, kw = self.kernel
-        return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        rh, rw = self.span
+        return (h + pt + pb - rh) // sh + 1, (w + pl + pr - rw) // sw + 1
+
+    def dilate(self, tap: tuple[int, int]) -> tuple[int, int]:
+        """Kernel tap ``(dy, dx)`` as an offset into the padded input: times the dilation."""
+        return tap[0] * self.dilation[0], tap[1] * self.dilation[1]
 
 
 @dataclass(frozen=True)

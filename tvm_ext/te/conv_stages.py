@@ -106,12 +106,12 @@ def pattern_conv_stage(  # type: ignore[no-untyped-def]
     v, idx, xp: InputReader, layout: SparseConvLayout, geometry: ConvGeometry, p: int
 ):
     """``ps_conv_<p>``: the reduction of pattern ``p`` of a per-kernel layer, its taps unrolled
-    in Python (constant offsets, no branch)."""
+    in Python (constant offsets, dilated, no branch)."""
     n = geometry.in_shape[0]
     oh, ow = geometry.out_hw
     sh, sw = geometry.stride
     rows, cmax, _, _ = layout.values[p].shape
-    taps = layout.taps(p)
+    taps = [geometry.dilate(tap) for tap in layout.taps(p)]
     j = te.reduce_axis((0, cmax), name="j")
 
     def body(a, r, y, z, lane):  # type: ignore[no-untyped-def]
@@ -133,7 +133,7 @@ def block_conv_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-d
     """``ps_conv_all``: all patterns of a block layer accumulate into one register tile.
 
     Reduction over (kernel slot, column, tap) (:func:`~tvm_ext.te.block_plan.block_columns`:
-    a column is a run of one pattern's slots); the tap offset is a select over Python
+    a column is a run of one pattern's slots); the tap offset (dilated) is a select over Python
     constants indexed by (column, tap) (:func:`_tap_offset`), which folds to an immediate once
     the column and tap loops are unrolled (the schedules unroll them), so the inner loop has
     no branch.
@@ -142,7 +142,7 @@ def block_conv_stage(v, idx, xp, layout, geometry):  # type: ignore[no-untyped-d
     oh, ow = geometry.out_hw
     sh, sw = geometry.stride
     rows, npat, cmax, ntaps, g = (int(d) for d in v.shape)
-    taps = column_taps(layout)
+    taps = [[geometry.dilate(tap) for tap in col] for col in column_taps(layout)]
     k2 = te.reduce_axis((0, cmax), name="k2")
     p = te.reduce_axis((0, npat), name="p")
     t = te.reduce_axis((0, ntaps), name="t")

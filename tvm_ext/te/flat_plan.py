@@ -30,37 +30,41 @@ class FlatInput:
     zero rows at the end so the last tile of output pixels reads inside its plane. Output
     pixel ``(y, x)`` is computed at flat position ``j = y * pitch + x`` (``length`` positions
     per filter: ``oh * pitch`` rounded up to :data:`FLAT_TILE`; positions with ``x >= ow``
-    are computed and never read) and reads tap ``(dy, dx)`` of channel ``c`` at
-    ``j + offset(c, dy, dx)``: plane ``(dy % sh, dx % sw)``, ``dy // sh`` rows and
-    ``dx // sw`` columns on.
+    are computed and never read) and reads kernel tap ``(dy, dx)`` of channel ``c`` at
+    ``j + offset(c, dy, dx)``: with the tap dilated, ``(ry, rx) = (dy * dh, dx * dw)``, plane
+    ``(ry % sh, rx % sw)``, ``ry // sh`` rows and ``rx // sw`` columns on (at stride 1
+    ``ry * pitch + rx`` within the channel's padded rows).
     """
 
     pitch: int
     rows: int
     length: int
     stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
 
     @classmethod
     def of(cls, geometry: ConvGeometry) -> FlatInput:
         _, _, h, w = geometry.in_shape
         pt, pl, pb, pr = geometry.padding
-        kh, kw = geometry.kernel
+        rh, rw = geometry.span
         sh, sw = geometry.stride
         oh, _ = geometry.out_hw
         pitch = -(-(w + pl + pr) // sw)
         length = -(-oh * pitch // FLAT_TILE) * FLAT_TILE
-        reach = length + (kh - 1) // sh * pitch + (kw - 1) // sw  # one past the last read
+        reach = length + (rh - 1) // sh * pitch + (rw - 1) // sw  # one past the last read
         rows = max(-(-(h + pt + pb) // sh), -(-reach // pitch))
-        return cls(pitch, rows, length, (sh, sw))
+        return cls(pitch, rows, length, (sh, sw), geometry.dilation)
 
     @property
     def phases(self) -> int:
         return self.stride[0] * self.stride[1]
 
     def offset(self, channel: int, dy: int, dx: int) -> int:
+        """Flat offset of kernel tap ``(dy, dx)`` of ``channel`` from the output pixel."""
         sh, sw = self.stride
-        plane = channel * self.phases + (dy % sh) * sw + dx % sw
-        return (plane * self.rows + dy // sh) * self.pitch + dx // sw
+        ry, rx = dy * self.dilation[0], dx * self.dilation[1]
+        plane = channel * self.phases + (ry % sh) * sw + rx % sw
+        return (plane * self.rows + ry // sh) * self.pitch + rx // sw
 
 
 def uses_flat(layout: SparseConvLayout, geometry: ConvGeometry) -> bool:

@@ -9,14 +9,15 @@ and :mod:`~tvm_ext.te.epilogue_stage`):
 - ``ps_conv_<p>`` (per-kernel layers reading a chained input): one reduction per pattern
   ``p`` of the layer. Its taps are Python constants, so every tap is a fixed offset in the
   generated code and nothing branches on the weight structure: ``Y_p[n, row, oh, ow, lane] =
-  sum_{j, t} V_p[row, j, t, lane] * Xpad[n, I_p[row, j], oh*sh + dy_t, ow*sw + dx_t]``.
+  sum_{j, t} V_p[row, j, t, lane] * Xpad[n, I_p[row, j], oh*sh + dy_t*dh, ow*sw + dx_t*dw]``
+  (a tap is its offset times the dilation).
 - ``ps_conv_flat<g>`` (per-kernel layers): every kept kernel of a filter in one reduction
   over (slot, tap), vectorised over a flat run of output pixels. The padded input is stored
   as rows of ``pitch`` values (:class:`~tvm_ext.te.flat_plan.FlatInput`; strided convs as one
   plane per stride phase), so tap ``(dy, dx)`` of channel ``c`` is one offset from the output
-  pixel ``y * pitch + x`` (stride 1: ``c * rows * pitch + dy * pitch + dx``): an offset array
-  replaces the per-pattern code, no pattern is padded and the width needs no vector-sized
-  tiles. Filters are sorted by kept kernels and split into up to
+  pixel ``y * pitch + x`` (stride 1: ``c * rows * pitch + dy * dh * pitch + dx * dw``): an
+  offset array replaces the per-pattern code, no pattern is padded and the width needs no
+  vector-sized tiles. Filters are sorted by kept kernels and split into up to
   :data:`~tvm_ext.te.flat_plan.FLAT_BUCKETS` stages (``g``) so short filters are not padded to
   the longest (:func:`~tvm_ext.te.flat_plan.flat_buckets`). Measured 1.9-10x faster than the
   per-pattern stages (BENCHMARKS.md, ``benchmarks/per_kernel.py``).

@@ -122,6 +122,32 @@ def test_rewrites_and_matches_dense_conv(h, well_formed, case):
     np.testing.assert_allclose(h.run_module(before, *args), ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("size", [3, 5])
+@pytest.mark.parametrize("dilation", [2, 3])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dilated_dense_convs_match_pytorch(h, well_formed, size, dilation, stride):
+    """Dense 3x3 and 5x5 with dilation 2 and 3 ("same" padding at stride 1), stride 1 and 2:
+    one blocked kernel, its taps the kernel offsets times the dilation."""
+    w = _weight((16, 6, size, size), seed=size + dilation)
+    pad = (dilation * (size - 1) // 2,) * 4
+    xs = (1, 6, 17, 14)
+    mod = h.conv_module(
+        xs, w, stride=(stride, stride), padding=pad, dilation=(dilation, dilation), relu=True
+    )
+    p = BlockedConv2D(verify=True)
+    after = p(mod)
+    rec = p.records[0]
+    assert rec.rewritten and rec.kind == "block", rec.reason
+    assert rec.dilation == (dilation, dilation) and rec.max_abs_error < 1e-3
+    assert h.relax_ops(after).count("relax.call_tir") == 1
+    assert "relax.nn.conv2d" not in h.relax_ops(after)
+    x = np.random.default_rng(0).standard_normal(xs).astype("float32")
+    ref = h.torch_reference(
+        x, w, stride=(stride,) * 2, padding=pad, dilation=(dilation,) * 2, relu=True
+    )
+    np.testing.assert_allclose(h.run_module(after, x), ref, rtol=1e-4, atol=1e-4)
+
+
 def test_block_pruned_layout_skips_pruned_channels_and_round_trips():
     w = _block_pruned((48, 64, 1, 1), 0.25)
     lay = analyze_blocked_weight(w)

@@ -36,8 +36,9 @@ def _build(fn, x_shape):
     return bb.get()
 
 
-def _conv(bb, x, w, *, stride=1, padding=1, bias=None, relu=False, residual=None):
-    y = bb.emit(relax.op.nn.conv2d(x, relax.const(w), strides=stride, padding=padding))
+def _conv(bb, x, w, *, stride=1, padding=1, dilation=1, bias=None, relu=False, residual=None):
+    conv = relax.op.nn.conv2d(x, relax.const(w), strides=stride, padding=padding, dilation=dilation)
+    y = bb.emit(conv)
     if bias is not None:
         y = bb.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
     if residual is not None:
@@ -114,6 +115,50 @@ def test_structural_conv_conv_chain_before_expected(h, well_formed):
     assert rec["pattern_sparse_conv2d_0_chained"].chained_output
     assert rec["pattern_sparse_conv2d_1_chained"].chained_input
     assert "leaves the function" in rec["pattern_sparse_conv2d_1_chained"].reason
+
+
+def test_structural_dilated_chain_border_covers_the_consumers_padding(h, well_formed):
+    """dilation 2 -> dilation 3 ("same" padding 2, then 3): the producer writes a border of
+    3, the consumer's padding; both keep their dilation."""
+    xs = (1, 16, 9, 9)
+    w1, w2 = _weight(h, 32, 16, 1), _weight(h, 16, 32, 2)
+
+    def body(bb, x):
+        y = _conv(bb, x, w1, padding=2, dilation=2, relu=True)
+        return _conv(bb, y, w2, padding=3, dilation=3)
+
+    after, chain = _rewrite(_build(body, xs))
+    lay1, lay2 = analyze_conv_weight(w1), analyze_conv_weight(w2)
+    v1, i1 = merged_block_arrays(lay1)
+    v2, i2 = merged_block_arrays(lay2)
+    act = BlockedActivation(lay1.rows, lay1.block, 3)
+    geo1 = ConvGeometry(xs, (1, 1), (2, 2, 2, 2), dilation=(2, 2))
+    geo2 = ConvGeometry((1, 32, 9, 9), (1, 1), (3, 3, 3, 3), in_layout=act, dilation=(3, 3))
+    ep1 = Epilogue(relu=True, out_border=3)
+
+    def expected_body(bb, x):
+        y = bb.emit_te(
+            lambda *t: pattern_conv2d_compute(t, geo1, lay1, ep1),
+            x,
+            relax.const(v1),
+            relax.const(i1),
+            primfunc_name_hint="pattern_sparse_conv2d_0_chained",
+        )
+        return bb.emit_te(
+            lambda *t: pattern_conv2d_compute(t, geo2, lay2, Epilogue()),
+            y,
+            relax.const(v2),
+            relax.const(lay1.inverse[i2].astype("int32")),
+            relax.const(lay2.inverse),
+            primfunc_name_hint="pattern_sparse_conv2d_1_chained",
+        )
+
+    expected = _build(expected_body, xs)
+    for gv, func in list(expected.functions_items()):
+        if isinstance(func, tvm.tirx.PrimFunc):
+            expected[gv] = func.with_attr("op_pattern", OPAQUE)
+    tvm.ir.assert_structural_equal(after, expected)
+    assert chain.records[0].chained_output and chain.records[1].chained_input
 
 
 def _vgg_stage(h, xs=(1, 16, 8, 8)):
@@ -229,6 +274,29 @@ def test_conv_conv_chain_matches(h, well_formed, planar):
     _, chain = _rewrite(mod, max_channels=16 if planar else 256)
     assert chain.records[0].chained_output and chain.records[0].planar == planar
     _check(h, mod, xs, max_channels=16 if planar else 256)
+
+
+@pytest.mark.parametrize("planar", [False, True])
+def test_dilated_convs_chain_and_match(h, well_formed, planar):
+    """Iizuka-like: conv -> dilation 2 -> dilation 3 (one strided) -> a dense dilated conv on
+    the blocked kernel; every border is the widest padding its consumers read. 15x14: the
+    first two compute their rows inside the chained epilogue (FUSE_ROWS_FROM_PIXELS)."""
+    xs = (1, 16, 15, 14)
+    w1, w2, w3 = _weight(h, 32, 16, 1), _weight(h, 32, 32, 2), _weight(h, 32, 32, 3)
+    dense = np.random.default_rng(4).standard_normal((16, 32, 3, 3)).astype("float32") / 12
+
+    def body(bb, x):
+        y = _conv(bb, x, w1, relu=True)
+        y = _conv(bb, y, w2, padding=2, dilation=2, relu=True)
+        y = _conv(bb, y, w3, stride=2, padding=3, dilation=3, relu=True)
+        return _conv(bb, y, dense, padding=2, dilation=2)
+
+    mod = _build(body, xs)
+    max_channels = 16 if planar else 256
+    _, chain = _rewrite(mod, max_channels=max_channels)
+    assert [r.chained_output for r in chain.records] == [True, True, True, False]
+    assert all(r.chained_input for r in chain.records[1:])
+    _check(h, mod, xs, max_channels=max_channels)
 
 
 @pytest.mark.parametrize("planar", [False, True])

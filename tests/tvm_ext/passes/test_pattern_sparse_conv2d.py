@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from tvm_ext._compat import relax, tvm
-from tvm_ext.conv_rewriter import OPAQUE
+from tvm_ext.conv_rewriter import CONV_ATTR, OPAQUE, describe_conv
 from tvm_ext.layout import analyze_conv_weight
 from tvm_ext.passes import PatternSparseConv2D
+from tvm_ext.reference import conv2d_nchw
 from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
 from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_compute
 
@@ -39,6 +42,66 @@ def test_structural_before_expected(h, well_formed):
     gv = expected.get_global_var("pattern_sparse_conv2d_0")
     expected[gv] = expected[gv].with_attr("op_pattern", OPAQUE)
     tvm.ir.assert_structural_equal(after, expected)
+
+
+@pytest.mark.parametrize("block", [None, 16])
+def test_structural_dilated_before_expected(h, well_formed, block):
+    """A dilated conv becomes the same kernel with a dilated geometry (a tap is its offset
+    times the dilation); block kernels describe the dilation for ChainConvLayouts."""
+    w = h.pattern_weight(16, 4, density=0.25, block=block, seed=3)
+    before = h.conv_module((1, 4, 9, 9), w, padding=(2, 2, 2, 2), dilation=(2, 2))
+    sparse = PatternSparseConv2D(schedule=False)
+    after = sparse(before)
+
+    lay = analyze_conv_weight(w)
+    geo = ConvGeometry((1, 4, 9, 9), (1, 1), (2, 2, 2, 2), dilation=(2, 2))
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 9, 9), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit_te(
+                lambda *t: pattern_conv2d_compute(t, geo, lay, Epilogue()),
+                x,
+                *[relax.const(a) for a in layout_arguments(lay, geo)],
+                primfunc_name_hint="pattern_sparse_conv2d_0",
+            )
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    expected = bb.get()
+    gv = expected.get_global_var("pattern_sparse_conv2d_0")
+    expected[gv] = expected[gv].with_attr("op_pattern", OPAQUE)
+    if block:
+        expected[gv] = expected[gv].with_attr(CONV_ATTR, describe_conv(geo, lay, Epilogue()))
+        assert json.loads(describe_conv(geo, lay, Epilogue()))["dilation"] == [2, 2]
+    tvm.ir.assert_structural_equal(after, expected)
+    rec = sparse.records[0]
+    assert rec.rewritten and rec.kind == ("block" if block else "kernel")
+    assert rec.to_dict()["dilation"] == [2, 2]
+
+
+@pytest.mark.parametrize("block", [None, 16])
+@pytest.mark.parametrize("dilation", [2, 3])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dilated_convs_match_the_reference(h, well_formed, block, dilation, stride):
+    """Per-kernel (flat) and block-pattern layers with dilation 2 and 3, padding = dilation,
+    at stride 1 and 2 (phase planes): rewritten, verified, equal to the numpy reference."""
+    rng = np.random.default_rng(dilation)
+    w = h.pattern_weight(16, 8, density=0.25, block=block, seed=stride)
+    bias = rng.standard_normal(16).astype("float32")
+    pad = (dilation,) * 4
+    xs = (1, 8, 13, 15)
+    before = h.conv_module(
+        xs, w, stride=(stride, stride), padding=pad, dilation=(dilation, dilation), bias=bias
+    )
+    sparse = PatternSparseConv2D(verify=True)
+    after = sparse(before)
+    rec = sparse.records[0]
+    assert rec.rewritten, rec.reason
+    assert rec.kind == ("block" if block else "kernel") and rec.max_abs_error < 1e-4
+    assert "relax.nn.conv2d" not in h.relax_ops(after)
+    x = rng.standard_normal(xs).astype("float32")
+    ref = conv2d_nchw(x, w, bias, stride=(stride,) * 2, padding=pad, dilation=(dilation,) * 2)
+    np.testing.assert_allclose(h.run_module(after, x), ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("block", [None, 4])

@@ -1,8 +1,9 @@
 """Property test: for generated convs, the rewritten module computes the dense conv.
 
 Covers channel counts (odd, 1), spatial sizes (1, odd), stride 1/2, padding 0/1/asymmetric,
-bias, BatchNorm, ReLU, residual add, random patterns and connectivity (a filter with every
-kernel pruned, and no kernel pruned), per-kernel and block-shared structures.
+dilation 1/2/3 (also per axis), bias, BatchNorm, ReLU, residual add, random patterns and
+connectivity (a filter with every kernel pruned, and no kernel pruned), per-kernel and
+block-shared structures.
 300 cases in CI; ``-m slow`` runs 1000.
 """
 
@@ -26,11 +27,12 @@ def conv_cases(draw):
     k = draw(st.sampled_from([1, 3, 4, 8, 16]))
     stride = draw(st.sampled_from([(1, 1), (2, 2), (1, 2)]))
     padding = draw(st.sampled_from([(0, 0, 0, 0), (1, 1, 1, 1), (0, 1, 1, 0), (2, 0, 1, 2)]))
+    dilation = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (3, 1)]))
     h = draw(st.integers(1, 9))
     w = draw(st.integers(1, 9))
     # at least one output row/column
-    h = max(h, 3 - padding[0] - padding[2])
-    w = max(w, 3 - padding[1] - padding[3])
+    h = max(h, 2 * dilation[0] + 1 - padding[0] - padding[2])
+    w = max(w, 2 * dilation[1] + 1 - padding[1] - padding[3])
     structure = draw(st.sampled_from(["pattern", "connectivity", "block", "library"]))
     density = draw(st.sampled_from([0.05, 0.15, 0.3]))
     return {
@@ -38,6 +40,7 @@ def conv_cases(draw):
         "k": k,
         "stride": stride,
         "padding": padding,
+        "dilation": dilation,
         "h": h,
         "w": w,
         "structure": structure if not (structure == "block" and k % 4) else "connectivity",
@@ -77,8 +80,9 @@ def _module(case, weight):
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((1, case["c"], case["h"], case["w"]), "float32"))
     pt, pl, pb, pr = case["padding"]
-    oh = (case["h"] + pt + pb - 3) // case["stride"][0] + 1
-    ow = (case["w"] + pl + pr - 3) // case["stride"][1] + 1
+    dh, dw = case["dilation"]
+    oh = (case["h"] + pt + pb - 2 * dh - 1) // case["stride"][0] + 1
+    ow = (case["w"] + pl + pr - 2 * dw - 1) // case["stride"][1] + 1
     params = [x]
     r = None
     if case["residual"]:
@@ -88,7 +92,11 @@ def _module(case, weight):
         with bb.dataflow():
             y = bb.emit(
                 relax.op.nn.conv2d(
-                    x, relax.const(weight), strides=case["stride"], padding=case["padding"]
+                    x,
+                    relax.const(weight),
+                    strides=case["stride"],
+                    padding=case["padding"],
+                    dilation=case["dilation"],
                 )
             )
             if case["bias"]:

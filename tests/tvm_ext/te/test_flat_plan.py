@@ -51,3 +51,25 @@ def test_flat_buckets_hold_every_kept_kernel_once(h):
     # padding: less than one pattern list per filter padded to the longest (per-pattern stages)
     assert fb.macs_per_pixel() < lay.macs_per_pixel()
     assert fb.macs_per_pixel() < 4 * kept.max() * 32
+
+
+def test_dilated_tap_offsets_within_the_padded_rows():
+    """A dilated tap ``(r, s)`` reads ``(r * dh) * pitch + s * dw`` on at stride 1; strided,
+    its dilated offset is split over the phase planes as any other offset."""
+    from tvm_ext.te.flat_plan import FlatInput
+
+    geo = ConvGeometry((1, 4, 9, 13), (1, 1), (2, 3, 2, 3), dilation=(2, 3))
+    assert geo.span == (5, 7) and geo.out_hw == (9, 13)
+    flat = FlatInput.of(geo)
+    assert flat.pitch == 19 and flat.dilation == (2, 3)
+    plane = flat.rows * flat.pitch
+    for r in range(3):
+        for s in range(3):
+            assert flat.offset(1, r, s) == plane + (r * 2) * 19 + s * 3
+    # the last flat position's farthest tap stays inside the channel's rows
+    assert flat.length - 1 + flat.offset(0, 2, 2) < plane
+    strided = FlatInput.of(ConvGeometry((1, 4, 9, 13), (2, 2), (2, 2, 2, 2), dilation=(3, 3)))
+    rows, pitch = strided.rows, strided.pitch
+    # tap (1, 2) dilated is (3, 6): plane (3 % 2, 6 % 2) = (1, 0), 1 row and 3 columns on
+    assert strided.offset(0, 1, 2) == (2 * rows + 1) * pitch + 3
+    assert strided.length - 1 + strided.offset(0, 2, 2) < rows * pitch  # (6, 6): plane (0, 0)

@@ -49,6 +49,7 @@ def _assert_matches_torch(h, func, lay, w, geo, epilogue, *, seed):
         w,
         stride=geo.stride,
         padding=geo.padding,
+        dilation=geo.dilation,
         bias=bias if epilogue.bias else None,
         residual=res if epilogue.residual else None,
         relu=epilogue.relu,
@@ -159,3 +160,44 @@ def test_flat_layers_match_dense_conv(h, scheduled, stride, padding):
     epilogue = Epilogue(bias=True, residual=True, relu=True)
     func = _build(geo, lay, epilogue, scheduled=scheduled)
     _assert_matches_torch(h, func, lay, w, geo, epilogue, seed=3)
+
+
+@pytest.mark.parametrize("block", [None, 8])
+@pytest.mark.parametrize("dilation", [2, 3])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dilated_layers_match_dense_conv(h, block, dilation, stride):
+    """A tap is its offset times the dilation: flat per-kernel stages (phase planes when
+    strided) and the block stage, padding = dilation ("same" at stride 1)."""
+    w = h.pattern_weight(16, 6, density=0.25, block=block, seed=11)
+    lay = analyze_conv_weight(w, block=block)
+    pad = (dilation,) * 4
+    geo = ConvGeometry((1, 6, 11, 14), (stride, stride), pad, dilation=(dilation, dilation))
+    assert geo.out_hw == ((11 - 1) // stride + 1, (14 - 1) // stride + 1)
+    epilogue = Epilogue(bias=True, relu=True)
+    func = _build(geo, lay, epilogue, scheduled=True)
+    _assert_matches_torch(h, func, lay, w, geo, epilogue, seed=5)
+
+
+@pytest.mark.parametrize("dilation", [(2, 2), (3, 1)])
+def test_dilated_taps_read_a_chained_input_in_place(h, dilation):
+    """Per-pattern stages (a per-kernel layer reading a chained input, lanes 1): each tap
+    reads its offset times the dilation, the border as wide as the padding."""
+    from tvm_ext.te.conv_spec import BlockedActivation
+
+    w = h.pattern_weight(8, 6, density=0.3, seed=2)
+    lay = analyze_conv_weight(w)
+    border = max(dilation)
+    pad = (dilation[0], dilation[1], dilation[0], dilation[1])
+    geo = ConvGeometry(
+        (1, 6, 9, 10),
+        (1, 1),
+        pad,
+        in_layout=BlockedActivation(6, 1, border),
+        dilation=dilation,
+    )
+    func = _build(geo, lay, Epilogue(), scheduled=True)
+    x = np.random.default_rng(0).standard_normal((1, 6, 9, 10)).astype("float32")
+    chained = np.pad(x, ((0, 0), (0, 0), (border, border), (border, border)))[..., None]
+    got = _run(func, [chained, *layout_arguments(lay, geo)], (1, 8, *geo.out_hw))
+    ref = h.torch_reference(x, w, stride=(1, 1), padding=pad, dilation=dilation)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)

@@ -14,12 +14,18 @@ from tvm_ext.te.flat_plan import flat_buckets
 from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_te
 
 
-def _space(h, block):
+def _task(h, block, dilation=1):
+    """A layer's task module (its weight, layout, geometry), "same" padding."""
     w = h.pattern_weight(32, 16, density=1 / 8, block=block, seed=0)
     lay = analyze_conv_weight(w, block=block)
-    geo = ConvGeometry((1, 16, 12, 12), (1, 1), (1, 1, 1, 1))
+    pad = (dilation,) * 4
+    geo = ConvGeometry((1, 16, 12, 12), (1, 1), pad, dilation=(dilation, dilation))
     func = te.create_prim_func(pattern_conv2d_te(geo, lay, Epilogue(relu=True)))
-    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    return tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), w, lay, geo
+
+
+def _space(h, block, dilation=1):
+    mod, w, lay, geo = _task(h, block, dilation)
     ctx = ms.TuneContext(
         mod=mod,
         target=host_target(),
@@ -31,9 +37,11 @@ def _space(h, block):
     return ctx, w, lay, geo
 
 
-@pytest.mark.parametrize("block", [None, 16])
-def test_design_space_samples_tiles_and_passes_postprocs(h, block):
-    ctx, w, lay, geo = _space(h, block)
+@pytest.mark.parametrize(("block", "dilation"), [(None, 1), (16, 1), (None, 2), (16, 2)])
+def test_design_space_samples_tiles_and_passes_postprocs(h, block, dilation):
+    """The rules need nothing of the geometry: a dilated layer (its taps' offsets constants
+    in the TIR, so in the task's structural key) gets the same design space."""
+    ctx, w, lay, geo = _space(h, block, dilation)
     spaces = ctx.generate_design_space()
     assert len(spaces) == 1
     kinds = [str(inst.kind.name) for inst in spaces[0].trace.insts]
@@ -53,8 +61,19 @@ def test_design_space_samples_tiles_and_passes_postprocs(h, block):
     x = np.random.default_rng(0).standard_normal((1, 16, 12, 12)).astype("float32")
     out = tensor(np.zeros((1, 32, 12, 12), "float32"), dev)
     ex.mod["main"](tensor(x, dev), *[tensor(a, dev) for a in layout_arguments(lay, geo)], out)
-    ref = h.torch_reference(x, w, stride=(1, 1), padding=(1, 1, 1, 1), relu=True)
+    ref = h.torch_reference(
+        x, w, stride=(1, 1), padding=geo.padding, dilation=geo.dilation, relu=True
+    )
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dilation_is_part_of_the_task_key(h):
+    """Tuning records are keyed by the task's structural hash: a dilated layer's offsets are
+    constants of its TIR, so it never reuses the undilated layer's record."""
+    from tvm_ext.tuning.logs import workload_key
+
+    db = ms.database.MemoryDatabase()
+    assert len({workload_key(db, _task(h, 16, d)[0]) for d in (1, 2, 3)}) == 3
 
 
 def test_runner_arguments_are_valid_indices():
