@@ -32,7 +32,10 @@ def format_bench(res: dict[str, Any]) -> str:
         f"{'engine':<24}{'ms median (min-max)':<30}{'vs ' + baseline:>24}",
     ]
     for name, d in res["end_to_end_ms"].items():
-        speed = d.get(f"speedup_vs_{baseline}")
+        # host runs key their speed-ups "speedup_vs_pytorch", device runs by the TVM engine
+        speed = d.get(
+            "speedup_vs_pytorch" if baseline == "pytorch_dense" else f"speedup_vs_{baseline}"
+        )
         lines.append(f"{name:<24}{_ms(d):<30}" + (f"{speed:>23.2f}x" if speed else f"{'-':>24}"))
     lines.append(
         "efficiency (speed-up / FLOP reduction): "

@@ -59,3 +59,6 @@ def test_bench_per_layer_rows_time_the_models_own_kernels(digits_bench):
     text = format_bench(digits_bench)
     assert "patsparse" in text and "efficiency" in text and "3x3 layer" in text
     assert "eff vs PyTorch alone" in text
+    speed = digits_bench["end_to_end_ms"]["patsparse"]["speedup_vs_pytorch"]
+    (row,) = [line for line in text.splitlines() if line.startswith("patsparse ")]
+    assert row.rstrip().endswith(f"{speed:.2f}x")  # the speed-up column is filled on the host
