@@ -34,6 +34,10 @@ class LayerReport:
     flops_pruned: int
     pattern_histogram: dict[str, int] = field(default_factory=dict)
     pattern_violations: int = 0
+    #: ``depthwise`` (one filter per channel), ``grouped`` or ``dense`` (:func:`conv_kind`)
+    conv_kind: str = "dense"
+    #: e.g. ``depthwise 3x3, 576 channels`` or ``3x3, 64->128`` (:func:`describe_layer`)
+    description: str = ""
 
     @property
     def compression(self) -> float:
@@ -96,7 +100,7 @@ class SparsityReport:
     def format(self) -> str:
         """A fixed-width table for terminals."""
         head = (
-            f"{'layer':<22}{'kind':<10}{'scheme':<22}{'kept/weights':>18}"
+            f"{'layer':<22}{'shape':<30}{'scheme':<22}{'kept/weights':>18}"
             f"{'kernels':>14}{'comp':>8}{'MFLOPs':>16}  patterns"
         )
         lines = [head, "-" * len(head)]
@@ -105,7 +109,8 @@ class SparsityReport:
             top = sorted(r.pattern_histogram.items(), key=lambda kv: -kv[1])[:4]
             pats = " ".join(f"{k}:{v}" for k, v in top)
             lines.append(
-                f"{r.name:<22}{r.kind:<10}{r.scheme[:21]:<22}{f'{r.kept}/{r.weights}':>18}"
+                f"{r.name:<22}{r.description[:29]:<30}{r.scheme[:21]:<22}"
+                f"{f'{r.kept}/{r.weights}':>18}"
                 f"{kern:>14}{r.compression:>7.2f}x"
                 f"{f'{r.flops_pruned / 1e6:.2f}/{r.flops_dense / 1e6:.2f}':>16}  {pats}"
             )
@@ -186,9 +191,37 @@ def sparsity_report(
                 flops_pruned=2 * kept * pos,
                 pattern_histogram=hist,
                 pattern_violations=violations,
+                conv_kind=conv_kind(module),
+                description=describe_layer(module),
             )
         )
     return SparsityReport(reports)
+
+
+def conv_kind(module: nn.Module) -> str:
+    """``depthwise`` (groups == input channels == output channels), ``grouped`` (other
+    groups > 1) or ``dense`` (groups 1, and linear layers)."""
+    groups = int(getattr(module, "groups", 1))
+    if groups == 1:
+        return "dense"
+    if isinstance(module, nn.Conv2d) and groups == module.in_channels == module.out_channels:
+        return "depthwise"
+    return "grouped"
+
+
+def describe_layer(module: nn.Module) -> str:
+    """A layer's shape in words: ``depthwise 3x3, 576 channels``, ``grouped 3x3 (4 groups),
+    64->64``, ``3x3, 64->128``, ``linear, 512->10``."""
+    if isinstance(module, nn.Linear):
+        return f"linear, {module.in_features}->{module.out_features}"
+    if not isinstance(module, nn.Conv2d):
+        return type(module).__name__
+    kh, kw = module.kernel_size
+    kind = conv_kind(module)
+    if kind == "depthwise":
+        return f"depthwise {kh}x{kw}, {module.in_channels} channels"
+    prefix = f"grouped {kh}x{kw} ({module.groups} groups)" if kind == "grouped" else f"{kh}x{kw}"
+    return f"{prefix}, {module.in_channels}->{module.out_channels}"
 
 
 def _code_label(code: int) -> str:

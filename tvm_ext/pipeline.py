@@ -12,7 +12,9 @@ Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
 1. ``FoldConvBiasBatchNorm`` + ``FoldBatchnormToConv2D`` + ``FoldConstant``: BN folded into
    the conv weights and a bias (with or without a conv bias before the BN).
 2. :class:`tvm_ext.passes.PatternSparseConv2D`: pattern-sparse convs rewritten and scheduled.
-3. :class:`tvm_ext.passes.CompactStructuredConv2D`: filter/channel-pruned convs shrunk.
+3. :class:`tvm_ext.passes.CompactStructuredConv2D`: filter/channel-pruned convs shrunk;
+   :class:`tvm_ext.passes.DepthwiseConv2D`: depthwise 3x3 convs (dense or pattern-pruned) on
+   a vectorised kernel (``depthwise=False`` leaves them to TVM).
 4. :class:`tvm_ext.passes.LinearAsConv2D` + :class:`tvm_ext.passes.BlockedConv2D`: linear
    layers as 1x1 convs, then the remaining convs (dense, 1x1, 7x7, block connectivity) on the
    register-blocked kernel (``blocked=False`` leaves both to TVM).
@@ -36,6 +38,7 @@ from tvm_ext.passes import (
     BlockedConv2D,
     ChainConvLayouts,
     CompactStructuredConv2D,
+    DepthwiseConv2D,
     FoldConvBiasBatchNorm,
     LayerRecord,
     LinearAsConv2D,
@@ -43,6 +46,7 @@ from tvm_ext.passes import (
 )
 from tvm_ext.passes.chain_conv_layouts import ChainRecord
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
+from tvm_ext.passes.depthwise_conv2d import DepthwiseRecord
 from tvm_ext.passes.schedule_leftovers import LeftoverRecord, ScheduleLeftovers
 from tvm_ext.passes.schedule_untuned_pattern_convs import ScheduleUntunedPatternConvs
 from tvm_ext.targets import is_gpu
@@ -52,6 +56,8 @@ from tvm_ext.tuning.logs import logs_database
 Blocked = BlockedConv2D | Literal[False] | None
 #: ``chain=False``: every rewritten conv keeps NCHW input and output
 Chain = ChainConvLayouts | Literal[False] | None
+#: ``depthwise=False``: leave depthwise convs to TVM's lowering
+Depthwise = DepthwiseConv2D | Literal[False] | None
 
 
 #: Cost of one per-kernel-pattern multiply-add (padding included) relative to one on the
@@ -84,9 +90,11 @@ def rewrite_passes(
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
     chain: Chain = None,
+    depthwise: Depthwise = None,
 ) -> list[tvm.transform.Pass]:
     """Phases 1-5: BN folding, the pattern-sparse rewrite, structured compaction, the
-    blocked kernel for the remaining convs, chained layouts between them."""
+    depthwise kernel, the blocked kernel for the remaining convs, chained layouts between
+    them."""
     passes = [
         relax.transform.FoldConstant(),  # constant-fold the exported bias reshapes first
         FoldConvBiasBatchNorm(),
@@ -95,6 +103,8 @@ def rewrite_passes(
         sparse if sparse is not None else default_sparse_pass(blocked=blocked is not False),
         compact if compact is not None else CompactStructuredConv2D(),
     ]
+    if depthwise is not False:
+        passes.append(depthwise if depthwise is not None else DepthwiseConv2D())
     if blocked is not False:
         passes += [LinearAsConv2D(), blocked if blocked is not None else BlockedConv2D()]
     # disabled, the pass still removes the rewriters' metadata (it keys the tuning logs)
@@ -140,13 +150,17 @@ def pattern_sparse_pipeline(
     blocked: Blocked = None,
     chain: Chain = None,
     leftovers: ScheduleLeftovers | None = None,
+    depthwise: Depthwise = None,
 ) -> tvm.transform.Pass:
-    """BN folding, the pattern-sparse rewrite, structured compaction, the blocked kernel for
-    the remaining convs, chained layouts, TVM's lowering with every leftover scheduled."""
+    """BN folding, the pattern-sparse rewrite, structured compaction, the depthwise kernel,
+    the blocked kernel for the remaining convs, chained layouts, TVM's lowering with every
+    leftover scheduled."""
     target = target or host_target()
     return tvm.transform.Sequential(
         [
-            *rewrite_passes(sparse=sparse, compact=compact, blocked=blocked, chain=chain),
+            *rewrite_passes(
+                sparse=sparse, compact=compact, blocked=blocked, chain=chain, depthwise=depthwise
+            ),
             backend_passes(target, leftovers=leftovers),
         ],
         name="patsparse_pipeline",
@@ -161,10 +175,12 @@ def lower_for_tuning(
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
     chain: Chain = None,
+    depthwise: Depthwise = None,
 ) -> tvm.IRModule:
     """Our rewrites (sparse and blocked kernels left unscheduled), then legalise and fuse:
     tasks ready. ``blocked=False`` leaves dense convs to TVM (stock tasks); chained kernels
-    stay unscheduled too (they are scheduled only where the kernels they replace were)."""
+    stay unscheduled too (they are scheduled only where the kernels they replace were).
+    Depthwise kernels come out with their hand schedule (a tuning task starts from it)."""
     seq = tvm.transform.Sequential(
         [
             *rewrite_passes(
@@ -174,6 +190,7 @@ def lower_for_tuning(
                 compact=compact,
                 blocked=blocked if blocked is not None else BlockedConv2D(schedule=False),
                 chain=chain,
+                depthwise=depthwise,
             ),
             relax.transform.LegalizeOps(),
             relax.transform.AnnotateTIROpPattern(),
@@ -195,6 +212,7 @@ def tuned_pipeline(
     blocked: Blocked = None,
     chain: Chain = None,
     leftovers: ScheduleLeftovers | None = None,
+    depthwise: Depthwise = None,
 ) -> tvm.transform.Pass:
     """Rewrite, apply the tuning logs in ``work_dir`` (if any, through
     :func:`logs_database`), schedule what has no record with the defaults (our kernels, then
@@ -203,7 +221,13 @@ def tuned_pipeline(
     @tvm.transform.module_pass(opt_level=0, name="patsparse_tuned_pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         mod = lower_for_tuning(
-            mod, target, sparse=sparse, compact=compact, blocked=blocked, chain=chain
+            mod,
+            target,
+            sparse=sparse,
+            compact=compact,
+            blocked=blocked,
+            chain=chain,
+            depthwise=depthwise,
         )
         with target:
             if work_dir is not None and Path(work_dir).is_dir():
@@ -230,6 +254,8 @@ class CompiledModel:
     chain_records: list[ChainRecord] = field(default_factory=list)
     #: how each PrimFunc that runs is scheduled (:class:`ScheduleLeftovers`; CPU targets)
     schedule_records: list[LeftoverRecord] = field(default_factory=list)
+    #: what :class:`DepthwiseConv2D` did with each grouped conv2d (rewritten or why not)
+    depthwise_records: list[DepthwiseRecord] = field(default_factory=list)
     device: Any = field(default_factory=tvm.cpu)
 
     def __post_init__(self) -> None:
@@ -269,6 +295,7 @@ def compile_module(
     logs: str | Path | None = None,
     blocked: bool = True,
     chain: bool = True,
+    depthwise: bool = True,
 ) -> CompiledModel:
     """Rewrite a Relax module's pattern-sparse convs (and the rest, see the phases above),
     compile it, and keep what each pass did.
@@ -277,7 +304,8 @@ def compile_module(
     built by hand). ``logs``: a MetaSchedule database directory (``patsparse tune``); its
     schedules are applied, and functions without a record get the default schedules.
     ``blocked=False`` leaves the convs the pattern pass does not take to TVM's own lowering;
-    ``chain=False`` keeps NCHW between rewritten convs.
+    ``chain=False`` keeps NCHW between rewritten convs; ``depthwise=False`` leaves depthwise
+    convs to TVM's lowering.
     """
     target = target or host_target()
     sparse = sparse or default_sparse_pass(
@@ -288,6 +316,7 @@ def compile_module(
         BlockedConv2D(verify=verify, target=target, schedule=logs is None) if blocked else False
     )
     chained = ChainConvLayouts(enabled=chain, target=target)
+    dw: Depthwise = DepthwiseConv2D(verify=verify, target=target) if depthwise else False
     leftovers = ScheduleLeftovers(target=target)
     start = time.perf_counter()
     pipeline = (
@@ -299,6 +328,7 @@ def compile_module(
             blocked=dense,
             chain=chained,
             leftovers=leftovers,
+            depthwise=dw,
         )
         if logs is not None
         else pattern_sparse_pipeline(
@@ -308,6 +338,7 @@ def compile_module(
             blocked=dense,
             chain=chained,
             leftovers=leftovers,
+            depthwise=dw,
         )
     )
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
@@ -320,6 +351,7 @@ def compile_module(
         blocked_records=list(dense.records) if dense else [],
         chain_records=list(chained.records),
         schedule_records=list(leftovers.records),
+        depthwise_records=list(dw.records) if dw else [],
     )
 
 

@@ -45,3 +45,27 @@ def test_report_flags_kernels_outside_the_library():
         model.features[3].weight[0, 1] = 1.0  # a dense kernel: also not a pattern
     rep = sparsity_report(model, torch.zeros(1, 1, 8, 8), decisions=pruner.decisions)
     assert rep.pattern_violations == 2
+
+
+def test_report_names_depthwise_and_grouped_layers():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(8, 16, 3, padding=1),
+        torch.nn.Conv2d(16, 16, 3, padding=1, groups=16),
+        torch.nn.Conv2d(16, 32, 3, padding=1, groups=4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32 * 4 * 4, 10),
+    )
+    rep = sparsity_report(model, torch.zeros(1, 8, 4, 4))
+    by = {r.name: r for r in rep.layers}
+    assert [by[n].conv_kind for n in ("0", "1", "2", "4")] == [
+        "dense",
+        "depthwise",
+        "grouped",
+        "dense",
+    ]
+    assert by["1"].description == "depthwise 3x3, 16 channels"
+    assert by["2"].description == "grouped 3x3 (4 groups), 16->32"
+    assert by["0"].description == "3x3, 8->16" and by["4"].description == "linear, 512->10"
+    text = rep.format()
+    assert "depthwise 3x3, 16 channels" in text and "16->16" not in text
+    assert rep.to_dict()["layers"][1]["conv_kind"] == "depthwise"

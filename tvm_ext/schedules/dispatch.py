@@ -1,14 +1,15 @@
 """The default schedule of a pattern-sparse PrimFunc for a target: picks the CPU schedule
 (:mod:`tvm_ext.schedules.cpu`, vectorised for the target's lanes) or the GPU one
 (:mod:`tvm_ext.schedules.gpu`), falls back where a schedule cannot be built, and marks the
-functions it scheduled. Passes and tuning call this module, never cpu/gpu directly."""
+functions it scheduled; the same for the depthwise kernel (:mod:`tvm_ext.schedules.depthwise`,
+CPU only). Passes and tuning call this module, never cpu/gpu/depthwise directly."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from tvm_ext._compat import Schedule, Target, schedulable_copy, tirx, tvm
-from tvm_ext.schedules import cpu, gpu
+from tvm_ext.schedules import cpu, depthwise, gpu
 from tvm_ext.schedules.common import pattern_blocks
 from tvm_ext.targets import is_gpu, vector_lanes
 from tvm_ext.te.block_names import CONV_BLOCK_PREFIX
@@ -81,6 +82,30 @@ def schedule_primfuncs(
     for gv in gvs:
         func = mod[gv]
         mod[gv] = schedule_pattern_primfunc(func, target=target) or func
+
+
+def schedule_depthwise_primfunc(
+    func: tirx.PrimFunc, *, target: Target | None = None
+) -> tirx.PrimFunc | None:
+    """The depthwise kernel ``func`` (:mod:`tvm_ext.te.depthwise_conv`) with the CPU schedule
+    for ``target``'s lanes, marked scheduled (``tirx.is_scheduled``: DLight and
+    ``ScheduleLeftovers`` leave it alone; a function already marked comes back as it is);
+    ``None`` for GPU targets (no schedule yet) or if it cannot be built."""
+    target = target if target is not None else Target.current(allow_none=True)
+    if is_gpu(target):
+        return None
+    if int((func.attrs or {}).get(SCHEDULED_ATTR, 0)):
+        return func
+    symbol = (func.attrs or {}).get("global_symbol")
+    sch = Schedule(schedulable_copy(func.with_attr("global_symbol", "main")))
+    try:
+        depthwise.schedule_depthwise(sch, lanes=vector_lanes(target))
+    except Exception:
+        return None
+    out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1).with_attr("tirx.is_scheduled", 1)
+    if symbol is not None:
+        return out.with_attr("global_symbol", symbol)
+    return out.without_attr("global_symbol")
 
 
 def _carries_schedule(sch: Schedule, blocks: list[str]) -> bool:
