@@ -12,6 +12,7 @@ from torch import nn
 
 from patsparse.bench.config import BenchConfig
 from patsparse.bench.torch_timing import CLOCKS, layer_calls, summary_ms, timed, torch_layer_times
+from patsparse.report import conv_kind
 
 if TYPE_CHECKING:
     from patsparse.compiler.engines import KernelCall
@@ -66,7 +67,12 @@ def layer_table(
         row: dict[str, Any] = {
             "index": conv_index,
             "layer": name,
-            "shape": f"{conv.in_channels}->{conv.out_channels} @ {inp.shape[2]}x{inp.shape[3]}"
+            "shape": (
+                f"dw {conv.in_channels}"
+                if conv_kind(conv) == "depthwise"
+                else f"{conv.in_channels}->{conv.out_channels}"
+            )
+            + f" @ {inp.shape[2]}x{inp.shape[3]}"
             + (f" /{conv.stride[0]}" if conv.stride[0] > 1 else ""),
             "flop_reduction": round(reduction, 3),
             "pytorch_dense_ms": torch_ms,

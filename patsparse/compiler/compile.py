@@ -61,6 +61,7 @@ def compile_torch(
     logs: str | Path | None = None,
     blocked: bool = True,
     chain: bool = True,
+    depthwise: bool = True,
 ) -> CompiledModel:
     """Import a (pruned) ``torch.nn.Module``, rewrite its pattern-sparse convs, compile
     (:func:`tvm_ext.pipeline.compile_module`, whose options these are)."""
@@ -72,6 +73,7 @@ def compile_torch(
         logs=logs,
         blocked=blocked,
         chain=chain,
+        depthwise=depthwise,
     )
 
 
@@ -139,6 +141,7 @@ def compile_model(
         "convs": len(compiled.records),
         "compacted": [r.to_dict() for r in compiled.compact_records if r.rewritten],
         "blocked": [r.to_dict() for r in compiled.blocked_records if r.rewritten],
+        "depthwise": [r.to_dict() for r in compiled.depthwise_records],
         "storage_bytes_rewritten_layers": storage,
         "max_abs_error_vs_pytorch": None if out is None else float(np.abs(out - ref).max()),
         "remote_latency_ms": remote_ms,

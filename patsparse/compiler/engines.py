@@ -229,7 +229,7 @@ def _kernel_taps(symbol: str, shapes: list[tuple[int, ...]]) -> int:
     """kh*kw of the conv a kernel computes: pattern-sparse kernels are 3x3; the blocked
     kernel's weight array is (rows, patterns, slots, taps, lanes); TVM's own conv takes the
     OIHW weight."""
-    if symbol.startswith("pattern_sparse_conv2d"):
+    if symbol.startswith(("pattern_sparse_conv2d", "depthwise_conv2d")):
         return 9
     if len(shapes) > 1 and len(shapes[1]) == 5:
         return shapes[1][3]

@@ -2,10 +2,11 @@
 
 TVM has no CPU schedule for a grouped ``relax.nn.conv2d`` without tuning (its stock kernel ran
 12 of MobileNet-V2's 17 depthwise layers slower than PyTorch; ``ScheduleLeftovers``' generic
-rule does not vectorise them either, ``benchmarks/depthwise.py``). This pass rewrites each ``conv2d`` with ``groups == in channels == out channels`` (channel
-multiplier 1), a 3x3 constant float32 OIHW weight, NCHW static shapes, dilation 1, any
-stride and padding, into the kernel of :mod:`tvm_ext.te.depthwise_conv` with the schedule
-of :mod:`tvm_ext.schedules.depthwise`: vectorised over the output width or over blocks of
+rule does not vectorise them either, ``benchmarks/depthwise.py``). This pass rewrites each
+``conv2d`` with ``groups == in channels == out channels`` (channel multiplier 1), a 3x3
+constant float32 OIHW weight, NCHW static shapes, dilation 1, any stride and padding, into the
+kernel of :mod:`tvm_ext.te.depthwise_conv` with the schedule of
+:mod:`tvm_ext.schedules.depthwise`: vectorised over the output width or over blocks of
 channels, taps unrolled; pattern-pruned channels (each keeps a 4-weight pattern, or none)
 compute their own 4 taps instead of 9. A following bias add, residual add and ReLU / ReLU6 /
 clip run in the kernel's epilogue when the intermediate has no other use.
@@ -16,11 +17,10 @@ before :class:`~tvm_ext.passes.LinearAsConv2D` / :class:`~tvm_ext.passes.Blocked
     seq = tvm.transform.Sequential([..., PatternSparseConv2D(), DepthwiseConv2D(), ...])
 
 Every conv it does not take is left exactly as it was; for grouped convs (several channels per
-group, other kernel sizes, weights as inputs, GPU targets) :attr:`DepthwiseConv2D.records`
-says why; with ``verify=True`` each rewritten layer is checked against
+group, other kernel sizes, weights as inputs, GPU targets) :attr:`DepthwiseConv2D.records` says
+why; with ``verify=True`` each rewritten layer is checked against
 :func:`tvm_ext.reference.conv2d_nchw` (``groups=C``) on random input and left as it was if it
-disagrees.
-"""
+disagrees."""
 
 from __future__ import annotations
 
