@@ -11,6 +11,7 @@ from torch import nn
 
 from patsparse.compiler import compile_torch, import_torch
 from patsparse.models import MODEL_NAMES, build_model, default_input_shape
+from patsparse.models.app_like import ColorizationLike, StyleLike, SuperResolutionLike
 from patsparse.pruning.pruners import MagnitudePruner
 from patsparse.schemes import BlockPatternScheme, PruningPlan
 from tvm_ext._compat import host_target, tirx
@@ -18,70 +19,7 @@ from tvm_ext.passes.schedule_leftovers import ScheduleLeftovers
 from tvm_ext.pipeline import pattern_sparse_pipeline
 from tvm_ext.schedules.leftovers import is_scheduled
 
-
-class ColorizationLike(nn.Module):
-    """Iizuka-like: strided convs, a dilation-2 conv, a global branch fused by concat,
-    nearest upsampling, chroma out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.low = nn.Sequential(
-            nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU()
-        )
-        self.mid = nn.Sequential(nn.Conv2d(32, 32, 3, 1, 2, dilation=2), nn.ReLU())
-        self.glob = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(32, 16, 1), nn.ReLU())
-        self.fuse = nn.Conv2d(48, 32, 1)
-        self.out = nn.Sequential(nn.Upsample(scale_factor=4), nn.Conv2d(32, 2, 3, 1, 1), nn.Tanh())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.mid(self.low(x))
-        g = self.glob(y).expand(-1, -1, y.shape[2], y.shape[3])
-        return self.out(torch.relu(self.fuse(torch.cat([y, g], 1))))
-
-
-class StyleLike(nn.Module):
-    """Johnson-like: reflection pad, 9x9 convs, instance norm, a residual block,
-    upsample + conv, tanh."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = nn.Sequential(
-            nn.ReflectionPad2d(4),
-            nn.Conv2d(3, 16, 9),
-            nn.InstanceNorm2d(16, affine=True),
-            nn.ReLU(),
-        )
-        self.down = nn.Sequential(nn.Conv2d(16, 32, 3, 2, 1), nn.InstanceNorm2d(32), nn.ReLU())
-        self.res = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(32, 32, 3), nn.GroupNorm(4, 32), nn.ReLU()
-        )
-        self.up = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(32, 16, 3, 1, 1), nn.ReLU())
-        self.tail = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(16, 3, 9), nn.Tanh())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.down(self.head(x))
-        y = y + self.res(y)
-        return self.tail(self.up(y))
-
-
-class SuperResolutionLike(nn.Module):
-    """WDSR-like: 5x5 head, a wide-activation residual block, a 37-channel conv, pixel
-    shuffle, a bilinear skip."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = nn.Conv2d(3, 16, 5, 1, 2)
-        self.body = nn.Sequential(nn.Conv2d(16, 64, 3, 1, 1), nn.ReLU(), nn.Conv2d(64, 16, 3, 1, 1))
-        self.odd = nn.Conv2d(16, 37, 3, 1, 1)
-        self.tail = nn.Sequential(nn.Conv2d(37, 12, 3, 1, 1), nn.PixelShuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.head(x)
-        y = y + self.body(y)
-        up = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return self.tail(torch.relu(self.odd(y))) + up
-
-
+#: app-like models at their default (small) width, and the input size they are tested at
 APP_MODELS = {
     "colorization": (ColorizationLike, (1, 1, 32, 32)),
     "style": (StyleLike, (1, 3, 32, 32)),
