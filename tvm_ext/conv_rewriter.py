@@ -41,6 +41,7 @@ from tvm_ext.relax_match import (
     used_vars,
 )
 from tvm_ext.schedules.dispatch import schedule_primfuncs
+from tvm_ext.targets import vector_lanes
 from tvm_ext.te.block_plan import column_taps
 from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
 from tvm_ext.te.flat_plan import flat_buckets
@@ -221,6 +222,13 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         """The layout of an eligible conv's weight in the options' mode."""
         weight = conv.args[1].value.numpy()
         if self.options.mode == BLOCKED_MODE:
+            lanes = self.options.block or vector_lanes(self.options.target)
+            if 2 * weight.shape[0] < lanes:
+                return Rejection(
+                    f"thin conv: {weight.shape[0]} output channels would fill "
+                    f"{weight.shape[0]} of {lanes} lanes; left to the leftover schedule, "
+                    "vectorised over output pixels (ScheduleLeftovers)"
+                )
             return analyze_blocked_weight(weight, block=self.options.block)
         result = analyze_conv_weight(
             weight,
