@@ -49,6 +49,11 @@ from tvm_ext.te.pattern_conv import layout_arguments, pattern_conv2d_compute
 from tvm_ext.verify import BuiltLayer, failed_layers, verify_layer
 
 FUNC_PREFIX = "pattern_sparse_conv2d"
+#: a conv with fewer output channels than half a vector is left to the leftover schedule
+#: (vectorised over output pixels) from this many output pixels: measured 2.6x faster than
+#: the blocked kernel on a 9x9 32->3 conv at 256² (BENCHMARKS.md); small maps (a 4-filter
+#: filter-pruned conv on 8x8 digits) were not measured and keep the blocked kernel
+THIN_CONV_MIN_PIXELS = 64 * 64
 #: what the rewriter looks for: 3x3 pattern-sparse convs, or any all-or-nothing-kernel conv
 PATTERN_MODE, BLOCKED_MODE = "pattern", "blocked"
 _PREFIXES = {PATTERN_MODE: FUNC_PREFIX, BLOCKED_MODE: "blocked_conv2d"}
@@ -223,7 +228,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         weight = conv.args[1].value.numpy()
         if self.options.mode == BLOCKED_MODE:
             lanes = self.options.block or vector_lanes(self.options.target)
-            if 2 * weight.shape[0] < lanes:
+            pixels = int(np.prod(_geometry(conv, weight).out_hw))
+            if 2 * weight.shape[0] < lanes and pixels >= THIN_CONV_MIN_PIXELS:
                 return Rejection(
                     f"thin conv: {weight.shape[0]} output channels would fill "
                     f"{weight.shape[0]} of {lanes} lanes; left to the leftover schedule, "
