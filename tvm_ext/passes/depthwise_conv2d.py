@@ -53,6 +53,7 @@ from tvm_ext.te.depthwise_conv import (
     depthwise_te,
     plan_depthwise,
 )
+from tvm_ext.verify import tolerance_scale
 
 FUNC_PREFIX = "depthwise_conv2d"
 #: Opaque op pattern: FuseOps leaves the (already scheduled, already fused) kernel alone.
@@ -474,7 +475,7 @@ class DepthwiseConv2D:
             failed = {
                 i: f"verification failed: max abs error {e:.3g} vs the reference conv"
                 for i, e in errors.items()
-                if not e <= self.tolerance * _tolerance_scale(rewriter.built[i].weight)
+                if not e <= self.tolerance * tolerance_scale(rewriter.built[i].weight)
             }
             for rec in rewriter.records:
                 if rec.rewritten:
@@ -484,8 +485,3 @@ class DepthwiseConv2D:
             exclude.update(failed)  # leave those layers as they were: a model must not break
         self.records = sorted(rewriter.records, key=lambda r: r.index)
         return out
-
-
-def _tolerance_scale(weight: np.ndarray) -> float:
-    """Error tolerance scale: the largest sum of a channel's absolute weights (at least 1)."""
-    return max(1.0, float(np.abs(weight).reshape(weight.shape[0], -1).sum(axis=1).max()))
