@@ -49,6 +49,29 @@ def from_exported_program(exported: Any, **options: Any) -> Any:
     return importer(exported, **options)
 
 
+def from_onnx(model: Any, **options: Any) -> Any:
+    """TVM's ONNX importer (``tvm.relax.frontend.onnx``), imported on first use: it needs the
+    optional ``onnx`` package (``pip install 'patsparse[onnx]'``).
+
+    ``model``: an ``onnx.ModelProto`` or the path of an ``.onnx`` file. The weights become
+    constants (TVM's default, ``keep_params_in_input=False``): the passes read a conv's
+    sparsity off its constant weight and leave convs whose weight is an input untouched.
+    """
+    try:
+        import onnx
+        from tvm.relax.frontend.onnx import from_onnx as importer
+    except ImportError as exc:
+        from patsparse.core.errors import PatsparseError
+
+        fix = "pip install 'patsparse[onnx]' (or: pip install onnx)"
+        raise PatsparseError(
+            f"importing an ONNX model needs the onnx package ({exc}): {fix}", fix=fix
+        ) from exc
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    return importer(model, **options)
+
+
 @contextlib.contextmanager
 def metaschedule_logging() -> Iterator[None]:
     """Around MetaSchedule's tune-context creation and ``tune_tasks``.
@@ -140,6 +163,7 @@ __all__ = [
     "cpu_threads",
     "derived_object",
     "from_exported_program",
+    "from_onnx",
     "host_target",
     "host_triple",
     "meta_schedule",
