@@ -1,5 +1,6 @@
 """The conv rewriter shared by :class:`~tvm_ext.passes.PatternSparseConv2D` and
-:class:`~tvm_ext.passes.BlockedConv2D`: finds eligible ``relax.nn.conv2d`` calls (and the bias
+:class:`~tvm_ext.passes.BlockedConv2D`: finds eligible ``relax.nn.conv2d`` calls (the
+reflection / replication / zero pad and nearest upsampling their input stage takes, the bias
 add, residual add and ReLU their epilogue takes), builds each layer's kernel, schedules the new
 PrimFuncs (:mod:`tvm_ext.schedules.dispatch`) and, with ``verify``, checks them against the
 dense conv (:mod:`tvm_ext.verify`), leaving a mismatching layer dense. One
@@ -37,10 +38,13 @@ from tvm_ext.relax_match import (
     is_op,
     lookup,
     lookup_set,
+    nearest_upsample_factor,
+    spatial_pad,
     static_shape,
     used_vars,
 )
 from tvm_ext.schedules.dispatch import schedule_primfuncs
+from tvm_ext.tap_layout import TAP_SKIP_RATIO, analyze_tap_sparse_weight, tap_layout_macs
 from tvm_ext.targets import vector_lanes
 from tvm_ext.te.block_plan import column_taps
 from tvm_ext.te.conv_spec import ConvGeometry, Epilogue
@@ -68,6 +72,12 @@ class RewriteOptions:
     block: int | None = None
     prefer_blocks: bool = True
     fuse_epilogue: bool = True
+    #: absorb a reflection / replication / zero pad and a nearest upsampling before the conv
+    #: into the kernel's ``ps_pad`` stage (:func:`_input_source`)
+    fuse_input: bool = True
+    #: blocked mode: single-tap columns where taps are zero across blocks
+    #: (:mod:`tvm_ext.tap_layout`)
+    skip_zero_taps: bool = True
     schedule: bool = True
     target: Any = None
     verify: bool = False
@@ -145,6 +155,16 @@ class LayerRecord:
 
 
 @dataclass(frozen=True)
+class _Source:
+    """What a conv's kernel reads: the tensor before the pad / upsampling it absorbs, and how
+    its ``ps_pad`` stage rebuilds the conv's input from it."""
+
+    expr: relax.Expr
+    geometry: ConvGeometry
+    ops: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class _Chain:
     """A conv2d and the element-wise ops fused after it (original Relax objects)."""
 
@@ -171,6 +191,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         #: block-layout kernels: their :data:`CONV_ATTR`
         self.descriptions: dict[str, str] = {}
         self.conv_index: dict[Any, int] = {}
+        self.var2val: Mapping[Any, Any] = {}
         self.layouts: dict[Any, SparseConvLayout | Rejection] = {}
         #: per rewritten conv index: what verification needs
         self.built: dict[int, BuiltLayer] = {}
@@ -181,7 +202,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         for gv, func in self.mod_.functions_items():
             if isinstance(func, relax.Function):
                 self.chains, self.absorbed, self.conv_index = {}, set(), {}
-                self._plan_chains(func)
+                self._plan_chains(func)  # numbers the convs even if nothing is fused
                 new = self.visit_expr(func)
                 new = relax.analysis.remove_all_unused(new)
                 self.builder_.update_func(gv, new)
@@ -198,6 +219,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         """Number the convs; for each rewritable one, the element-wise ops its kernel absorbs
         (:data:`chains`, keyed by the last op's value)."""
         var2val = relax.analysis.get_var2val(func)
+        self.var2val = var2val
         uses, users = _use_counts(func, var2val)
         claimed: set[Any] = set()
         for var, value in var2val.items():
@@ -235,7 +257,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
                     f"{weight.shape[0]} of {lanes} lanes; left to the leftover schedule, "
                     "vectorised over output pixels (ScheduleLeftovers)"
                 )
-            return analyze_blocked_weight(weight, block=self.options.block)
+            whole = analyze_blocked_weight(weight, block=self.options.block)
+            return _skip_zero_taps(weight, whole) if self.options.skip_zero_taps else whole
         result = analyze_conv_weight(
             weight,
             library=self.options.library,
@@ -320,19 +343,23 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             return None
         weight = conv.args[1].value.numpy()
         layout = self._layout(conv)
-        geometry = _geometry(conv, weight)
-        base = _shape_fields(weight, geometry)
         if isinstance(layout, Rejection):
+            base = _shape_fields(weight, _geometry(conv, weight))
             self._record(conv, rewritten=False, reason=layout.reason, **base)
             return None
+        source = self._input_source(conv, weight)
+        geometry = source.geometry
+        base = _shape_fields(weight, geometry)
         epilogue = _epilogue(chain)
         arrays = layout_arguments(layout, geometry)
         storage, histogram = _storage(weight, arrays, mode)
         name = f"{_PREFIXES[mode]}_{index}"
-        out = self._emit_kernel(conv.args[0], arrays, chain, geometry, layout, epilogue, name)
+        out = self._emit_kernel(source.expr, arrays, chain, geometry, layout, epilogue, name)
         gv = out.args[0]
         self.new_funcs.append(gv)
-        if layout.kind == "block":
+        # ChainConvLayouts rebuilds described kernels from this geometry, which cannot say
+        # "mirrored padding" or "upsampled": those keep their NCHW input and output
+        if layout.kind == "block" and not geometry.absorbs:
             self.descriptions[gv.name_hint] = describe_conv(geometry, layout, epilogue)
         bias = chain.bias if chain is not None and chain.bias is not None else None
         self.built[index] = BuiltLayer(gv, weight, geometry, layout, epilogue, bias)
@@ -343,13 +370,26 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             kind=layout.kind,
             block=layout.block,
             function=gv.name_hint,
-            fused=("conv2d", *(chain.ops if chain else ())),
+            fused=(*source.ops, "conv2d", *(chain.ops if chain else ())),
             kept_kernels=layout.kept_kernels,
             pattern_histogram=histogram,
             storage_bytes=storage,
             **base,
         )
         return out
+
+    def _input_source(self, conv: relax.Call, weight: np.ndarray) -> _Source:
+        """The conv's input, or (``fuse_input``) the tensor before the pad and nearest
+        upsampling that produce it: ``conv(pad(upsample(x)))`` reads ``x`` (a zero pad adds
+        to the conv's own padding; a reflection / replication pad needs the conv unpadded).
+        The absorbed ops stay in the module for their other users, if any."""
+        plain = _Source(conv.args[0], _geometry(conv, weight))
+        if not self.options.fuse_input:
+            return plain
+        try:
+            return _absorb_input(conv.args[0], plain.geometry, self.var2val) or plain
+        except ValueError:  # e.g. a reflection wider than the input: leave the ops outside
+            return plain
 
     def _emit_kernel(
         self,
@@ -376,6 +416,57 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             *extra,
             primfunc_name_hint=name,
         )
+
+
+def _absorb_input(
+    x: relax.Expr, geometry: ConvGeometry, var2val: Mapping[Any, Any]
+) -> _Source | None:
+    """:meth:`_Rewriter._input_source` of a conv reading ``x`` with ``geometry``; None if
+    nothing before it can be absorbed (raises ValueError where the geometry would be
+    invalid)."""
+    ops: list[str] = []
+    value = _producer(x, var2val)
+    padded = spatial_pad(value) if value is not None else None
+    if value is not None and padded is not None:
+        mode, widths = padded
+        if mode != "zeros" and any(geometry.padding):
+            return None  # mirrored then zero padding: two kinds of border
+        x = value.args[0]
+        geometry = dataclasses.replace(
+            geometry,
+            in_shape=static_shape(x),  # type: ignore[arg-type]
+            padding=tuple(a + b for a, b in zip(geometry.padding, widths, strict=True)),  # type: ignore[arg-type]
+            pad_mode=mode,
+        )
+        ops.append("zero_pad" if mode == "zeros" else f"{mode}_pad")
+        value = _producer(x, var2val)
+    factor = nearest_upsample_factor(value) if value is not None else None
+    if value is not None and factor is not None:
+        x = value.args[0]
+        geometry = dataclasses.replace(geometry, upsample=factor)
+        ops.insert(0, f"upsample_nearest{factor}")
+    return _Source(x, geometry, tuple(ops)) if ops else None
+
+
+def _skip_zero_taps(
+    weight: np.ndarray, whole: SparseConvLayout | Rejection
+) -> SparseConvLayout | Rejection:
+    """The whole-kernel blocked layout, or the single-tap one (:mod:`tvm_ext.tap_layout`)
+    where taps that are zero across a block save enough multiply-adds."""
+    if isinstance(whole, Rejection) or weight.shape[2] * weight.shape[3] == 1:
+        return whole
+    taps = analyze_tap_sparse_weight(weight, block=whole.block)
+    if isinstance(taps, SparseConvLayout) and tap_layout_macs(taps) <= TAP_SKIP_RATIO * (
+        tap_layout_macs(whole)
+    ):
+        return taps
+    return whole
+
+
+def _producer(x: relax.Expr, var2val: Mapping[Any, Any]) -> relax.Call | None:
+    """The call bound to variable ``x`` in the function, None for anything else."""
+    value = lookup(dict(var2val), x) if isinstance(x, relax.Var) else None
+    return value if isinstance(value, relax.Call) else None
 
 
 def _use_counts(

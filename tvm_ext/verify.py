@@ -63,7 +63,7 @@ def verify_layer(
 ) -> float:
     """Max abs error of the rewritten PrimFunc against a dense conv on random input."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(geometry.in_shape).astype(np.float32)
+    x = rng.standard_normal(geometry.source_shape).astype(np.float32)
     n, k = geometry.in_shape[0], layout.shape[0]
     oh, ow = geometry.out_hw
     residual = rng.standard_normal((n, k, oh, ow)).astype(np.float32)
@@ -74,6 +74,8 @@ def verify_layer(
         stride=geometry.stride,
         padding=geometry.padding,
         dilation=geometry.dilation,
+        pad_mode=geometry.pad_mode,
+        upsample=geometry.upsample,
     )
     if epilogue.residual:
         ref = ref + residual

@@ -32,8 +32,11 @@ class BlockedConv2D:
     """Rewrite dense / block-connectivity conv2d calls into the register-blocked kernel.
 
     Options (keyword-only): ``block`` (output-channel lanes, default 16), ``fuse_epilogue``,
-    ``schedule`` (apply the default CPU schedule), ``verify`` / ``target`` / ``tolerance``
-    (check each rewritten layer against the dense conv; failures stay dense).
+    ``fuse_input`` (a reflection / replication / zero pad and a nearest upsampling before the
+    conv read by the kernel, not run separately), ``skip_zero_taps`` (taps zero across a
+    block of filters cost nothing, :mod:`tvm_ext.tap_layout`), ``schedule`` (apply the
+    default CPU schedule), ``verify`` / ``target`` / ``tolerance`` (check each rewritten layer
+    against the dense conv; failures stay dense).
     """
 
     def __init__(
@@ -41,6 +44,8 @@ class BlockedConv2D:
         *,
         block: int | None = None,
         fuse_epilogue: bool = True,
+        fuse_input: bool = True,
+        skip_zero_taps: bool = True,
         schedule: bool = True,
         verify: bool = False,
         target: Any = None,
@@ -52,6 +57,8 @@ class BlockedConv2D:
             mode=BLOCKED_MODE,
             block=block,
             fuse_epilogue=fuse_epilogue,
+            fuse_input=fuse_input,
+            skip_zero_taps=skip_zero_taps,
             schedule=schedule,
             target=target,
             verify=verify,

@@ -12,8 +12,9 @@ A conv2d is rewritten when it is NCHW/OIHW, 3x3, groups 1, float32 (any stride, 
 dilation: a tap is its offset times the dilation), has static shapes and a constant weight
 whose every kernel is all-zero or exactly one 4-weight pattern.
 A following bias add, residual add and ReLU are fused into the kernel's epilogue when the
-intermediate values have no other use. Everything else is left exactly as it was; the
-reason is recorded in :attr:`PatternSparseConv2D.records`.
+intermediate values have no other use; a reflection / replication / zero pad and a nearest
+upsampling before it are read by the kernel's padding stage (``fuse_input``). Everything
+else is left exactly as it was; the reason is recorded in :attr:`PatternSparseConv2D.records`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class PatternSparseConv2D:
     :class:`BlockedConv2D`: a number, or ``((max input channels, cost), ...)``; ``None``, the
     default here, rewrites every eligible layer; ``per_kernel_stride_factor`` scales it on
     strided convs),
-    ``fuse_epilogue`` (bias/residual/ReLU in the kernel), ``schedule`` (apply the target's
+    ``fuse_epilogue`` (bias/residual/ReLU in the kernel), ``fuse_input`` (a reflection /
+    replication / zero pad and a nearest upsampling before the conv read by the kernel's
+    ``ps_pad`` stage, not run separately), ``schedule`` (apply the target's
     default schedule, :mod:`tvm_ext.schedules.dispatch`). After the pass runs, ``records``
     lists one :class:`LayerRecord` per conv.
     """
@@ -49,6 +52,7 @@ class PatternSparseConv2D:
         block: int | None = None,
         prefer_blocks: bool = True,
         fuse_epilogue: bool = True,
+        fuse_input: bool = True,
         schedule: bool = True,
         verify: bool = False,
         target: Any = None,
@@ -69,6 +73,7 @@ class PatternSparseConv2D:
             block=block,
             prefer_blocks=prefer_blocks,
             fuse_epilogue=fuse_epilogue,
+            fuse_input=fuse_input,
             schedule=schedule,
             target=target,
             verify=verify,

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 
 from tvm_ext.layout import SparseConvLayout
 
+#: how a conv's padding is filled (:attr:`ConvGeometry.pad_mode`): zeros, the input mirrored
+#: without repeating its edge (``torch.nn.ReflectionPad2d``), or its edge repeated
+#: (``torch.nn.ReplicationPad2d``)
+PAD_MODES = ("zeros", "reflect", "replicate")
+
 
 @dataclass(frozen=True)
 class BlockedActivation:
@@ -35,6 +40,12 @@ class ConvGeometry:
     (``None``: NCHW, padded by the ``ps_pad`` stage; else a chained buffer whose border covers
     the padding, read in place). Kernel tap ``(dy, dx)`` reads the padded input
     ``(dy * dh, dx * dw)`` from the output pixel's corner (:meth:`dilate`).
+
+    Absorbed neighbours (NCHW input only, read by the ``ps_pad`` stage): ``pad_mode`` fills
+    the padding with zeros, the mirrored or the replicated input (a reflection / replication
+    pad before the conv); ``upsample`` ``s > 1`` means the stored input is the logical one
+    before a nearest upsampling by ``s`` (:meth:`source_shape`; logical pixel ``(y, x)`` is
+    stored pixel ``(y // s, x // s)``), so the upsampled tensor is never written.
     """
 
     in_shape: tuple[int, int, int, int]
@@ -43,6 +54,43 @@ class ConvGeometry:
     kernel: tuple[int, int] = (3, 3)
     in_layout: BlockedActivation | None = None
     dilation: tuple[int, int] = (1, 1)
+    pad_mode: str = "zeros"
+    upsample: int = 1
+
+    def __post_init__(self) -> None:
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
+        if not isinstance(self.upsample, int) or self.upsample < 1:
+            raise ValueError(f"upsample must be an int >= 1, got {self.upsample!r}")
+        if self.in_layout is not None and (self.pad_mode != "zeros" or self.upsample > 1):
+            raise ValueError(
+                "a chained input is read in place: its border holds zeros and it is not "
+                "upsampled; use an NCHW input (in_layout=None) for pad_mode / upsample"
+            )
+        _, _, h, w = self.in_shape
+        s = self.upsample
+        if h % s or w % s:
+            raise ValueError(
+                f"input {h}x{w} is not a nearest upsampling by {s}: both sides must be "
+                "multiples of the factor"
+            )
+        pt, pl, pb, pr = self.padding
+        if self.pad_mode == "reflect" and (max(pt, pb) >= h or max(pl, pr) >= w):
+            raise ValueError(
+                f"reflection padding {self.padding} must be smaller than the input {h}x{w} "
+                "(as torch.nn.ReflectionPad2d requires)"
+            )
+
+    @property
+    def source_shape(self) -> tuple[int, int, int, int]:
+        """Shape of the stored NCHW input: ``in_shape`` before the nearest upsampling."""
+        n, c, h, w = self.in_shape
+        return n, c, h // self.upsample, w // self.upsample
+
+    @property
+    def absorbs(self) -> bool:
+        """The ``ps_pad`` stage does more than zero padding (mode or upsampling)."""
+        return self.pad_mode != "zeros" or self.upsample > 1
 
     @property
     def span(self) -> tuple[int, int]:

@@ -27,18 +27,18 @@ ConvReader = Callable[..., Any]
 def flat_input(x: te.Tensor, geometry: ConvGeometry, flat: FlatInput) -> te.Tensor:
     """``ps_pad`` of a flat per-kernel layer: ``(N, C * phases * rows, pitch)``, every
     channel's padded image as phase planes followed by zero rows (:class:`FlatInput`)."""
-    n, c, h, w = geometry.in_shape
-    pt, pl, _, _ = geometry.padding
+    n, c, _, _ = geometry.in_shape
     rows, phases = flat.rows, flat.phases
     sh, sw = flat.stride
+
+    read = padded_read(x, geometry)
 
     def body(a, row, col):  # type: ignore[no-untyped-def]
         plane, i = row // rows, row % rows
         ch, phase = plane // phases, plane % phases
         yy = i * sh + phase // sw if sh > 1 else i
         xx = col * sw + phase % sw if sw > 1 else col
-        inside = te.all(yy >= pt, yy < h + pt, xx >= pl, xx < w + pl)
-        return te.if_then_else(inside, x[a, ch, yy - pt, xx - pl], tirx.const(0.0, x.dtype))
+        return read(a, ch, yy, xx)
 
     return te.compute(
         (n, c * phases * rows, flat.pitch),
@@ -86,20 +86,46 @@ def input_reader(x: te.Tensor, geometry: ConvGeometry) -> InputReader:
         if lay.lanes == 1:
             return lambda a, ch, i, j: x[a, ch, i + oy, j + ox, 0]
         return lambda a, ch, i, j: x[a, ch // lay.lanes, i + oy, j + ox, ch % lay.lanes]
-    if any(geometry.padding):
+    if any(geometry.padding) or geometry.absorbs:
         xp = te.compute(
             (n, c, h + pt + pb, w + pl + pr),
-            lambda a, b, i, j: te.if_then_else(
-                te.all(i >= pt, i < h + pt, j >= pl, j < w + pl),
-                x[a, b, i - pt, j - pl],
-                tirx.const(0.0, x.dtype),
-            ),
+            padded_read(x, geometry),
             name=PAD_BLOCK,
             attrs={"schedule_rule": PAD_RULE},
         )
     else:
         xp = x
     return lambda a, ch, i, j: xp[a, ch, i, j]
+
+
+def padded_read(x: te.Tensor, geometry: ConvGeometry) -> InputReader:
+    """``read(a, c, i, j)``: the padded logical input at row ``i``, column ``j``, from the
+    stored NCHW ``x``: zeros outside (``pad_mode`` zeros), or the index mirrored
+    (``reflect``: ``-1`` reads ``1``) or clamped (``replicate``) into the input, then divided
+    by the nearest upsampling factor (the stored input is the low-resolution one). Index
+    arithmetic only: no branch on the reflected / replicated path."""
+    _, _, h, w = geometry.in_shape
+    pt, pl, _, _ = geometry.padding
+    s = geometry.upsample
+    zero = tirx.const(0.0, x.dtype)
+
+    def down(v):  # type: ignore[no-untyped-def]
+        return v if s == 1 else tirx.floordiv(v, s)
+
+    if geometry.pad_mode == "zeros":
+
+        def read(a, b, i, j):  # type: ignore[no-untyped-def]
+            inside = te.all(i >= pt, i < h + pt, j >= pl, j < w + pl)
+            return te.if_then_else(inside, x[a, b, down(i - pt), down(j - pl)], zero)
+
+        return read
+
+    def fold(v, size: int):  # type: ignore[no-untyped-def]
+        if geometry.pad_mode == "reflect":  # valid for padding < size (checked)
+            return (size - 1) - te.abs((size - 1) - te.abs(v))
+        return te.max(te.min(v, size - 1), 0)
+
+    return lambda a, b, i, j: x[a, b, down(fold(i - pt, h)), down(fold(j - pl, w))]
 
 
 def pattern_conv_stage(  # type: ignore[no-untyped-def]

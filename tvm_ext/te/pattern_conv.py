@@ -5,7 +5,10 @@ in call order (:func:`pattern_conv2d_placeholders`, and the constant arrays that
 Stages (names in :mod:`~tvm_ext.te.block_names`; builders in :mod:`~tvm_ext.te.conv_stages`
 and :mod:`~tvm_ext.te.epilogue_stage`):
 
-- ``ps_pad``: zero padding of the input (any, also asymmetric, padding).
+- ``ps_pad``: padding of the input (any, also asymmetric, padding): zeros, or the input
+  mirrored / replicated (a reflection or replication pad absorbed, index arithmetic), read
+  from the low-resolution input when a nearest upsampling before the conv is absorbed
+  (:class:`~tvm_ext.te.conv_spec.ConvGeometry` ``pad_mode``, ``upsample``).
 - ``ps_conv_<p>`` (per-kernel layers reading a chained input): one reduction per pattern
   ``p`` of the layer. Its taps are Python constants, so every tap is a fixed offset in the
   generated code and nothing branches on the weight structure: ``Y_p[n, row, oh, ow, lane] =
@@ -73,10 +76,12 @@ def pattern_conv2d_placeholders(
     NCHW output: ``inverse`` and ``bias`` have one entry per output channel. Chained output:
     no ``inverse``; ``bias`` (and the residual index) have one entry per stored position
     (``rows * lanes``, the permutation applied at compile time)."""
-    n, c, h, w = geometry.in_shape
+    n, _, h, w = geometry.in_shape
     k, g = layout.shape[0], layout.block
     oh, ow = geometry.out_hw
-    x_shape = (n, c, h, w) if geometry.in_layout is None else geometry.in_layout.shape(n, h, w)
+    x_shape = (
+        geometry.source_shape if geometry.in_layout is None else geometry.in_layout.shape(n, h, w)
+    )
     out = [te.placeholder(x_shape, dtype, name="x")]
     if layout.kind == "block":
         vals, chans = merged_block_arrays(layout)
