@@ -66,5 +66,10 @@ def run(args: argparse.Namespace) -> None:
         f"({report['failed']} failed, retried by the next run) in "
         f"{report['seconds']:.0f} s -> {report['work_dir']}"
     )
+    if report.get("hand_scheduled"):
+        print(
+            f"  not tuned (hand-scheduled kernels, kept as they are): "
+            f"{', '.join(report['hand_scheduled'])}"
+        )
     for name, ms in sorted(report["best_ms"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:<40} {ms:9.4f} ms")

@@ -53,6 +53,9 @@ class TuneReport:
     defaults: int = 0
     #: of those, tasks whose earlier hand record was of another hand schedule (dropped)
     stale_defaults: int = 0
+    #: tasks that arrive already scheduled by hand (``tirx.is_scheduled``: the depthwise
+    #: kernel): MetaSchedule's rules cannot take them, so they are not tuned and keep ours
+    hand_scheduled: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -62,6 +65,12 @@ def _hand_fingerprint(sch: Any) -> int:
     """A stable number for a hand schedule's trace (what the budget file keeps, so a run
     after the hand schedules changed measures them again)."""
     return int(hashlib.sha256(str(sch.trace).encode()).hexdigest()[:12], 16)
+
+
+def is_hand_scheduled(mod: tvm.IRModule) -> bool:
+    """A task whose function already carries its final schedule (``tirx.is_scheduled``)."""
+    attrs = mod["main"].attrs or {}
+    return bool(int(attrs.get("tirx.is_scheduled", 0)))
 
 
 def _device_type(target: Target) -> str:
@@ -177,11 +186,16 @@ def tune_module(
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    tasks = ms.relax_integration.extract_tasks(mod, target)
+    extracted = ms.relax_integration.extract_tasks(mod, target)
+    tasks = [t for t in extracted if not is_hand_scheduled(t.dispatched[0])]
     # A task whose space is smaller than the budget never reaches it in records; the
     # budget file remembers that it was tuned to completion.
     budgets = read_budgets(work)
-    report = TuneReport(work_dir=str(work), tasks=len(tasks))
+    report = TuneReport(
+        work_dir=str(work),
+        tasks=len(tasks),
+        hand_scheduled=[t.task_name for t in extracted if is_hand_scheduled(t.dispatched[0])],
+    )
     if (work / WORKLOAD_FILE).is_file():  # before the database reads the files
         report.stale_defaults = _drop_stale_hand_records(work, tasks, target, budgets)
     db = ms.database.JSONDatabase(work_dir=str(work))

@@ -272,3 +272,26 @@ def test_a_changed_hand_schedule_is_measured_again_and_applied_fresh(tmp_path, m
     with torch.no_grad():
         ref = model(x).numpy()
     np.testing.assert_allclose(compiled(x.numpy()), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.tuning
+def test_hand_scheduled_depthwise_kernels_are_not_tuned(tmp_path):
+    """MetaSchedule extracts the depthwise kernel (already scheduled by hand) as a task; tuning
+    leaves it out and reports it, and the module compiled with the logs runs our schedule."""
+    from tvm_ext.passes.depthwise_conv2d import DepthwiseConv2D
+    from tvm_ext.pipeline import compile_module
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(32, 32, 3, 1, 1, groups=32).eval()
+    x = torch.randn(1, 32, 8, 8)
+    target = host_target()
+    mod = import_torch(model, x)
+    lowered = lower_for_tuning(mod, target, depthwise=DepthwiseConv2D())
+    report = tune_module(lowered, target, tmp_path, trials_per_task=1)
+    assert report.hand_scheduled and all("depthwise" in n for n in report.hand_scheduled)
+    assert report.tasks == 0 and not report.tuned and report.trials == 0
+    compiled = compile_module(mod, target=target, logs=tmp_path)
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(compiled(x.numpy()), want, rtol=1e-4, atol=1e-4)
+    assert compiled.depthwise_records and all(r.rewritten for r in compiled.depthwise_records)
