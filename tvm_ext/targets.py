@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tvm_ext._compat import Target, cc, cpu_threads, host_target, host_triple
+from tvm_ext._compat import Target, cc, cpu_threads, host_target, host_triple, tvm
+from tvm_ext.native_log import without_runtime_noise
 
 PRESET_NAMES = ("host", "arm64", "adreno")
 ADRENO_TAG = "qcom/adreno-opencl"
@@ -178,8 +179,15 @@ def export_library(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fcompile = linker(target, cc_path)
-    if fcompile is None:
-        executable.export_library(str(path))
-    else:
-        executable.export_library(str(path), fcompile=fcompile)
+    with without_runtime_noise():
+        if fcompile is None:
+            executable.export_library(str(path))
+        else:
+            executable.export_library(str(path), fcompile=fcompile)
     return path
+
+
+def load_library(path: str | Path) -> Any:
+    """A shared library written by :func:`export_library`, loaded in this process."""
+    with without_runtime_noise():
+        return tvm.runtime.load_module(str(path))

@@ -43,6 +43,7 @@ from tvm_ext._compat import (
 )
 from tvm_ext.pipeline import lower_for_tuning
 from tvm_ext.rpc.session import TrackerAddress, open_session, query_keys
+from tvm_ext.targets import load_library
 from tvm_ext.tuning.logs import log_dir, target_key
 from tvm_ext.tuning.tune import tune_module
 
@@ -220,7 +221,7 @@ class LocalLatency(_LibraryCompiler):
         """Time a model from :meth:`compile` or a :class:`CompiledLibrary`."""
         dev = tvm.cpu()
         if isinstance(compiled, CompiledLibrary):
-            vm = relax.VirtualMachine(tvm.runtime.load_module(compiled.path), dev)
+            vm = relax.VirtualMachine(load_library(compiled.path), dev)
             seconds, rewritten = compiled.compile_seconds, compiled.rewritten_convs
         else:
             vm = compiled.vm
