@@ -51,6 +51,7 @@ from tvm_ext.passes.schedule_leftovers import LeftoverRecord, ScheduleLeftovers
 from tvm_ext.passes.schedule_untuned_pattern_convs import ScheduleUntunedPatternConvs
 from tvm_ext.targets import is_gpu
 from tvm_ext.tuning.logs import logs_database
+from tvm_ext.verify import ModelCheck
 
 #: ``blocked=False``: leave the convs the pattern pass does not take to TVM's lowering
 Blocked = BlockedConv2D | Literal[False] | None
@@ -257,6 +258,9 @@ class CompiledModel:
     #: what :class:`DepthwiseConv2D` did with each grouped conv2d (rewritten or why not)
     depthwise_records: list[DepthwiseRecord] = field(default_factory=list)
     device: Any = field(default_factory=tvm.cpu)
+    #: the final module against a reference model end to end (``compile_torch(verify=True)``;
+    #: None: not checked, e.g. compiled for another device)
+    verification: ModelCheck | None = None
 
     def __post_init__(self) -> None:
         from tvm_ext.targets import is_cross
@@ -267,6 +271,10 @@ class CompiledModel:
         )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.outputs(x)[0]
+
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output of the model on ``x`` (a model returning a tuple has several)."""
         if self.vm is None:
             raise RuntimeError(
                 f"this model is compiled for {self.target.kind.name} "
@@ -275,9 +283,9 @@ class CompiledModel:
             )
         out = self.vm["main"](tensor(np.ascontiguousarray(x, dtype=np.float32), self.device))
         # from_exported_program returns a tuple of outputs
-        if not hasattr(out, "numpy"):
-            out = out[0]
-        return np.asarray(out.numpy())
+        if hasattr(out, "numpy"):
+            return [np.asarray(out.numpy())]
+        return [np.asarray(o.numpy()) for o in out]
 
     def export_library(self, path: str | Path) -> Path:
         """A shared library for the target's device (cross-linked for arm64)."""

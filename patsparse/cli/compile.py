@@ -13,6 +13,7 @@ from patsparse.cli.options import (
     add_device_args,
     add_json,
     add_scheme_args,
+    add_verify,
     print_json,
     scheme_of,
 )
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--target", default=DEFAULT_TARGET, help="compilation target (host, arm64, adreno)"
     )
     add_scheme_args(p, compression=ZOO_COMPRESSION, help_compression="compression of a zoo model")
-    p.add_argument("--no-verify", action="store_true", help="skip per-layer numeric checks")
+    add_verify(p)
     p.add_argument("--out", default=None, help="export the compiled library here (.so)")
     p.add_argument(
         "--logs",
@@ -78,6 +79,14 @@ def format_compile(summary: dict[str, Any]) -> str:
         )
         + f"; compile {summary['compile_seconds']} s"
     )
+    check = summary.get("verification")
+    if check is not None:
+        lines.append(
+            f"verified end to end against PyTorch on random input: {len(check['outputs'])} "
+            f"output(s) within bounds ({check['seconds']} s)"
+        )
+    elif summary["max_abs_error_vs_pytorch"] is not None:
+        lines.append("not verified (--no-verify)")
     if summary.get("remote_latency_ms") is not None:
         lines.append(f"remote latency (median): {summary['remote_latency_ms']:.3f} ms")
     return "\n".join(lines)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from patsparse.cli.options import DEFAULT_COMPRESSION, add_json
+from patsparse.cli.options import DEFAULT_COMPRESSION, add_json, add_verify
 from patsparse.cli.prune import defaults as prune_defaults
 from patsparse.cli.prune import print_prune, prune_job
 
@@ -21,18 +21,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--compression", type=float, default=DEFAULT_COMPRESSION)
     p.add_argument("--out", default=None, help="checkpoint path (default runs/demo.pt)")
+    add_verify(p)
     add_json(p)
     p.set_defaults(run=run)
 
 
-def _demo_tvm(checkpoint: str) -> dict[str, Any]:
-    """Import the pruned checkpoint into TVM, rewrite, verify, run the digits test set."""
+def _demo_tvm(checkpoint: str, *, verify: bool = True) -> dict[str, Any]:
+    """Import the pruned checkpoint into TVM, rewrite, verify (unless told not to), run the
+    digits test set."""
     from patsparse.compiler.compile import compile_model, compiled_accuracy
     from patsparse.data import load_digits_split, make_loaders
     from patsparse.model_spec import load_model_spec
 
     model, arch, _ = load_model_spec(checkpoint)
-    result = compile_model(model, arch, verify=True)
+    result = compile_model(model, arch, verify=verify)
     _, test = make_loaders(*load_digits_split(seed=0), seed=0)
     s = result.summary
     return {
@@ -47,6 +49,7 @@ def _demo_tvm(checkpoint: str) -> dict[str, Any]:
         "accuracy": round(compiled_accuracy(result.compiled, test), 3),
         "storage_bytes_rewritten_layers": s["storage_bytes_rewritten_layers"],
         "compile_seconds": s["compile_seconds"],
+        "verified": s["verification"] is not None,
     }
 
 
@@ -57,5 +60,5 @@ def run(args: argparse.Namespace) -> None:
     ns.compression = args.compression
     ns.out = args.out or str(default_out_dir() / "demo.pt")
     summary = run_prune(prune_job(ns), progress=True)
-    summary["tvm"] = _demo_tvm(ns.out)
+    summary["tvm"] = _demo_tvm(ns.out, verify=not args.no_verify)
     print_prune(summary, args.json)

@@ -50,7 +50,9 @@ from tvm_ext.tuning.tune import tune_module
 
 def _compile(model: nn.Module, example: torch.Tensor, target: Any, logs: Path | None) -> Any:
     try:
-        return compile_torch(model, example, target=target, logs=logs)
+        # a candidate is compiled to be timed, not shipped: no verification (compile_torch's
+        # default, about 60 % more compile time per candidate)
+        return compile_torch(model, example, target=target, logs=logs, verify=False)
     except Exception as exc:  # TVM raises its own error types; name the candidate's problem
         raise LatencyMeasurementError(
             f"compiling the candidate failed: {type(exc).__name__}: {exc}. Check the model "

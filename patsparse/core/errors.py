@@ -76,3 +76,8 @@ class SearchConfigError(PatsparseError, ValueError):
 
 class LatencyMeasurementError(PatsparseError, RuntimeError):
     """A candidate model could not be compiled or timed on the target."""
+
+
+class VerificationError(PatsparseError, RuntimeError):
+    """The compiled model's outputs differ from the original model's (a compiler bug: the
+    message names the worst output, ``fix`` the way around it)."""

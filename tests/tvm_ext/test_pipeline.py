@@ -56,7 +56,7 @@ def test_whole_model_matches_pytorch(name, scheme):
     x = torch.randn(default_input_shape(name))
     with torch.no_grad():
         ref = model(x).numpy()
-    compiled = compile_torch(model, x)
+    compiled = compile_torch(model, x, verify=False)  # compared with PyTorch below
     rewritten = [r for r in compiled.records if r.rewritten]
     # per-kernel layers estimated slower than the blocked kernel run on it instead
     to_blocked = {

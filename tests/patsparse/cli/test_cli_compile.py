@@ -31,6 +31,8 @@ def test_compile_zoo_model_json(tmp_path, capsys):
     kept = [r for r in layers if not r["rewritten"]]
     assert {r["reason"].split(":")[0] for r in kept} >= {"1x1 kernel"}
     assert data["max_abs_error_vs_pytorch"] < 1e-4 and lib.is_file()
+    # verified by default: the final module end to end against PyTorch
+    assert data["verification"]["passed"] and len(data["verification"]["outputs"]) == 1
 
 
 def test_compile_checkpoint_table(tmp_path, capsys):
@@ -42,6 +44,7 @@ def test_compile_checkpoint_table(tmp_path, capsys):
     # the three pattern-pruned convs: per-kernel code or (estimated faster) the blocked kernel
     m = re.search(r"(\d)/3 convs rewritten, 0 structured convs compacted, (\d) other convs", out)
     assert m and int(m[1]) >= 1 and int(m[1]) + int(m[2]) >= 3 and "checkpoint" in out
+    assert "not verified (--no-verify)" in out
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ def test_demo_console_script(tmp_path):
     assert tvm["rewritten_convs"] >= 1 and tvm["convs"] == 3
     assert tvm["rewritten_convs"] + tvm["blocked_convs"] == 4
     assert tvm["max_layer_error"] < 1e-4 and tvm["max_abs_error_vs_pytorch"] < 1e-4
+    assert tvm["verified"]  # the final module end to end (on by default; --no-verify)
     assert abs(tvm["accuracy"] - data["pruned_accuracy"]) <= 0.3
     st = tvm["storage_bytes_rewritten_layers"]
     assert st["ours"] < st["csr"] < st["dense"]

@@ -69,7 +69,7 @@ def test_app_like_model_compiles_scheduled_and_matches_pytorch(name):
     torch.manual_seed(0)
     model = _block_pattern(cls())
     x = torch.randn(shape)
-    compiled = compile_torch(model, x)
+    compiled = compile_torch(model, x, verify=False)  # compared with PyTorch below
     assert [r.name for r in compiled.schedule_records if r.schedule is None] == []
     assert len(compiled.schedule_records) > 3
     with torch.no_grad():

@@ -361,7 +361,7 @@ def test_whole_model_chained_matches_pytorch(name):
     with torch.no_grad():
         ref = model(x).numpy()
     assert np.abs(ref).max() > 0.1  # the tolerance below is not vacuous
-    compiled = compile_torch(model, x)
+    compiled = compile_torch(model, x, verify=False)  # compared with PyTorch below
     chained = [r for r in compiled.chain_records if r.chained_output]
     # VGG: every conv but the last (its pool feeds the classifier); ResNet: all but the
     # stage outputs that feed a compacted downsample or the final mean
@@ -371,7 +371,7 @@ def test_whole_model_chained_matches_pytorch(name):
     else:
         assert any(r.chained_residual for r in compiled.chain_records)
     np.testing.assert_allclose(compiled(x.numpy()), ref, rtol=1e-4, atol=1e-4)
-    plain = compile_torch(model, x, chain=False)
+    plain = compile_torch(model, x, chain=False, verify=False)
     assert not any(r.chained_output or r.chained_input for r in plain.chain_records)
     np.testing.assert_allclose(plain(x.numpy()), ref, rtol=1e-4, atol=1e-4)
 

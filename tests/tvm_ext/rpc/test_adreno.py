@@ -113,7 +113,7 @@ def test_tune_on_the_emulated_adreno_then_run_the_tuned_kernel(
     np.testing.assert_allclose(out[-1], rpc_h.reference(model, x), rtol=1e-4, atol=1e-4)
 
     # the tuned model exports as one aarch64 library with the OpenCL kernels inside
-    compiled = compile_torch(model, x, target=target, logs=work)
+    compiled = compile_torch(model, x, target=target, logs=work, verify=False)
     lib = compiled.export_library(tmp_path / "oneconv_adreno.so").read_bytes()
     assert lib[:4] == b"\x7fELF" and int.from_bytes(lib[18:20], "little") == 183
     assert b"__kernel" in lib

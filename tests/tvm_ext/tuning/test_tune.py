@@ -268,7 +268,7 @@ def test_a_changed_hand_schedule_is_measured_again_and_applied_fresh(tmp_path, m
 
     # the hand schedule beats the (slow) tuned record: no record, today's schedule applies
     assert not logs_database(tmp_path).has_workload(mod)
-    compiled = compile_torch(model, x, logs=tmp_path)
+    compiled = compile_torch(model, x, logs=tmp_path, verify=False)  # compared below
     with torch.no_grad():
         ref = model(x).numpy()
     np.testing.assert_allclose(compiled(x.numpy()), ref, rtol=1e-4, atol=1e-4)
