@@ -28,10 +28,12 @@ from tvm.rpc import base as rpc_base
 from tvm.rpc.server import Server as RPCServer
 from tvm.rpc.tracker import Tracker as RPCTracker
 from tvm.s_tir import Schedule
+from tvm.s_tir.stmt import SBlockRealize  # ``tvm.tir.BlockRealize`` before 0.27
 from tvm.support import cc, utils
 from tvm.support.popen_pool import PopenPoolExecutor
 from tvm.sym import Analyzer  # ``tvm.arith.Analyzer`` before 0.27
 from tvm.target import Target
+from tvm.tirx.analysis import undefined_vars  # ``tvm.tir.analysis`` before 0.27
 from tvm_ffi import structural_equal  # ``tvm.ir.structural_equal`` in TVM < 0.25
 
 TVM_VERSION: str = tvm.__version__
@@ -154,6 +156,7 @@ __all__ = [
     "PopenPoolExecutor",
     "RPCServer",
     "RPCTracker",
+    "SBlockRealize",
     "Schedule",
     "Target",
     "WellFormedInstrument",
@@ -178,5 +181,6 @@ __all__ = [
     "tensor",
     "tirx",
     "tvm",
+    "undefined_vars",
     "utils",
 ]

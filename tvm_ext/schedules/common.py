@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tvm_ext._compat import Schedule
+from tvm_ext._compat import Schedule, tirx
 
 
 def loop_extent(sch: Schedule, loop: Any) -> int:
@@ -22,3 +22,39 @@ def pattern_blocks(sch: Schedule) -> list[str]:
     root = sch.get_sblock("root")
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
     return [n for n in names if n.startswith("ps_")]
+
+
+def root_blocks(sch: Schedule) -> list[Any]:
+    """The blocks directly under the function's root block."""
+    return list(sch.get_child_blocks(sch.get_sblock("root")))
+
+
+def iter_kinds(sch: Schedule, block: Any) -> str:
+    """``S``/``R``/``O`` per block iterator (spatial, reduction, other)."""
+    kinds = {tirx.IterVar.DataPar: "S", tirx.IterVar.CommReduce: "R"}
+    return "".join(kinds.get(int(iv.iter_type), "O") for iv in sch.get(block).iter_vars)
+
+
+def inline_all(sch: Schedule, *, producers: bool = True) -> None:
+    """Inline every non-reduction block into its consumers (or producers) where TVM allows.
+
+    ``producers=False`` inlines consumers only: a padding stage inlined into a conv would put
+    a bounds test on every load of its inner loop."""
+    ways = (
+        (sch.compute_inline, sch.reverse_compute_inline)
+        if producers
+        else (sch.reverse_compute_inline,)
+    )
+    changed = True
+    while changed:
+        changed = False
+        for block in root_blocks(sch):
+            if "R" in iter_kinds(sch, block):
+                continue
+            for inline in ways:
+                try:
+                    inline(block)
+                except Exception:
+                    continue
+                changed = True
+                break

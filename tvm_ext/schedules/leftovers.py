@@ -5,13 +5,18 @@ schedules compiles to serial scalar loops (a dilated conv measured 100x slower t
 that way). After fusion, :func:`schedule_leftover` gives each such function the first rule
 that applies:
 
+0. ``norm``: instance, group and layer norm with what follows them fused in (affine,
+   activation, residual add), recognised by their shape (reductions over each group's
+   contiguous elements, then an elementwise output that re-reads the input): vectorised
+   partial sums, per-group statistics computed inside the group's parallel output loop
+   (:mod:`tvm_ext.schedules.norm`);
 1. ``conv``: one reduction block with its spatial loops outside the reduction loops (convs of
    any kernel size, dilation and groups, pools): consumers (bias, activation) inlined into one
    epilogue, producers (padding) kept as stages of their own (inlined, every load of the
    inner loop would carry a bounds test), the spatial loops tiled (a register tile of output
    channels x a row of output columns), reductions inside the tile, a per-tile accumulator,
    outer tiles in parallel;
-2. ``parallel``: any other function (norms, means, resizes, elementwise): each block's leading
+2. ``parallel``: any other function (means, resizes, elementwise): each block's leading
    spatial loops in parallel, inner rows left to LLVM's loop vectoriser.
 
 Functions already scheduled (ours, marked by :mod:`tvm_ext.schedules.dispatch`; tuned ones;
@@ -26,8 +31,15 @@ from collections.abc import Callable
 from typing import Any
 
 from tvm_ext._compat import Schedule, Target, tirx
-from tvm_ext.schedules.common import largest_divisor, loop_extent
-from tvm_ext.targets import vector_lanes
+from tvm_ext.schedules.common import (
+    inline_all,
+    iter_kinds,
+    largest_divisor,
+    loop_extent,
+    root_blocks,
+)
+from tvm_ext.schedules.norm import schedule_norm
+from tvm_ext.targets import host_of, vector_lanes
 
 #: TVM's own marker of a scheduled PrimFunc (DLight and MetaSchedule set it)
 IS_SCHEDULED = "tirx.is_scheduled"
@@ -43,44 +55,8 @@ def is_scheduled(func: tirx.PrimFunc) -> bool:
     return bool(int(attrs.get(IS_SCHEDULED, 0)) or int(attrs.get(SCHEDULED_ATTR, 0)))
 
 
-def _blocks(sch: Schedule) -> list[Any]:
-    """The blocks directly under the function's root block."""
-    return list(sch.get_child_blocks(sch.get_sblock("root")))
-
-
-def _iter_kinds(sch: Schedule, block: Any) -> str:
-    """``S``/``R``/``O`` per block iterator (spatial, reduction, other)."""
-    kinds = {tirx.IterVar.DataPar: "S", tirx.IterVar.CommReduce: "R"}
-    return "".join(kinds.get(int(iv.iter_type), "O") for iv in sch.get(block).iter_vars)
-
-
 def _is_reduction(sch: Schedule, block: Any) -> bool:
-    return "R" in _iter_kinds(sch, block)
-
-
-def _inline_all(sch: Schedule, *, producers: bool = True) -> None:
-    """Inline every block into its consumers (or producers) where TVM allows it.
-
-    ``producers=False`` inlines consumers only: a padding stage inlined into a conv would put
-    a bounds test on every load of its inner loop."""
-    ways = (
-        (sch.compute_inline, sch.reverse_compute_inline)
-        if producers
-        else (sch.reverse_compute_inline,)
-    )
-    changed = True
-    while changed:
-        changed = False
-        for block in _blocks(sch):
-            if _is_reduction(sch, block):
-                continue
-            for inline in ways:
-                try:
-                    inline(block)
-                except Exception:
-                    continue
-                changed = True
-                break
+    return "R" in iter_kinds(sch, block)
 
 
 def _parallel_split(sch: Schedule, loops: list[Any]) -> Any:
@@ -94,15 +70,15 @@ def _schedule_conv(sch: Schedule, lanes: int) -> bool:
     """One reduction block, spatial loops first: register-tiled, vectorised output columns,
     the epilogue (or a copy-out of a local accumulator) computed per tile; producers (padding)
     stay stages of their own."""
-    _inline_all(sch, producers=False)
-    blocks = _blocks(sch)
+    inline_all(sch, producers=False)
+    blocks = root_blocks(sch)
     reductions = [b for b in blocks if _is_reduction(sch, b)]
     if len(reductions) != 1:
         return False
     block = reductions[0]
     position = [sch.get(b).same_as(sch.get(block)) for b in blocks].index(True)
     producers, blocks = blocks[:position], blocks[position:]
-    kinds = _iter_kinds(sch, block)
+    kinds = iter_kinds(sch, block)
     n_s = len(kinds) - len(kinds.lstrip("S"))
     loops = sch.get_loops(block)
     if n_s < 2 or "S" in kinds[n_s:] or "O" in kinds or len(loops) != len(kinds):
@@ -171,11 +147,11 @@ def _schedule_parallel(sch: Schedule, lanes: int) -> bool:
     """Any function: each root block's leading spatial loops in parallel, the rest as it is
     (LLVM vectorises contiguous inner rows). Always valid: reductions stay inside their
     block's own loops."""
-    blocks = _blocks(sch)
+    blocks = root_blocks(sch)
     if not blocks:
         return False
     for block in blocks:
-        kinds = _iter_kinds(sch, block)
+        kinds = iter_kinds(sch, block)
         loops = sch.get_loops(block)
         lead = len(kinds) - len(kinds.lstrip("S"))
         if len(loops) != len(kinds):
@@ -195,14 +171,21 @@ def _try(func: tirx.PrimFunc, rule: Callable[[Schedule, int], bool], lanes: int)
         return None
 
 
+def target_cores(target: Target) -> int:
+    """The target's ``num-cores`` (1 when it does not say)."""
+    return int(dict(host_of(target).export()).get("num-cores") or 1)
+
+
 def schedule_leftover(func: tirx.PrimFunc, target: Target) -> tuple[tirx.PrimFunc, str | None]:
     """``func`` with the first CPU rule that applies (see the module docstring) and the rule's
     name; ``(func, None)`` when none does or it is scheduled already."""
     if is_scheduled(func) or not isinstance(func, tirx.PrimFunc):
         return func, None
     lanes = vector_lanes(target)
+    cores = target_cores(target)
     main = func.with_attr("global_symbol", "main")
     candidates: list[tuple[str, Callable[[], Any]]] = [
+        ("norm", lambda: _try(main, lambda sch, n: schedule_norm(sch, n, cores), lanes)),
         ("conv", lambda: _try(main, _schedule_conv, lanes)),
         ("parallel", lambda: _try(main, _schedule_parallel, lanes)),
     ]
