@@ -13,14 +13,15 @@ affine, activation, add). The ``norm`` rule recognises that shape structurally, 
   channel of an instance norm, ``C/G`` channels of a group norm, one pixel's channels of a
   channels-last layer norm), each group contiguous in the output.
 
-The schedule: the reductions are vectorised by ``rfactor`` (a few vectors of partial sums per
-group, summed at the end); the output's loops are split per group (one loop split where a
-group boundary falls inside it), the innermost in vectors, the groups in parallel. With enough groups (``groups >= 2 * cores``) each group's statistics are computed
-inside the group's output loop (the group's data is read twice while it sits in cache); with
-fewer (a group norm with one or few groups), the reductions run in parallel chunks first, then
-the output in parallel rows. A reduction that is no whole number of vectors (a 7x9 map) stays
-a scalar sum. Schedule primitives keep the arithmetic as legalised (TVM's one-pass
-``E[x^2] - E[x]^2`` variance for instance/group norm).
+The schedule: the reductions are vectorised by ``rfactor`` (a few vectors of partial sums
+per group, summed at the end); the output's loops are split per group (one loop split where
+a group boundary falls inside it), the innermost in vectors, the groups in parallel. With
+enough groups (``groups >= 2 * cores``) each group's statistics are computed inside the
+group's output loop (the group's data is read twice while it sits in cache); with fewer (a
+group norm with one or few groups), the reductions run in parallel chunks first, then the
+output in parallel rows. A reduction that is no whole number of vectors (a 7x9 map) stays a
+scalar sum. Schedule primitives keep the arithmetic as legalised (TVM's one-pass ``E[x^2] -
+E[x]^2`` variance for instance/group norm).
 """
 
 from __future__ import annotations
