@@ -5,5 +5,6 @@ Each is an :class:`~patsparse.apps.base.App` trained on real photos
 """
 
 from patsparse.apps.base import App, AppTrainConfig, Metric
+from patsparse.apps.registry import APP_NAMES, APPS, get_app
 
-__all__ = ["App", "AppTrainConfig", "Metric"]
+__all__ = ["APPS", "APP_NAMES", "App", "AppTrainConfig", "Metric", "get_app"]

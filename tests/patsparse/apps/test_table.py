@@ -1,0 +1,52 @@
+"""Table 1: interleaved timing, the text table, and (slow) the whole table at a tiny size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from patsparse.apps import get_app
+from patsparse.apps.photos import PhotoSet, load_photo
+from patsparse.apps.prune import AppPruneConfig, app_plan
+from patsparse.apps.table import ENGINES, TableConfig, app_table, format_table, interleaved_ms
+from patsparse.pruning.pruners import MagnitudePruner
+
+
+def test_interleaved_calls_take_turns():
+    order: list[str] = []
+    times = interleaved_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
+    assert order == ["a", "b"] + ["a", "b"] * 3  # warm-up, then turns
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="sizes"):
+        TableConfig(sizes=())
+    with pytest.raises(ValueError, match="runs"):
+        TableConfig(runs=0)
+
+
+@pytest.mark.slow
+def test_whole_table_at_a_tiny_size():
+    app = get_app("sr")
+    torch.manual_seed(0)
+    dense = app.build().eval()
+    pruned = app.build().eval()
+    pruned.load_state_dict(dense.state_dict())
+    p = MagnitudePruner(app_plan(app, pruned, AppPruneConfig()))
+    p.prepare(pruned)
+    p.step()
+    p.squash_mask()
+    photos = PhotoSet(
+        train={"a": load_photo("brick")[:32, :32]},
+        held_out={"b": load_photo("coins")[:40, :40]},
+        source="test",
+    )
+    res = app_table(app, dense, pruned, photos, config=TableConfig(sizes=(16,), runs=2))
+    (row,) = res["rows"]
+    assert list(row["engines"]) == list(ENGINES)
+    for e in row["engines"].values():
+        assert e["median"] > 0 and e["max_abs_error_vs_pytorch"] < 1e-4
+    assert row["engines"]["patsparse"]["quality"] == res["quality"]["pruned"]
+    text = format_table(res)
+    assert "patsparse" in text and "16²" in text
