@@ -13,7 +13,12 @@ One run measures, on the same machine, thread count and input (batch 1, fp32):
   trial budget (measured only when tuning records exist or ``trials > 0``: untuned it runs
   naive loops).
 
-End to end it reports the median (min, max) of ``repeat`` runs per engine; per 3x3 layer the
+End to end it reports the median (min-max, interquartile range, max/min) of ``repeat``
+runs per engine, timed in interleaved rounds (every round runs each engine once, the order
+rotating), so a slow stretch of the machine hits every engine alike; a measurement whose
+max/min exceeds ``max_spread`` is flagged unsteady in the table and the JSON (``unsteady``,
+each engine's ``steady``) instead of its ratio being reported as a figure. Several models
+run each in a fresh process (:mod:`~patsparse.bench.isolate`). Per 3x3 layer the
 patsparse kernel time (the compiled model's own kernel), the blocked dense kernel time and
 the PyTorch conv time, each timed inside its engine's whole-model runs (the engines take
 turns, one run each), the FLOP reduction and efficiency = speed-up / FLOP reduction. The
@@ -28,10 +33,12 @@ kernel, since PyTorch does not run there. Tuning (``trials``) measures on the de
 per-layer table and peak memory are host measurements and are skipped.
 
 Modules: :mod:`~patsparse.bench.config` (:class:`BenchConfig`, the papers' rates),
-:mod:`~patsparse.bench.pruning`, :mod:`~patsparse.bench.torch_timing` (PyTorch timing and
-hooks), :mod:`~patsparse.bench.layers` (the per-layer table), :mod:`~patsparse.bench.memory`
-(peak memory), :mod:`~patsparse.bench.run` (:func:`run_bench`), :mod:`~patsparse.bench.format`
-(the text output). The TVM side is :mod:`patsparse.compiler.engines`.
+:mod:`~patsparse.bench.pruning`, :mod:`~patsparse.bench.torch_timing` (PyTorch timing,
+interleaved rounds, hooks), :mod:`~patsparse.bench.spread` (spreads and the unsteady flag),
+:mod:`~patsparse.bench.layers` (the per-layer table), :mod:`~patsparse.bench.memory` (peak
+memory), :mod:`~patsparse.bench.run` (:func:`run_bench`), :mod:`~patsparse.bench.isolate` (a
+model in a fresh process), :mod:`~patsparse.bench.format` (the text output). The TVM side is
+:mod:`patsparse.compiler.engines`.
 """
 
 from patsparse.bench.config import PAPER_RATES, BenchConfig, paper_rate

@@ -52,6 +52,10 @@ class BenchConfig:
     seed: int = 0
     #: "wall" (default) or "cpu" (process CPU time; for a busy machine, with threads=1)
     clock: str = "wall"
+    #: a measurement whose slowest run takes more than this times its fastest is flagged
+    #: unsteady (table and JSON): a slow stretch of the machine hit some of its runs, and its
+    #: ratios are not figures to report (e.g. a VGG-16 run with PyTorch at 492-878 ms)
+    max_spread: float = 1.5
     #: after tuning, drop the logs' workloads that are no task of this benchmark any more
     prune_logs: bool = False
     #: where the compiled engines run: "host", or "arm64" on a device behind an RPC tracker
@@ -73,6 +77,11 @@ class BenchConfig:
         if self.repeat < 3:
             raise PatsparseError(
                 f"repeat must be >= 3 for a median and a spread, got {self.repeat}"
+            )
+        if not self.max_spread > 1:
+            raise PatsparseError(
+                f"max_spread bounds max/min of the runs and must be > 1 (e.g. 1.5), got "
+                f"{self.max_spread}"
             )
         if self.clock not in CLOCKS:
             raise PatsparseError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")

@@ -11,6 +11,26 @@ def _ms(d: dict[str, float] | None) -> str:
     return f"{d['median']:.3f} ({d['min']:.3f}-{d['max']:.3f})"
 
 
+def _spread(d: dict[str, Any]) -> str:
+    """Interquartile range and max/min of an end-to-end measurement."""
+    if "q1" not in d:
+        return "-"
+    return f"{d['q1']:.3f}-{d['q3']:.3f} {d['max_over_min']:.2f}"
+
+
+def unsteady_lines(res: dict[str, Any]) -> list[str]:
+    """The warning for end-to-end measurements whose max/min exceeds the bound."""
+    flagged = res.get("unsteady") or {}
+    if not flagged:
+        return []
+    names = ", ".join(f"{n} (max/min {v:.2f})" for n, v in flagged.items())
+    return [
+        f"UNSTEADY: {names} > {res['max_spread']}: a slow stretch of the machine hit some runs;"
+        " the ratios marked '!' are not figures to report: rerun on a quiet machine (or with"
+        " --clock cpu --threads 1)"
+    ]
+
+
 def format_bench(res: dict[str, Any]) -> str:
     cfg = res["config"]
     baseline = res.get("baseline", "pytorch_dense")
@@ -29,19 +49,27 @@ def format_bench(res: dict[str, Any]) -> str:
             if res.get("logs_for_other_targets")
             else ""
         ),
-        f"{'engine':<24}{'ms median (min-max)':<30}{'vs ' + baseline:>24}",
+        f"{'engine':<24}{'ms median (min-max)':<30}{'IQR  max/min':<22}{'vs ' + baseline:>24}",
     ]
+    flagged = res.get("unsteady") or {}
     for name, d in res["end_to_end_ms"].items():
         # host runs key their speed-ups "speedup_vs_pytorch", device runs by the TVM engine
         speed = d.get(
             "speedup_vs_pytorch" if baseline == "pytorch_dense" else f"speedup_vs_{baseline}"
         )
-        lines.append(f"{name:<24}{_ms(d):<30}" + (f"{speed:>23.2f}x" if speed else f"{'-':>24}"))
+        # a ratio is as unsteady as either of its two measurements
+        mark = " !" if flagged and (name in flagged or baseline in flagged) else ""
+        lines.append(
+            f"{name:<24}{_ms(d):<30}{_spread(d):<22}"
+            + (f"{speed:>23.2f}x" if speed else f"{'-':>24}")
+            + mark
+        )
     lines.append(
         "efficiency (speed-up / FLOP reduction): "
         f"{res['end_to_end_ms']['patsparse'].get('efficiency', '-')}"
         f"; max abs error vs PyTorch (pruned) {res['max_abs_error_vs_pytorch']:.1e}"
     )
+    lines += unsteady_lines(res)
     if res.get("host_only_skipped"):
         lines.append(f"not measured on a device (host only): {', '.join(res['host_only_skipped'])}")
     if res.get("layers"):
@@ -54,11 +82,16 @@ def format_bench(res: dict[str, Any]) -> str:
                 f"{r['shape']:<22}{r['flop_reduction']:>6.2f} {_ms(r['pytorch_dense_ms']):<26}"
                 f"{_ms(r.get('patsparse_ms')):<26}{_ms(r.get('tvm_dense_blocked_ms')):<26}"
                 f"{r.get('speedup_vs_pytorch', 0):>8.2f}x{r.get('efficiency', 0):>6.2f}"
-                f"{r.get('efficiency_vs_alone', 0):>22.2f}"
+                f"{r.get('efficiency_vs_alone', 0):>22.2f}" + (" !" if r.get("unsteady") else "")
             )
         lines.append(
             "per layer: every engine timed inside its whole-model runs; 'eff vs PyTorch alone':"
             " against the PyTorch conv called on its own (warm caches)"
+            + (
+                f"; '!': a time of the row spread wider than max/min {res['max_spread']}"
+                if any(r.get("unsteady") for r in res["layers"])
+                else ""
+            )
         )
     st = res["storage_bytes"]
     lines.append(

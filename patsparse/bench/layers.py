@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from patsparse.bench.config import BenchConfig
-from patsparse.bench.torch_timing import CLOCKS, layer_calls, summary_ms, timed, torch_layer_times
+from patsparse.bench.spread import summary_ms, unsteady
+from patsparse.bench.torch_timing import CLOCKS, layer_calls, timed, torch_layer_times
 from patsparse.report import conv_kind
 
 if TYPE_CHECKING:
@@ -93,5 +94,8 @@ def layer_table(
             for other in ("tvm_dense_blocked", "tvm_dense_stock_tuned"):
                 if f"{other}_ms" in row:
                     row[f"speedup_vs_{other}"] = round(row[f"{other}_ms"]["median"] / sparse_ms, 3)
+        timings = {k[: -len("_ms")]: v for k, v in row.items() if k.endswith("_ms")}
+        # the engines whose times of this layer spread wider than the bound
+        row["unsteady"] = unsteady(timings, cfg.max_spread)
         rows.append(row)
     return rows

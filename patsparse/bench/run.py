@@ -23,7 +23,8 @@ from patsparse.bench.config import BenchConfig
 from patsparse.bench.layers import layer_table
 from patsparse.bench.memory import engines_peak_memory
 from patsparse.bench.pruning import prune_for_bench
-from patsparse.bench.torch_timing import macs, summary_ms, timed
+from patsparse.bench.spread import flag_end_to_end, summary_ms
+from patsparse.bench.torch_timing import interleaved, macs
 from patsparse.models import build_model, default_input_shape
 
 if TYPE_CHECKING:
@@ -57,11 +58,13 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
     if cfg.remote:
         log(f"end to end on {cfg.key!r} via {cfg.tracker}, {cfg.repeat} runs per engine")
         result.update(_device_end_to_end(cfg, engines, models, result["flop_reduction"]))
+        _flag_spread(cfg, result)
         # per-layer kernel times and peak memory are read off this machine's process
         result["host_only_skipped"] = ["per-layer table", "peak memory"]
         return result
-    log(f"end to end, {cfg.repeat} runs per engine")
+    log(f"end to end, {cfg.repeat} interleaved rounds of every engine")
     result["end_to_end_ms"] = _end_to_end(cfg, engines, models, result["flop_reduction"])
+    _flag_spread(cfg, result)
     if cfg.layers:
         log("per-layer kernel times")
         result["layers"] = layer_table(cfg, models.dense, models.pruned, models.x, engines)
@@ -74,6 +77,13 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )
     return result
+
+
+def _flag_spread(cfg: BenchConfig, result: dict[str, Any]) -> None:
+    """The bound, and the end-to-end measurements whose max/min exceeds it (their ratios
+    are not figures to report: a slow stretch hit some of their runs)."""
+    result["max_spread"] = cfg.max_spread
+    result["unsteady"] = flag_end_to_end(result["end_to_end_ms"], cfg.max_spread)
 
 
 def _open_target(cfg: BenchConfig) -> BenchTarget:
@@ -186,16 +196,16 @@ def _compile_engines(
 def _end_to_end(
     cfg: BenchConfig, engines: dict[str, Any], models: BenchModels, flop_reduction: float
 ) -> dict[str, Any]:
-    """Every engine and PyTorch dense timed whole here; speed-ups against PyTorch."""
+    """Every engine and PyTorch dense timed whole here, in interleaved rounds (a slow stretch
+    of the machine hits all of them alike); speed-ups against PyTorch; each engine marked
+    ``steady`` or not (max/min within ``cfg.max_spread``)."""
     from patsparse.compiler.engines import engine_call
 
-    e2e: dict[str, Any] = {}
+    calls: dict[str, Callable[[], object]] = {"pytorch_dense": lambda: models.dense(models.x)}
+    calls.update({name: engine_call(comp, models.xn) for name, comp in engines.items()})
     with torch.no_grad():
-        e2e["pytorch_dense"] = summary_ms(
-            timed(lambda: models.dense(models.x), cfg.repeat, cfg.clock)
-        )
-    for name, comp in engines.items():
-        e2e[name] = summary_ms(timed(engine_call(comp, models.xn), cfg.repeat, cfg.clock))
+        times = interleaved(calls, cfg.repeat, cfg.clock)
+    e2e: dict[str, Any] = {name: summary_ms(t) for name, t in times.items()}
     torch_ms = e2e["pytorch_dense"]["median"]
     for name in list(e2e):
         e2e[name]["speedup_vs_pytorch"] = round(torch_ms / e2e[name]["median"], 3)

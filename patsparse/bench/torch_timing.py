@@ -1,16 +1,19 @@
-"""PyTorch-side measurements of ``patsparse bench``: the clocks, timing a call, forward hooks
-on the weight layers, each layer's time inside whole-model runs, multiply-add counts."""
+"""PyTorch-side measurements of ``patsparse bench``: the clocks, timing a call, timing
+several engines in interleaved rounds, forward hooks on the weight layers, each layer's time
+inside whole-model runs, multiply-add counts."""
 
 from __future__ import annotations
 
 import contextlib
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
+
+# its old home: patsparse.apps times with it too
+from patsparse.bench.spread import summary_ms as summary_ms
 
 #: ``wall``: elapsed time; ``cpu``: this process's CPU time, which a busy shared machine does
 #: not inflate by descheduling us (use it with one thread: with more, threads that spin while
@@ -31,12 +34,29 @@ def timed(fn: Callable[[], object], repeat: int, clock: str = "wall") -> list[fl
     return times
 
 
-def summary_ms(times: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(times), 4),
-        "min": round(min(times), 4),
-        "max": round(max(times), 4),
-    }
+def interleaved(
+    calls: dict[str, Callable[[], object]], repeat: int, clock: str = "wall", *, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Milliseconds of ``repeat`` timed calls of each callable, in rounds: every round times
+    each one once, so a slow stretch of the machine hits all of them alike instead of one
+    engine's whole series. The order rotates every round (none always runs first, or right
+    after the same other one), and each timed call follows an untimed call of its own, as in
+    steady inference: its caches hold its own data, not the previous engine's. ``warmup``
+    untimed calls of each come first."""
+    now = CLOCKS[clock]
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            calls[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeat):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = calls[name]
+            fn()
+            start = now()
+            fn()
+            times[name].append((now() - start) * 1e3)
+    return times
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

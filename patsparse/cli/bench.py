@@ -59,7 +59,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="after tuning, drop the logs' workloads (and records) that are no task of the "
         "model any more, e.g. kernels from before a layout change",
     )
-    p.add_argument("--repeat", type=int, default=_default("repeat"))
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=_default("repeat"),
+        help="timed runs per engine, in interleaved rounds",
+    )
+    p.add_argument(
+        "--max-spread",
+        type=float,
+        default=_default("max_spread"),
+        help="flag a measurement whose max/min exceeds this (its ratios are not reported "
+        "as figures)",
+    )
     p.add_argument("--threads", type=int, default=_default("threads"), help="default: all cores")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
@@ -92,6 +104,7 @@ def bench_config(args: argparse.Namespace, model: str) -> BenchConfig:
         others=args.others,
         trials=args.trials,
         repeat=args.repeat,
+        max_spread=args.max_spread,
         threads=args.threads,
         layers=not args.no_layers,
         tvm_dense=not args.no_tvm_dense,
@@ -107,12 +120,14 @@ def bench_config(args: argparse.Namespace, model: str) -> BenchConfig:
 
 def run(args: argparse.Namespace) -> None:
     from patsparse.bench.format import format_bench
+    from patsparse.bench.isolate import run_bench_isolated
     from patsparse.bench.run import run_bench
 
     configs = [bench_config(args, m) for m in args.models]  # all checked before anything runs
     results = []
     for cfg in configs:
-        res = run_bench(cfg)
+        # several models: each in a fresh process (no model inherits another's process state)
+        res = run_bench_isolated(cfg) if len(configs) > 1 else run_bench(cfg)
         results.append(res)
         if not args.json:
             print(format_bench(res), flush=True)
