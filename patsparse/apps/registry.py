@@ -15,6 +15,8 @@ from patsparse.core.errors import UnknownNameError
 
 _SPECS: dict[str, str] = {
     "sr": "patsparse.apps.sr:SuperResolution",
+    "color": "patsparse.apps.color:ColorizationApp",
+    "style": "patsparse.apps.style:StyleTransferApp",
 }
 
 
