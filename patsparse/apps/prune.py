@@ -135,6 +135,10 @@ def prune_app(
     (``train``: the crop size and batch size, default ``app.train_defaults``) and loss."""
     cfg = config or AppPruneConfig()
     tcfg = dataclasses.replace(train or app.train_defaults, pairs=cfg.pairs, seed=cfg.seed)
+    if cfg.pairs < tcfg.batch_size:
+        raise ValueError(
+            f"{cfg.pairs} pairs per epoch cannot fill a batch of {tcfg.batch_size}; raise pairs"
+        )
     net = copy.deepcopy(model)
     plan = app_plan(app, net, cfg)
     loader = batches(training_pairs(app, photos, tcfg), batch_size=tcfg.batch_size, seed=cfg.seed)

@@ -35,6 +35,7 @@ from patsparse.compiler.compile import compile_torch
 from patsparse.compiler.engines import engine_call
 from tvm_ext._compat import host_target, set_threads
 from tvm_ext.passes import PatternSparseConv2D
+from tvm_ext.pipeline import CompiledModel
 
 ENGINES: tuple[str, ...] = ("pytorch_dense", "tvm_dense", "pruned_blocked", "patsparse")
 #: the model each engine runs
@@ -48,14 +49,22 @@ _MODEL_OF = {
 
 @dataclass(frozen=True)
 class TableConfig:
-    """What Table 1 measures: input sizes (square), timed runs per engine, threads."""
+    """What Table 1 measures: input sizes (square), timed runs per engine, threads, and
+    which of :data:`ENGINES` (PyTorch dense always: the speed-ups are against it)."""
 
     sizes: tuple[int, ...] = (256, 512)
     runs: int = 15
     threads: int = 2
+    engines: tuple[str, ...] = ENGINES
     version: int = 1
 
     def __post_init__(self) -> None:
+        unknown = set(self.engines) - set(ENGINES)
+        if unknown or "pytorch_dense" not in self.engines:
+            raise ValueError(
+                f"TableConfig.engines must include pytorch_dense and name only {ENGINES}, got "
+                f"{self.engines}"
+            )
         if not self.sizes or min(self.sizes) < 8:
             raise ValueError(f"TableConfig.sizes must be sizes >= 8, got {self.sizes}")
         if self.runs < 1 or self.threads < 1:
@@ -90,6 +99,12 @@ def _no_pattern_pass() -> PatternSparseConv2D:
     return PatternSparseConv2D(per_kernel_cost=1e9)
 
 
+def _compile_engine(name: str, model: nn.Module, x: torch.Tensor, target: Any) -> CompiledModel:
+    if name == "pruned_blocked":
+        return compile_torch(model, x, target=target, sparse=_no_pattern_pass())
+    return compile_torch(model, x, target=target)
+
+
 def app_rows(
     app: App,
     dense: nn.Module,
@@ -107,12 +122,9 @@ def app_rows(
         x = app.example_input(size)
         xn = np.ascontiguousarray(x.numpy())
         models = {"dense": dense.eval(), "pruned": pruned.eval()}
-        log(f"{app.name} {size}²: compiling tvm_dense, pruned_blocked, patsparse")
-        compiled = {
-            "tvm_dense": compile_torch(dense, x, target=target),
-            "pruned_blocked": compile_torch(pruned, x, target=target, sparse=_no_pattern_pass()),
-            "patsparse": compile_torch(pruned, x, target=target),
-        }
+        wanted = [e for e in config.engines if e != "pytorch_dense"]
+        log(f"{app.name} {size}²: compiling {', '.join(wanted)}")
+        compiled = {e: _compile_engine(e, models[_MODEL_OF[e]], x, target) for e in wanted}
         with torch.no_grad():
             refs = {k: m(x).numpy() for k, m in models.items()}
             calls: dict[str, Callable[[], object]] = {
@@ -123,7 +135,7 @@ def app_rows(
             times = interleaved_ms(calls, config.runs)
         torch_ms = statistics.median(times["pytorch_dense"])
         engines: dict[str, Any] = {}
-        for name in ENGINES:
+        for name in config.engines:
             s = summary_ms(times[name])
             model = _MODEL_OF[name]
             err = 0.0 if name == "pytorch_dense" else _max_err(compiled[name](xn), refs[model])

@@ -1,7 +1,7 @@
 """The ``patsparse`` command line: :func:`build_parser`, :func:`main` and its error handling.
 
 One module per subcommand (``demo``, ``prune``, ``compile``, ``tune``, ``bench``, ``rpc``,
-``devices``, ``search``, ``report``, ``patterns``, ``extract``), each with ``add_parser``
+``devices``, ``search``, ``report``, ``patterns``, ``extract``, ``app``), each with ``add_parser``
 (which sets the ``run`` function) and the command itself; shared flags in
 :mod:`~patsparse.cli.options`. Commands reach TVM through :mod:`patsparse.compiler`, imported
 when they run, so ``patsparse --help`` does not load TVM.
@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from patsparse._version import __version__
 from patsparse.cli import (
+    app,
     bench,
     compile,
     demo,
@@ -76,6 +77,7 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     report.add_parser,
     patterns.add_parser,
     extract.add_parser,
+    app.add_parser,
 )
 
 

@@ -63,3 +63,9 @@ def test_bad_config_is_rejected():
         AppPruneConfig(method="random")
     with pytest.raises(ValueError, match="compression"):
         AppPruneConfig(compression=0.5)
+
+
+def test_too_few_pairs_for_a_batch_is_an_error(photos):
+    app = SuperResolution()
+    with pytest.raises(ValueError, match="fill a batch"):
+        prune_app(app, app.build(), photos, config=AppPruneConfig(pairs=2), train=TRAIN)
