@@ -101,12 +101,12 @@ class ColorizationApp(App):
     name: ClassVar[str] = "color"
     title: ClassVar[str] = "Colorization"
     metrics: ClassVar[tuple[Metric, ...]] = (
-        Metric("chroma_psnr", "dB", "higher"),
         Metric("colorfulness_err", "H&S", "lower"),
+        Metric("chroma_psnr", "dB", "higher"),
     )
     schemes: ClassVar[tuple[str, ...]] = ("pattern+connectivity", "block-pattern")
     train_defaults: ClassVar[AppTrainConfig] = AppTrainConfig(
-        steps=1500, batch_size=16, patch=64, lr=2e-3, pairs=4096
+        steps=600, batch_size=16, patch=64, lr=2e-3, pairs=4096
     )
     color_only: ClassVar[bool] = True
     width: ClassVar[int] = 16

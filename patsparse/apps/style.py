@@ -92,7 +92,7 @@ class StyleTransferApp(App):
     )
     schemes: ClassVar[tuple[str, ...]] = ("column", "block-pattern")
     train_defaults: ClassVar[AppTrainConfig] = AppTrainConfig(
-        steps=1200, batch_size=4, patch=128, lr=2e-3, pairs=2048
+        steps=600, batch_size=4, patch=96, lr=2e-3, pairs=2048
     )
     color_only: ClassVar[bool] = True
     widths: ClassVar[tuple[int, int, int]] = (16, 32, 64)
