@@ -12,6 +12,12 @@ consumers' padding, the max pool fused into its epilogue) and the consumers to r
 place, their input-channel indices permuted at compile time. NCHW is written only where a
 value leaves the chain (a non-rewritten op, a function output).
 
+Depthwise kernels (:class:`DepthwiseConv2D`) chain too: a depthwise conv is per channel, so
+it runs in the order of the block conv before it (weights and bias permuted at compile time),
+reads that conv's rows of lanes in place (a ReLU6 / clip between them applied as it reads)
+and writes the same rows of lanes for the convs after it (MobileNet-V2's 1x1 -> depthwise ->
+1x1 block without an NCHW tensor in between). An edge into a depthwise conv is never planar.
+
 Where it belongs: right after the conv rewrites, before the rest of the pipeline::
 
     seq = tvm.transform.Sequential([PatternSparseConv2D(), BlockedConv2D(),
@@ -34,9 +40,23 @@ import numpy as np
 from tvm_ext._compat import IRConstant, Target, relax, te, tirx, tvm
 from tvm_ext.conv_rewriter import CONV_ATTR, OPAQUE
 from tvm_ext.layout import SparseConvLayout
+from tvm_ext.passes.depthwise_conv2d import DEPTHWISE_ATTR, clip_bounds, read_depthwise
 from tvm_ext.relax_match import is_op, lookup
-from tvm_ext.schedules.dispatch import SCHEDULED_ATTR, schedule_pattern_primfunc
+from tvm_ext.schedules.dispatch import (
+    SCHEDULED_ATTR,
+    schedule_depthwise_primfunc,
+    schedule_pattern_primfunc,
+)
 from tvm_ext.te.conv_spec import BlockedActivation, ConvGeometry, Epilogue
+from tvm_ext.te.depthwise_conv import (
+    DepthwiseChain,
+    DepthwiseEpilogue,
+    DepthwisePlan,
+    depthwise_arguments,
+    depthwise_compute,
+    depthwise_weight,
+    plan_depthwise,
+)
 from tvm_ext.te.pattern_conv import pattern_conv2d_compute
 
 
@@ -58,6 +78,8 @@ class ChainOptions:
     #: its working set leaves L1 (512 channels at 28x28 and 14x14: 3-20 % slower than NCHW;
     #: up to 256 channels blocked wins or ties)
     max_channels: int = 256
+    #: chain depthwise kernels (and a clip before them) between block-layout convs
+    depthwise: bool = True
     #: the target the rewriters scheduled for (default: ``with target:`` scope, else host)
     target: Any = None
 
@@ -73,9 +95,11 @@ class ChainRecord:
     """One block-layout conv call after the pass (JSON-ready through :meth:`to_dict`)."""
 
     function: str
+    #: ``block`` (a block-layout conv) or ``depthwise``
+    kind: str = "block"
     #: logical NCHW input and (pre-pool) output of the conv
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
     chained_input: bool = False
     chained_output: bool = False
     #: the chained output is planar (NCHW order with a border), not the conv's rows of lanes
@@ -116,6 +140,62 @@ class _Conv:
         return BlockedActivation(self.layout.rows, self.layout.block, border)
 
 
+@dataclass(frozen=True)
+class _Depthwise:
+    """A call of a depthwise kernel, decoded from its arguments and description."""
+
+    call: relax.Call
+    name: str
+    scheduled: bool
+    plan: DepthwisePlan
+    epilogue: DepthwiseEpilogue
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        n, c = self.plan.in_shape[:2]
+        return (n, c, *self.plan.out_hw)
+
+
+def _decode_depthwise(call: relax.Call, mod: tvm.IRModule) -> _Depthwise | None:
+    """The depthwise conv behind ``call_tir(depthwise kernel, ...)`` (no fused residual)."""
+    if not is_op(call, "relax.call_tir"):
+        return None
+    gv = call.args[0]
+    func = mod[gv] if any(g.same_as(gv) for g in mod.get_global_vars()) else None
+    attrs = func.attrs if isinstance(func, tirx.PrimFunc) and func.attrs is not None else {}
+    if DEPTHWISE_ATTR not in attrs:
+        return None
+    plan, epilogue = read_depthwise(str(attrs[DEPTHWISE_ATTR]))
+    args = list(call.args[1].fields)
+    arrays = 3 if plan.table else 1
+    consts = args[1 : 1 + arrays + int(epilogue.bias)]
+    if epilogue.residual or not all(isinstance(a, IRConstant) for a in consts):
+        return None
+    values = [a.value.numpy() for a in consts]
+    return _Depthwise(
+        call=call,
+        name=gv.name_hint,
+        scheduled=bool(int(attrs.get(SCHEDULED_ATTR, 0))),
+        plan=plan,
+        epilogue=epilogue,
+        weight=depthwise_weight(plan, values[:arrays]),
+        bias=values[arrays] if epilogue.bias else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Uses:
+    """Who reads a producer's output: (user var, ``input`` / ``residual``), the bindings in
+    between (aliases, a fused pool or clip), the pool window, the clip bounds."""
+
+    roles: list[tuple[Any, str]]
+    aliases: list[Any]
+    pool: int = 1
+    clip: tuple[float, float] | None = None
+
+
 @dataclass
 class _Plan:
     """How one conv call is rebuilt."""
@@ -127,6 +207,8 @@ class _Plan:
     in_inverse: np.ndarray | None = None
     residual_layout: BlockedActivation | None = None
     residual_inverse: np.ndarray | None = None
+    #: depthwise consumers: the clip applied to the chained input as it is read
+    in_clip: tuple[float, float] | None = None
 
 
 def _decode(call: relax.Call, mod: tvm.IRModule) -> _Conv | None:
@@ -273,7 +355,9 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         self.records: list[ChainRecord] = []
         self.record_of: dict[Any, ChainRecord] = {}
         self.new_funcs: list[tuple[tvm.ir.GlobalVar, bool]] = []
+        self.new_dw_funcs: list[tuple[tvm.ir.GlobalVar, bool]] = []
         self.convs: dict[Any, _Conv] = {}
+        self.dws: dict[Any, _Depthwise] = {}
         self.plans: dict[Any, _Plan] = {}
         #: alias / pool bindings dropped, and the producer var they stand for
         self.skipped: dict[Any, Any] = {}
@@ -283,31 +367,68 @@ class _Chainer(relax.expr_functor.PyExprMutator):
     def _plan(self, func: relax.Function) -> None:
         graph = _Graph(func)
         self.convs, self.plans, self.skipped, self.new_vars = {}, {}, {}, {}
-        self.record_of = {}
+        self.dws, self.record_of = {}, {}
         for var, value in graph.values.items():
-            conv = _decode(value, self.mod_) if isinstance(value, relax.Call) else None
+            if not isinstance(value, relax.Call):
+                continue
+            conv = _decode(value, self.mod_)
             if conv is not None:
                 self.convs[var] = conv
+            dw = _decode_depthwise(value, self.mod_) if self.options.depthwise else None
+            if dw is not None:
+                self.dws[var] = dw
         reasons: dict[Any, str] = {}
-        for var, conv in self.convs.items():
-            reason = self._plan_producer(graph, var, conv)
-            if reason:
-                reasons[var] = reason
-        for var, conv in self.convs.items():
+        self._keep_chainable_depthwise(graph, reasons)
+        # in binding order: a depthwise conv's output layout follows its (planned) input
+        order = [b.var for block in func.body.blocks for b in block.bindings]
+        for var in order:
+            if lookup(self.convs, var) is not None or lookup(self.dws, var) is not None:
+                reason = self._plan_producer(graph, var)
+                if reason:
+                    reasons[var] = reason
+        for var in order:
+            conv, dw = lookup(self.convs, var), lookup(self.dws, var)
+            if conv is None and dw is None:
+                continue
             plan = _get(self.plans, var, None)
-            oh, ow = conv.geometry.out_hw
+            if conv is not None:
+                oh, ow = conv.geometry.out_hw
+                shapes = (
+                    conv.geometry.in_shape,
+                    (conv.geometry.in_shape[0], conv.layout.shape[0], oh, ow),
+                )
+            else:
+                shapes = dw.plan.in_shape, dw.out_shape
             self.record_of[var] = ChainRecord(
-                function=conv.name,
-                in_shape=conv.geometry.in_shape,
-                out_shape=(conv.geometry.in_shape[0], conv.layout.shape[0], oh, ow),
+                function=(conv or dw).name,
+                kind="block" if conv is not None else "depthwise",
+                in_shape=shapes[0],
+                out_shape=shapes[1],
                 chained_input=plan is not None and plan.in_layout is not None,
                 chained_output=plan is not None and plan.out_border is not None,
                 planar=plan is not None and plan.planar,
                 pool=plan.pool if plan is not None else 1,
                 chained_residual=plan is not None and plan.residual_layout is not None,
                 reason=_get(reasons, var, ""),
+                fused=("clip",) if plan is not None and plan.in_clip is not None else (),
             )
             self.records.append(self.record_of[var])
+
+    def _keep_chainable_depthwise(self, graph: _Graph, reasons: dict[Any, str]) -> None:
+        """Keep in ``self.dws`` the depthwise convs whose every user reads the chained
+        layout (a depthwise kernel takes a chained input only if it writes one too)."""
+        changed = True
+        while changed:
+            changed = False
+            for var, dw in list(self.dws.items()):
+                oh, ow = dw.plan.out_hw
+                found = self._uses(graph, var, block=False)
+                if oh * ow < self.options.min_pixels:
+                    found = f"output {oh}x{ow} below min_pixels {self.options.min_pixels}"
+                if isinstance(found, str):
+                    reasons[var] = found
+                    self.dws = {v: d for v, d in self.dws.items() if not v.same_as(var)}
+                    changed = True
 
     def _plan_of(self, var: Any) -> _Plan:
         plan = _get(self.plans, var, None)
@@ -316,35 +437,44 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             self.plans[var] = plan
         return plan
 
-    def _plan_producer(self, graph: _Graph, var: Any, conv: _Conv) -> str:
-        """Chain ``var``'s output if every use can read the chained layout; else the reason."""
-        oh, ow = conv.geometry.out_hw
-        if oh * ow < self.options.min_pixels:
-            return f"output {oh}x{ow} below min_pixels {self.options.min_pixels}"
-
+    def _uses(self, graph: _Graph, var: Any, *, block: bool) -> _Uses | str:
+        """How ``var``'s output is used if every use can read the chained layout (through a
+        max pool or, before depthwise convs, a clip, after a block conv); else the reason."""
         found = graph.uses(var)
         if found is None:
             return "the output leaves the function"
         users, aliases = found
-        pool = 1
-        if len(users) == 1 and _pool_window(users[0][1]) is not None and self.options.pool:
-            pool_var, pool_call = users[0]
-            found = graph.uses(pool_var)
-            if found is None:
-                return "the max pool's output leaves the function"
-            users, more = found
-            pool = int(_pool_window(pool_call) or 1)
-            aliases = [*aliases, pool_var, *more]
+        pool, clip = 1, None
+        if block and len(users) == 1:
+            one_var, one = users[0]
+            bounds = clip_bounds(one) if self.options.depthwise else None
+            if _pool_window(one) is not None and self.options.pool:
+                found = graph.uses(one_var)
+                if found is None:
+                    return "the max pool's output leaves the function"
+                users, more = found
+                pool = int(_pool_window(one) or 1)
+                aliases = [*aliases, one_var, *more]
+            elif bounds is not None and bounds[0] <= 0.0 <= bounds[1]:
+                found = graph.uses(one_var)
+                if found is not None and found[0]:
+                    after, more = found
+                    if all(lookup(self.dws, u) is not None for u, _ in after):
+                        users, aliases, clip = after, [*aliases, one_var, *more], bounds
         if not users:
             return "no users"
         roles: list[tuple[Any, str]] = []
         for user, value in users:
             consumer = lookup(self.convs, user)
-            if consumer is None:
+            dw = lookup(self.dws, user)
+            if consumer is None and dw is None:
                 op = value.op.name if isinstance(value, relax.Call) else type(value).__name__
                 return f"used by {op}, not a block-layout conv"
             args = list(value.args[1].fields)
             as_input = args[0].same_as(var) or _in(aliases, args[0])
+            if dw is not None:
+                roles.append((user, "input"))
+                continue
             as_residual = consumer.residual is not None and (
                 consumer.residual.same_as(var) or _in(aliases, consumer.residual)
             )
@@ -354,22 +484,56 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                 roles.append((user, "input"))
             if as_residual:
                 roles.append((user, "residual"))
-        border = max(
-            [max(self.convs[u].geometry.padding) for u, role in roles if role == "input"] or [0]
-        )
-        k = conv.layout.shape[0]
-        planar = k > self.options.max_channels
-        act = BlockedActivation(k, 1, border) if planar else conv.activation(border)
-        positions = np.arange(k, dtype=np.int32) if planar else conv.layout.inverse
+        return _Uses(roles, aliases, pool, clip)
+
+    def _padding_of(self, var: Any) -> int:
+        conv = lookup(self.convs, var)
+        if conv is not None:
+            return max(conv.geometry.padding)
+        return max(self.dws_of(var).plan.padding)
+
+    def dws_of(self, var: Any) -> _Depthwise:
+        dw: _Depthwise = lookup(self.dws, var)
+        return dw
+
+    def _plan_producer(self, graph: _Graph, var: Any) -> str:
+        """Chain ``var``'s output if every use can read the chained layout; else the reason."""
+        conv = lookup(self.convs, var)
+        if conv is not None:
+            oh, ow = conv.geometry.out_hw
+            if oh * ow < self.options.min_pixels:
+                return f"output {oh}x{ow} below min_pixels {self.options.min_pixels}"
+        found = self._uses(graph, var, block=conv is not None)
+        if isinstance(found, str):
+            return found
+        roles = found.roles
+        border = max([self._padding_of(u) for u, role in roles if role == "input"] or [0])
         plan = self._plan_of(var)
-        plan.out_border, plan.pool, plan.planar = border, pool, planar
+        if conv is not None:
+            k = conv.layout.shape[0]
+            into_dw = any(lookup(self.dws, u) is not None for u, _ in roles)
+            planar = k > self.options.max_channels and not into_dw
+            act = BlockedActivation(k, 1, border) if planar else conv.activation(border)
+            positions = np.arange(k, dtype=np.int32) if planar else conv.layout.inverse
+        else:  # depthwise: the layout of its chained input, or its own blocks of lanes
+            planar = False
+            if plan.in_layout is not None and plan.in_inverse is not None:
+                rows, lanes = plan.in_layout.rows, plan.in_layout.lanes
+                positions = plan.in_inverse
+            else:
+                c, lanes = self.dws_of(var).plan.in_shape[1], self.dws_of(var).plan.lanes
+                rows, positions = -(-c // lanes), np.arange(c, dtype=np.int32)
+            act = BlockedActivation(rows, lanes, border)
+        plan.out_border, plan.pool, plan.planar = border, found.pool, planar
         for user, role in roles:
             target = self._plan_of(user)
             if role == "input":
                 target.in_layout, target.in_inverse = act, positions
+                if lookup(self.dws, user) is not None:
+                    target.in_clip = found.clip
             else:
                 target.residual_layout, target.residual_inverse = act, positions
-        for alias in aliases:
+        for alias in found.aliases:
             self.skipped[alias] = var
         return ""
 
@@ -384,7 +548,8 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         if plan is None:
             super().visit_var_binding_(binding)
             return
-        call = self._rebuild(self.convs[var], plan)
+        conv = lookup(self.convs, var)
+        call = self._rebuild(conv, plan) if conv is not None else self._rebuild_dw(var, plan)
         new = self.builder_.emit(call, name_hint=var.name)
         self.record_of[var].function = call.args[0].name_hint
         self.new_vars[var] = new
@@ -440,6 +605,41 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         self.new_funcs.append((out.args[0], conv.scheduled))
         return out
 
+    def _rebuild_dw(self, var: Any, plan: _Plan) -> relax.Expr:
+        """A depthwise kernel on the ``channels`` strategy in the chained layouts: its
+        channels at the positions of its chained input (else its own order), weights and
+        bias permuted to them."""
+        dw = self.dws_of(var)
+        if plan.out_border is None:  # _keep_chainable_depthwise guarantees a chained output
+            raise RuntimeError(f"{dw.name}: a chained depthwise kernel must write a chain")
+        n, c, h, w = dw.plan.in_shape
+        weight = dw.weight
+        if plan.in_layout is not None and plan.in_inverse is not None:
+            lanes, count = plan.in_layout.lanes, plan.in_layout.rows * plan.in_layout.lanes
+            positions = plan.in_inverse
+            weight = np.zeros((count, 1, 3, 3), np.float32)
+            weight[positions] = dw.weight
+            in_shape = (n, count, h, w)
+        else:
+            lanes, positions, in_shape = dw.plan.lanes, np.arange(c), dw.plan.in_shape
+        dplan = plan_depthwise(
+            weight, in_shape, dw.plan.stride, dw.plan.padding, lanes=lanes, strategy="channels"
+        )
+        chain = DepthwiseChain(plan.in_layout, plan.in_clip, plan.out_border)
+        args: list[relax.Expr] = [self.visit_expr(dw.call.args[1].fields[0])]
+        args += [relax.const(a) for a in depthwise_arguments(dplan, weight)]
+        if dw.bias is not None:
+            bias = np.zeros(dplan.blocks * lanes, np.float32)
+            bias[positions] = dw.bias
+            args.append(relax.const(bias))
+
+        def fn(*inputs: te.Tensor) -> te.Tensor:
+            return depthwise_compute(inputs, dplan, dw.epilogue, chain)
+
+        out = self.builder_.call_te(fn, *args, primfunc_name_hint=f"{dw.name}_chained")
+        self.new_dw_funcs.append((out.args[0], dw.scheduled))
+        return out
+
     def run(self) -> tvm.IRModule:
         from tvm_ext.targets import is_gpu
 
@@ -460,6 +660,11 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             if scheduled:
                 func = schedule_pattern_primfunc(func, target=target) or func
             mod[gv] = func
+        for gv, scheduled in self.new_dw_funcs:
+            func = mod[gv].with_attr("op_pattern", OPAQUE)
+            if scheduled:
+                func = schedule_depthwise_primfunc(func, target=target) or func
+            mod[gv] = func
         return _drop_unused_kernels(mod)
 
 
@@ -476,10 +681,12 @@ def _drop_unused_kernels(mod: tvm.IRModule) -> tvm.IRModule:
             relax.analysis.post_order_visit(func, visit)
     out = tvm.IRModule({}, attrs=mod.attrs) if mod.attrs is not None else tvm.IRModule({})
     for gv, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc) and func.attrs is not None and CONV_ATTR in func.attrs:
-            if gv.name_hint not in used:
+        if isinstance(func, tirx.PrimFunc) and func.attrs is not None:
+            described = [a for a in (CONV_ATTR, DEPTHWISE_ATTR) if a in func.attrs]
+            if described and gv.name_hint not in used:
                 continue
-            func = func.without_attr(CONV_ATTR)
+            for attr in described:
+                func = func.without_attr(attr)
         out[gv] = func
     return out
 
@@ -490,7 +697,7 @@ class ChainConvLayouts:
 
     Options (keyword-only, :class:`ChainOptions`): ``enabled``, ``pool`` (fuse max pools
     between convs), ``residual`` (chained residuals), ``min_pixels`` / ``max_channels``
-    (which activations to chain), ``target``. After the
+    (which activations to chain), ``depthwise`` (chain depthwise kernels), ``target``. After the
     pass runs, ``records`` lists one :class:`ChainRecord` per block-layout conv call.
     """
 
@@ -502,6 +709,7 @@ class ChainConvLayouts:
         residual: bool = True,
         min_pixels: int = ChainOptions.min_pixels,
         max_channels: int = ChainOptions.max_channels,
+        depthwise: bool = ChainOptions.depthwise,
         target: Target | None = None,
     ) -> None:
         self.options = ChainOptions(
@@ -510,6 +718,7 @@ class ChainConvLayouts:
             residual=residual,
             min_pixels=min_pixels,
             max_channels=max_channels,
+            depthwise=depthwise,
             target=target,
         )
         self.records: list[ChainRecord] = []

@@ -20,11 +20,13 @@ Every conv it does not take is left exactly as it was; for grouped convs (severa
 group, other kernel sizes, weights as inputs, GPU targets) :attr:`DepthwiseConv2D.records` says
 why; with ``verify=True`` each rewritten layer is checked against
 :func:`tvm_ext.reference.conv2d_nchw` (``groups=C``) on random input and left as it was if it
-disagrees."""
+disagrees. Each new kernel carries its plan (:data:`DEPTHWISE_ATTR`) for
+:class:`~tvm_ext.passes.ChainConvLayouts`, which removes it."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,7 @@ from tvm_ext.te.depthwise_conv import (
     STRATEGIES,
     DepthwiseEpilogue,
     DepthwisePlan,
+    Strategy,
     depthwise_arguments,
     depthwise_compute,
     depthwise_te,
@@ -58,6 +61,45 @@ from tvm_ext.verify import tolerance_scale
 FUNC_PREFIX = "depthwise_conv2d"
 #: Opaque op pattern: FuseOps leaves the (already scheduled, already fused) kernel alone.
 OPAQUE = 8
+#: PrimFunc attribute on depthwise kernels without a fused residual: their plan and epilogue
+#: (JSON, :func:`describe_depthwise`), what :class:`ChainConvLayouts` rebuilds them from
+DEPTHWISE_ATTR = "patsparse.depthwise"
+
+
+def describe_depthwise(plan: DepthwisePlan, epilogue: DepthwiseEpilogue) -> str:
+    """The JSON of :data:`DEPTHWISE_ATTR` (:func:`read_depthwise` reads it back)."""
+    return json.dumps(
+        {
+            "in_shape": list(plan.in_shape),
+            "stride": list(plan.stride),
+            "padding": list(plan.padding),
+            "strategy": plan.strategy,
+            "lanes": plan.lanes,
+            "taps": None if plan.taps is None else [list(t) for t in plan.taps],
+            "slots": plan.slots,
+            "bias": epilogue.bias,
+            "residual": epilogue.residual,
+            "clip": None if epilogue.clip is None else list(epilogue.clip),
+        }
+    )
+
+
+def read_depthwise(text: str) -> tuple[DepthwisePlan, DepthwiseEpilogue]:
+    """The plan and epilogue of a :data:`DEPTHWISE_ATTR` description."""
+    d = json.loads(text)
+    taps = None if d["taps"] is None else tuple((int(r), int(s)) for r, s in d["taps"])
+    strategy: Strategy = "rows" if d["strategy"] == "rows" else "channels"
+    plan = DepthwisePlan(
+        in_shape=tuple(d["in_shape"]),
+        stride=tuple(d["stride"]),
+        padding=tuple(d["padding"]),
+        strategy=strategy,
+        lanes=int(d["lanes"]),
+        taps=taps,
+        slots=int(d["slots"]),
+    )
+    clip = None if d["clip"] is None else (float(d["clip"][0]), float(d["clip"][1]))
+    return plan, DepthwiseEpilogue(bias=d["bias"], residual=d["residual"], clip=clip)
 
 
 @dataclass
@@ -173,6 +215,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         self.absorbed: set[Any] = set()
         self.conv_index: dict[Any, int] = {}
         self.new_funcs: list[tvm.ir.GlobalVar] = []
+        self.descriptions: dict[str, str] = {}
         self._next_index = 0
 
     def run(self) -> tvm.IRModule:
@@ -184,7 +227,10 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
                 self.builder_.update_func(gv, new)
         mod = self.builder_.get()
         for gv in self.new_funcs:
-            mod[gv] = mod[gv].with_attr("op_pattern", OPAQUE)
+            func = mod[gv].with_attr("op_pattern", OPAQUE)
+            if gv.name_hint in self.descriptions:
+                func = func.with_attr(DEPTHWISE_ATTR, self.descriptions[gv.name_hint])
+            mod[gv] = func
         return mod
 
     def _eligible(self, conv: relax.Call) -> str | None:
@@ -294,6 +340,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         )
         gv = out.args[0]
         self.new_funcs.append(gv)
+        if not epilogue.residual:
+            self.descriptions[gv.name_hint] = describe_depthwise(plan, epilogue)
         bias = chain.bias if chain is not None else None
         self.built[index] = _Built(gv, weight, plan, epilogue, bias)
         self._record(
@@ -313,7 +361,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         return out
 
 
-def _clip_bounds(call: relax.Call) -> tuple[float, float] | None:
+def clip_bounds(call: relax.Call) -> tuple[float, float] | None:
     """``(lo, hi)`` of a ReLU or a clip with constant bounds, else None."""
     if is_op(call, "relax.nn.relu"):
         return (0.0, float("inf"))
@@ -347,7 +395,7 @@ def _follow_chain(
         if lookup_set(claimed, nxt):
             break
         val = var2val[nxt]
-        bounds = _clip_bounds(val)
+        bounds = clip_bounds(val)
         if bounds is not None and val.args[0].same_as(cur):
             clip = bounds
             ops.append("relu" if is_op(val, "relax.nn.relu") else "clip")

@@ -4,7 +4,9 @@
 rows are computed (in cache), the output width vectorised, taps unrolled. ``channels``
 kernels: (channel block x band of output rows) in parallel, the band's input transposed to
 the block's lanes just before it is used, every tap one vector of the block's channels,
-output rows written back to NCHW vectorised over the width. :mod:`.dispatch` calls this
+output rows written back to NCHW vectorised over the width; chained (the output in the
+block's lanes with a zero border) the output band is written as it is computed, vectorised
+over the lanes. :mod:`.dispatch` calls this
 (:func:`~tvm_ext.schedules.dispatch.schedule_depthwise_primfunc`).
 """
 
@@ -115,6 +117,18 @@ def _schedule_channels(sch: Schedule) -> None:
     lanes = loop_extent(sch, sch.get_loops(conv)[-1])
     width = loop_extent(sch, sch.get_loops(pack)[3])
     stride, _ = _stride(sch, conv)
+    if len(sch.get_loops(ep)) == 5:  # chained: (n, block, row, col, lane) with a border
+        n, cb, y, z, lane = sch.get_loops(ep)
+        rows = _rows_per_task(loop_extent(sch, y), stride, width, lanes)
+        yo, yi = sch.split(y, [None, rows])
+        outer = sch.fuse(n, cb, yo)
+        sch.parallel(outer)
+        sch.compute_at(conv, yi)
+        sch.compute_at(pack, outer)
+        sch.vectorize(sch.get_loops(conv)[-1])
+        sch.vectorize(sch.get_loops(pack)[-1])
+        sch.vectorize(lane)
+        return
     n, c, y, z = sch.get_loops(ep)
     rows = _rows_per_task(loop_extent(sch, y), stride, width, lanes)
     cb, lane = sch.split(c, [None, lanes])

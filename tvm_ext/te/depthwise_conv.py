@@ -19,7 +19,15 @@ Two ways to vectorise, picked per layer by :func:`plan_depthwise` (both NCHW in 
   writes NCHW. A strided conv read along the width would need strided vector loads.
 
 Inputs in call order: ``x, w[, dy, dx][, bias][, residual]`` (:func:`depthwise_arguments`
-gives the constant ``w``, ``dy``, ``dx`` for a weight).
+gives the constant ``w``, ``dy``, ``dx`` for a weight; :func:`depthwise_weight` the inverse).
+
+Chained (:class:`DepthwiseChain`, built by ``tvm_ext.passes.ChainConvLayouts``): the
+``channels`` kernel reads its input as the block conv before it wrote it
+(:class:`~tvm_ext.te.conv_spec.BlockedActivation`, that conv's rows of lanes in its filter
+order: the depthwise conv is per channel, so it runs in the same order, its weights permuted
+at compile time), optionally clipped as it is read (the ReLU6 between them), and writes its
+output in the same rows of lanes with a zero border for the next conv: no transpose in,
+no gather out.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tvm_ext._compat import te, tirx
+from tvm_ext.te.conv_spec import BlockedActivation
 
 PAD_BLOCK, PACK_BLOCK = "dw_pad", "dw_pack"
 CONV_BLOCK, EPILOGUE_BLOCK = "dw_conv", "dw_epilogue"
@@ -97,6 +106,26 @@ class DepthwisePlan:
     def table(self) -> bool:
         """Tap offsets read from ``dy``/``dx`` (channels keep different patterns)."""
         return self.taps is None
+
+
+@dataclass(frozen=True)
+class DepthwiseChain:
+    """How a chained ``channels`` kernel stores its activations. ``in_layout``: the input as a
+    chained buffer read in place (its border covers the padding; ``None``: NCHW, padded by
+    ``dw_pack``); ``in_clip``: a clip (containing 0, so the border stays zero) applied to the
+    input as it is read; the output is ``(N, blocks, OH + 2 * out_border, OW + 2 * out_border,
+    lanes)`` with a zero border. The plan's channels are then positions (``blocks * lanes``
+    with a chained input) and ``bias`` has one value per position."""
+
+    in_layout: BlockedActivation | None = None
+    in_clip: tuple[float, float] | None = None
+    out_border: int = 0
+
+    def __post_init__(self) -> None:
+        if self.in_clip is not None and not self.in_clip[0] <= 0.0 <= self.in_clip[1]:
+            raise ValueError(f"in_clip {self.in_clip} must contain 0 (the border stays zero)")
+        if self.out_border < 0:
+            raise ValueError(f"out_border must be >= 0, got {self.out_border}")
 
 
 def kept_taps(weight: np.ndarray) -> list[tuple[int, int]]:
@@ -169,28 +198,77 @@ def depthwise_arguments(plan: DepthwisePlan, weight: np.ndarray) -> list[np.ndar
     return [values, dy, dx]
 
 
+def depthwise_weight(plan: DepthwisePlan, arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """The ``(C, 1, 3, 3)`` weight behind :func:`depthwise_arguments` (its inverse)."""
+    c = plan.in_shape[1]
+    w9 = np.zeros((c, 3, 3), np.float32)
+    if plan.taps is None:
+        values, dy, dx = arrays
+        for j in range(plan.slots):
+            np.add.at(w9, (np.arange(c), dy[:, j], dx[:, j]), values[:, j])
+    else:
+        values = arrays[0]
+        if plan.strategy == "channels":
+            values = values.transpose(0, 2, 1).reshape(plan.blocks * plan.lanes, plan.slots)[:c]
+        for j, (r, s) in enumerate(plan.taps):
+            w9[:, r, s] = values[:, j]
+    return w9.reshape(c, 1, 3, 3)
+
+
 def depthwise_placeholders(
-    plan: DepthwisePlan, epilogue: DepthwiseEpilogue, *, dtype: str = "float32"
+    plan: DepthwisePlan,
+    epilogue: DepthwiseEpilogue,
+    *,
+    dtype: str = "float32",
+    chain: DepthwiseChain | None = None,
 ) -> list[te.Tensor]:
     """Inputs in call order: ``x, w[, dy, dx][, bias][, residual]``."""
-    n, c, _, _ = plan.in_shape
+    n, c, h, wd = plan.in_shape
     oh, ow = plan.out_hw
     w_shape = (c, plan.slots) if plan.strategy == "rows" else (plan.blocks, plan.slots, plan.lanes)
-    out = [te.placeholder(plan.in_shape, dtype, name="x"), te.placeholder(w_shape, dtype, name="w")]
+    x_shape: tuple[int, ...] = plan.in_shape
+    if chain is not None:
+        _check_chain(plan, epilogue, chain)
+        if chain.in_layout is not None:
+            x_shape = chain.in_layout.shape(n, h, wd)
+    out = [te.placeholder(x_shape, dtype, name="x"), te.placeholder(w_shape, dtype, name="w")]
     if plan.table:
         out += [te.placeholder((c, plan.slots), "int32", name=name) for name in ("dy", "dx")]
     if epilogue.bias:
-        out.append(te.placeholder((c,), dtype, name="bias"))
+        bias_len = c if chain is None else plan.blocks * plan.lanes
+        out.append(te.placeholder((bias_len,), dtype, name="bias"))
     if epilogue.residual:
         out.append(te.placeholder((n, c, oh, ow), dtype, name="residual"))
     return out
 
 
+def _check_chain(plan: DepthwisePlan, epilogue: DepthwiseEpilogue, chain: DepthwiseChain) -> None:
+    if plan.strategy != "channels":
+        raise ValueError("a chained depthwise kernel uses the 'channels' strategy")
+    if epilogue.residual:
+        raise ValueError("a chained depthwise kernel fuses no residual")
+    lay = chain.in_layout
+    if lay is not None:
+        if (lay.rows, lay.lanes) != (plan.blocks, plan.lanes):
+            raise ValueError(
+                f"chained input of {lay.rows} rows x {lay.lanes} lanes does not match the "
+                f"plan's {plan.blocks} blocks x {plan.lanes} lanes"
+            )
+        if max(plan.padding) > lay.border:
+            raise ValueError(
+                f"padding {plan.padding} needs a border >= {max(plan.padding)}, "
+                f"the chained input has {lay.border}"
+            )
+
+
 def depthwise_compute(
-    inputs: Sequence[te.Tensor], plan: DepthwisePlan, epilogue: DepthwiseEpilogue
+    inputs: Sequence[te.Tensor],
+    plan: DepthwisePlan,
+    epilogue: DepthwiseEpilogue,
+    chain: DepthwiseChain | None = None,
 ) -> te.Tensor:
-    """The kernel's output ``(N, C, OH, OW)`` from inputs in :func:`depthwise_placeholders`
-    order."""
+    """The kernel's output ``(N, C, OH, OW)`` (chained: :class:`DepthwiseChain`'s buffer) from
+    inputs in :func:`depthwise_placeholders` order."""
     items = list(inputs)
     x, w = items.pop(0), items.pop(0)
     dy, dx = (items.pop(0), items.pop(0)) if plan.table else (None, None)
@@ -210,15 +288,20 @@ def depthwise_compute(
                 acc = tirx.min(acc, tirx.const(hi, dtype))
         return acc
 
+    if chain is not None:
+        _check_chain(plan, epilogue, chain)
+        return _chained(x, w, plan, chain, finish)
     if plan.strategy == "rows":
         return _rows(x, w, dy, dx, plan, finish)
     return _channels(x, w, plan, finish)
 
 
-def depthwise_te(plan: DepthwisePlan, epilogue: DepthwiseEpilogue) -> list[te.Tensor]:
+def depthwise_te(
+    plan: DepthwisePlan, epilogue: DepthwiseEpilogue, chain: DepthwiseChain | None = None
+) -> list[te.Tensor]:
     """Placeholders and output, for ``te.create_prim_func``."""
-    ins = depthwise_placeholders(plan, epilogue)
-    return [*ins, depthwise_compute(ins, plan, epilogue)]
+    ins = depthwise_placeholders(plan, epilogue, chain=chain)
+    return [*ins, depthwise_compute(ins, plan, epilogue, chain)]
 
 
 def _padded(x: te.Tensor, plan: DepthwisePlan, n: Any, c: Any, h: Any, w: Any) -> Any:
@@ -268,17 +351,35 @@ def _rows(
     return te.compute((n, c, oh, ow), conv, name=CONV_BLOCK, attrs=attrs)
 
 
-def _channels(x: te.Tensor, w: te.Tensor, plan: DepthwisePlan, finish: Any) -> te.Tensor:
+def _channels(
+    x: te.Tensor, w: te.Tensor, plan: DepthwisePlan, finish: Any, packed: te.Tensor | None = None
+) -> te.Tensor:
     n, c, _, _ = plan.in_shape
+    oh, ow = plan.out_hw
+    out = _blocked_conv(x, w, plan, packed)
+    lanes = plan.lanes
+    return te.compute(
+        (n, c, oh, ow),
+        lambda i, ch, y, z: finish(out[i, ch // lanes, y, z, ch % lanes], i, ch, y, z),
+        name=EPILOGUE_BLOCK,
+    )
+
+
+def _blocked_conv(
+    x: te.Tensor, w: te.Tensor, plan: DepthwisePlan, packed: te.Tensor | None
+) -> te.Tensor:
+    """``dw_pack`` (unless given) and ``dw_conv``: ``(N, blocks, OH, OW, lanes)``."""
+    n = plan.in_shape[0]
     hp, wp = plan.padded_hw
     oh, ow = plan.out_hw
     sh, sw = plan.stride
     lanes, taps = plan.lanes, plan.taps or ()
-    packed = te.compute(
-        (n, plan.blocks, hp, wp, lanes),
-        lambda i, b, h, col, lane: _padded(x, plan, i, b * lanes + lane, h, col),
-        name=PACK_BLOCK,
-    )
+    if packed is None:
+        packed = te.compute(
+            (n, plan.blocks, hp, wp, lanes),
+            lambda i, b, h, col, lane: _padded(x, plan, i, b * lanes + lane, h, col),
+            name=PACK_BLOCK,
+        )
 
     def conv(i: Any, b: Any, y: Any, z: Any, lane: Any) -> Any:
         acc = None
@@ -287,11 +388,52 @@ def _channels(x: te.Tensor, w: te.Tensor, plan: DepthwisePlan, finish: Any) -> t
             acc = term if acc is None else acc + term
         return acc if acc is not None else tirx.const(0.0, x.dtype)
 
-    out = te.compute(
+    return te.compute(
         (n, plan.blocks, oh, ow, lanes), conv, name=CONV_BLOCK, attrs={STRIDE_ATTR: [sh, sw]}
     )
-    return te.compute(
-        (n, c, oh, ow),
-        lambda i, ch, y, z: finish(out[i, ch // lanes, y, z, ch % lanes], i, ch, y, z),
-        name=EPILOGUE_BLOCK,
-    )
+
+
+def _chained(
+    x: te.Tensor, w: te.Tensor, plan: DepthwisePlan, chain: DepthwiseChain, finish: Any
+) -> te.Tensor:
+    """The ``channels`` kernel on a chained input and/or writing a chained output."""
+    n = plan.in_shape[0]
+    hp, wp = plan.padded_hw
+    oh, ow = plan.out_hw
+    pt, pl, _, _ = plan.padding
+    lanes, lay, clip = plan.lanes, chain.in_layout, chain.in_clip
+
+    def clipped(v: Any) -> Any:
+        if clip is None:
+            return v
+        v = tirx.max(v, tirx.const(clip[0], x.dtype))
+        return tirx.min(v, tirx.const(clip[1], x.dtype)) if np.isfinite(clip[1]) else v
+
+    if lay is not None:
+        oy, ox = lay.border - pt, lay.border - pl
+        # a copy of the task's band (clipped): the chained border is the zero padding
+        packed = te.compute(
+            (n, plan.blocks, hp, wp, lanes),
+            lambda i, b, y, z, lane: clipped(x[i, b, y + oy, z + ox, lane]),
+            name=PACK_BLOCK,
+        )
+    else:
+        packed = te.compute(
+            (n, plan.blocks, hp, wp, lanes),
+            lambda i, b, y, z, lane: clipped(_padded(x, plan, i, b * lanes + lane, y, z)),
+            name=PACK_BLOCK,
+        )
+    conv = _blocked_conv(x, w, plan, packed)
+    bo = chain.out_border
+
+    def body(i: Any, b: Any, yb: Any, zb: Any, lane: Any) -> Any:
+        # clamped indices keep the conv region of border pixels inside the conv (what
+        # compute_at needs); the border itself is a zero
+        y = te.max(te.min(yb - bo, oh - 1), 0)
+        z = te.max(te.min(zb - bo, ow - 1), 0)
+        value = finish(conv[i, b, y, z, lane], i, b * lanes + lane, y, z)
+        inside = te.all(yb >= bo, yb < oh + bo, zb >= bo, zb < ow + bo)
+        return te.if_then_else(inside, value, tirx.const(0.0, x.dtype))
+
+    shape = BlockedActivation(plan.blocks, lanes, bo).shape(n, oh, ow)
+    return te.compute(shape, body, name=EPILOGUE_BLOCK)

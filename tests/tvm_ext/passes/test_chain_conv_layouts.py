@@ -397,3 +397,77 @@ def test_gpu_targets_keep_nchw(h, well_formed):
     gpu, chain = _rewrite(mod, target=make_target("adreno"))
     tvm.ir.assert_structural_equal(gpu, _unchained(mod))
     assert not chain.records
+
+
+def _inverted_residual(inp, oup, stride, expand, seed):
+    """MobileNet-V2's block (1x1 expand + ReLU6, depthwise 3x3 + ReLU6, 1x1 project, the
+    residual when stride 1), BN statistics randomised so the folded bias is not zero."""
+    from patsparse.models.mobilenet import InvertedResidual
+
+    torch.manual_seed(seed)
+    block = InvertedResidual(inp, oup, stride, expand).eval()
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return block
+
+
+@pytest.mark.parametrize(
+    "inp, oup, stride, expand", [(16, 16, 1, 6), (16, 24, 2, 5)], ids=["stride1", "stride2"]
+)
+def test_mobilenet_block_chains_through_the_depthwise_conv(well_formed, inp, oup, stride, expand):
+    """1x1 -> ReLU6 -> depthwise 3x3 -> 1x1 runs chained end to end: no NCHW tensor, clip or
+    layout transform between the kernels, the depthwise kernel reads and writes the 1x1 convs'
+    rows of lanes (80 channels: the last row half padding lanes), and matches PyTorch."""
+    block = _inverted_residual(inp, oup, stride, expand, seed=stride)
+    x = torch.randn(1, inp, 14, 14, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = block(x).numpy()
+    compiled = compile_torch(block, x, verify=False)  # compared with PyTorch below
+    kinds = [(r.kind, r.chained_input, r.chained_output) for r in compiled.chain_records]
+    assert kinds == [("block", False, True), ("depthwise", True, True), ("block", True, False)]
+    assert compiled.chain_records[1].fused == ("clip",)
+    np.testing.assert_allclose(compiled(x.numpy()), ref, rtol=1e-4, atol=1e-4)
+    plain = compile_torch(block, x, chain=False, verify=False)
+    assert not any(r.chained_output for r in plain.chain_records)
+    np.testing.assert_allclose(plain(x.numpy()), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_mobilenet_block_rewrite_leaves_no_op_between_kernels(well_formed):
+    """Structure right after the pass: three kernel calls, the chained buffers between them."""
+    from patsparse.compiler import import_torch
+    from tvm_ext.passes import DepthwiseConv2D, FoldConvBiasBatchNorm
+
+    block = _inverted_residual(16, 16, 1, 6, seed=0)
+    mod = import_torch(block, torch.randn(1, 16, 14, 14))
+    rewrites = [
+        relax.transform.FoldConstant(),
+        FoldConvBiasBatchNorm(),
+        relax.transform.FoldBatchnormToConv2D(),
+        relax.transform.FoldConstant(),
+        DepthwiseConv2D(schedule=False),
+        BlockedConv2D(schedule=False),
+    ]
+    out = tvm.transform.Sequential([*rewrites, ChainConvLayouts()])(mod)
+    calls = [b.value for blk in out["main"].body.blocks for b in blk.bindings]
+    ops = [c.args[0].name_hint if _is_call_tir(c) else type(c).__name__ for c in calls]
+    assert ops == [
+        "blocked_conv2d_0_chained",
+        "depthwise_conv2d_1_chained",
+        "blocked_conv2d_1_chained",
+        "Tuple",
+    ]
+    # (N, rows of 16 lanes, H + 2, W + 2, 16): the border is the depthwise conv's padding
+    assert [int(v) for v in calls[0].ty.shape] == [1, 6, 16, 16, 16]
+    assert [int(v) for v in calls[1].ty.shape] == [1, 6, 14, 14, 16]
+    assert not any(
+        "patsparse.depthwise" in (f.attrs or {})
+        for _, f in out.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc)
+    )
+    off = ChainConvLayouts(depthwise=False)
+    tvm.transform.Sequential([*rewrites, off])(mod)
+    assert [r.kind for r in off.records] == ["block", "block"]
+    assert off.records[0].reason == "used by relax.clip, not a block-layout conv"
