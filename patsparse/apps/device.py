@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from patsparse.apps.base import App
-from patsparse.apps.table import summary_ms
+from patsparse.apps.table import summary_ms, timing_input
 from patsparse.compiler.compile import compile_torch
 from patsparse.compiler.engines import time_on_device
 from patsparse.compiler.remote import remote_measure
@@ -35,8 +35,7 @@ def device_check(
     ``key`` at ``tracker``; the largest difference from PyTorch and the device's times (ms)."""
     tgt = resolve_target(target)
     remote_measure(tgt, tracker, key)  # a clear error now if the device does not serve
-    x = app.example_input(size)
-    x = x + torch.rand(x.shape, generator=torch.Generator().manual_seed(0))  # not all zeros
+    x = timing_input(app, size)
     xn = np.ascontiguousarray(x.numpy())
     with torch.no_grad():
         ref = model.eval()(x).numpy()

@@ -78,6 +78,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--sizes", default=None, help="input sizes, e.g. 256,512")
     b.add_argument("--runs", type=int, default=None, help="timed runs per engine")
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default=None,
+        help="wall time (default), or this process's CPU time (with --threads 1 on a busy machine)",
+    )
     b.add_argument("--out", default=None, help="also write the JSON here")
     b.add_argument(
         "--tracker",
@@ -256,7 +262,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     dense = load_app_checkpoint(app, "dense", args.dense)
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else None
-    cfg = TableConfig(**given(sizes=sizes, runs=args.runs, threads=args.threads))
+    cfg = TableConfig(**given(sizes=sizes, runs=args.runs, threads=args.threads, clock=args.clock))
     res = app_table(
         app, dense.model, pruned.model, _photos(app, args.data_root), config=cfg, log=_say
     )

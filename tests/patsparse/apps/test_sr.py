@@ -65,6 +65,13 @@ def test_quality_degrades_scores_and_beats_nothing_untrained(photo):
     assert bicubic(photo, 0.5).shape == (32, 32, 3)
 
 
+def test_x4_pairs_and_pictures(photo):
+    app = SuperResolution(4)
+    lr, hr = app.pairs(photo[None, :48, :48]).tensors
+    assert lr.shape == (1, 1, 12, 12) and hr.shape == (1, 1, 48, 48)
+    assert app.picture(_bicubic_model(app), photo[:10, :12]).shape == (40, 48, 3)
+
+
 def test_wrong_output_size_is_a_typed_error(photo):
     app = SuperResolution()
     with pytest.raises(DataError, match="not 2x"):

@@ -8,7 +8,14 @@ import torch
 from patsparse.apps import get_app
 from patsparse.apps.photos import PhotoSet, load_photo
 from patsparse.apps.prune import AppPruneConfig, app_plan
-from patsparse.apps.table import ENGINES, TableConfig, app_table, format_table, interleaved_ms
+from patsparse.apps.table import (
+    ENGINES,
+    TableConfig,
+    app_table,
+    format_table,
+    interleaved_ms,
+    timing_input,
+)
 from patsparse.pruning.pruners import MagnitudePruner
 
 
@@ -19,11 +26,28 @@ def test_interleaved_calls_take_turns():
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
 
 
+def test_cpu_clock_counts_this_process_only():
+    import time
+
+    times = interleaved_ms({"sleep": lambda: time.sleep(0.02)}, 2, clock="cpu")
+    assert max(times["sleep"]) < 15  # asleep: no CPU time, however long it took
+
+
+def test_timing_input_is_a_real_valued_input():
+    x = timing_input(get_app("sr"), 24)
+    assert x.shape == (1, 1, 24, 24) and float(x.std()) > 0
+    torch.testing.assert_close(x, timing_input(get_app("sr"), 24))
+
+
 def test_config_is_checked():
     with pytest.raises(ValueError, match="sizes"):
         TableConfig(sizes=())
     with pytest.raises(ValueError, match="runs"):
         TableConfig(runs=0)
+    with pytest.raises(ValueError, match="clock"):
+        TableConfig(clock="sundial")
+    with pytest.raises(ValueError, match="pytorch_dense"):
+        TableConfig(engines=("patsparse",))
 
 
 @pytest.mark.slow
