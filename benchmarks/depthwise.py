@@ -2,6 +2,14 @@
 dense and pattern-pruned, and vs the pipeline without it.
 
     python benchmarks/depthwise.py [--runs 25] [--shapes 32x112x1,96x112x2]
+    python benchmarks/depthwise.py --blocks [24x24x56x1,96x96x14x1]   # chained blocks
+
+``--blocks``: whole MobileNet-V2 inverted residual blocks (``in x out x HW x stride``,
+expansion 6; 1x1 -> ReLU6 -> depthwise 3x3 -> ReLU6 -> 1x1, the residual at stride 1),
+dense, compiled with the depthwise kernel chained between the 1x1 convs (``chained``) and
+with ``ChainConvLayouts(depthwise=False)`` (``unchained``: NCHW around the depthwise conv;
+both through ``tvm_ext.pipeline.pattern_sparse_pipeline`` on the host target),
+both checked against PyTorch, timed interleaved; min and median ms.
 
 Each layer (``C x HW x stride``) is ``nn.Conv2d(C, C, 3, stride, 1, groups=C)`` + ReLU6,
 batch 1, compiled through ``patsparse.compiler.compile_torch`` (the bias and ReLU6 run in the
@@ -43,6 +51,8 @@ from tvm_ext.pipeline import CompiledModel, compile_module  # noqa: E402
 #: MobileNet-V2 (ImageNet) depthwise layers: channels, input size, stride
 SHAPES = "32x112x1,96x112x2,144x56x1,144x56x2,192x28x1,192x28x2,384x14x1,576x14x1,576x14x2,960x7x1"
 PRUNED = (("pattern", None), ("block-pattern", 8.0))
+#: MobileNet-V2 (ImageNet) inverted residual blocks: in, out, input size, stride
+BLOCKS = "24x24x56x1,24x32x56x2,32x32x28x1,64x64x14x1,96x96x14x1,96x160x14x2,160x160x7x1"
 
 
 def layer(c: int, stride: int, seed: int) -> nn.Module:
@@ -81,12 +91,63 @@ def vm_call(compiled: CompiledModel, x: np.ndarray) -> Callable[[], object]:
     return lambda: fn(xt)
 
 
+def blocks(spec: str, runs: int) -> None:
+    """The ``--blocks`` table (module docstring)."""
+    from patsparse.models.mobilenet import InvertedResidual
+    from tvm_ext._compat import host_target, relax
+    from tvm_ext.passes import ChainConvLayouts
+    from tvm_ext.pipeline import pattern_sparse_pipeline
+
+    target = host_target()
+
+    print(f"threads: {THREADS}; {runs} interleaved runs, min / median ms")
+    head = f"{'block':<22}{'PyTorch':>16}{'unchained':>16}{'chained':>16}{'x chain/unch (min)':>20}"
+    print(head)
+    print("-" * len(head))
+    for item in spec.split(","):
+        inp, oup, hw, stride = (int(v) for v in item.split("x"))
+        torch.manual_seed(0)
+        block = InvertedResidual(inp, oup, stride, 6).eval()
+        x = torch.randn(1, inp, hw, hw, generator=torch.Generator().manual_seed(1))
+        xn = x.numpy()
+        engines: dict[str, Callable[[], object]] = {}
+        with torch.no_grad():
+            ref = block(x).numpy()
+            for name, on in (("unchained", False), ("chained", True)):
+                chain = ChainConvLayouts(depthwise=on, target=target)
+                pipeline = pattern_sparse_pipeline(target, chain=chain)
+                ex = tvm.compile(import_torch(block, x), target=target, relax_pipeline=pipeline)
+                vm = relax.VirtualMachine(ex, tvm.cpu())
+                kinds = [r.kind for r in chain.records if r.chained_input]
+                assert ("depthwise" in kinds) == on, chain.records
+                xt = tensor(xn, tvm.cpu())
+                fn = vm["main"]
+                np.testing.assert_allclose(fn(xt)[0].numpy(), ref, rtol=1e-4, atol=1e-4)
+                engines[name] = functools.partial(fn, xt)
+            engines["PyTorch"] = functools.partial(block, x)
+            times: dict[str, list[float]] = {k: [] for k in engines}
+            for _ in range(runs):
+                for name, fn in engines.items():
+                    times[name] += timed(fn, 1)
+        cells = "".join(
+            f"{min(times[k]):>8.4f}/{statistics.median(times[k]):<7.4f}"
+            for k in ("PyTorch", "unchained", "chained")
+        )
+        gain = min(times["unchained"]) / min(times["chained"])
+        label = f"{inp}->{inp * 6}->{oup} {hw}x{hw} /{stride}"
+        print(f"{label:<22}{cells}{gain:>19.2f}x", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default=SHAPES)
     ap.add_argument("--runs", type=int, default=25)
+    ap.add_argument("--blocks", nargs="?", const=BLOCKS, default=None)
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
+    if args.blocks is not None:
+        blocks(args.blocks, args.runs)
+        return
     print(f"threads: {THREADS} (PyTorch and TVM); median of {args.runs} interleaved runs, ms")
     head = (
         f"{'layer':<16}{'PyTorch':>9}{'stock':>9}{'dense':>9}{'pattern':>9}{'blk-pat':>9}"
