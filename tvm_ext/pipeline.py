@@ -45,7 +45,9 @@ from tvm_ext.passes import (
     PatternSparseConv2D,
 )
 from tvm_ext.passes.chain_conv_layouts import ChainRecord
+from tvm_ext.passes.channel_norm_nchw import ChannelNormNCHW
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
+from tvm_ext.passes.conv2d_transpose_as_phases import Conv2DTransposeAsPhases
 from tvm_ext.passes.depthwise_conv2d import DepthwiseRecord
 from tvm_ext.passes.schedule_leftovers import LeftoverRecord, ScheduleLeftovers
 from tvm_ext.passes.schedule_untuned_pattern_convs import ScheduleUntunedPatternConvs
@@ -132,6 +134,8 @@ def backend_passes(
         with target:
             return tvm.transform.Sequential(
                 [
+                    Conv2DTransposeAsPhases(),  # before legalisation: phase convs
+                    ChannelNormNCHW(),
                     *cpu_pipeline.library_dispatch_passes(target),
                     *cpu_pipeline.legalize_passes(target),
                     leftovers,

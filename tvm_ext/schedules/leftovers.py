@@ -39,12 +39,15 @@ from tvm_ext.schedules.common import (
     root_blocks,
 )
 from tvm_ext.schedules.norm import schedule_norm
+from tvm_ext.schedules.strided_reduce import schedule_strided_reduce
 from tvm_ext.targets import host_of, vector_lanes
 
 #: TVM's own marker of a scheduled PrimFunc (DLight and MetaSchedule set it)
 IS_SCHEDULED = "tirx.is_scheduled"
 #: parallel chunks to aim for (more than the cores, so uneven rows still balance)
 PARALLEL_CHUNKS = 64
+#: output channels per register tile of the ``conv`` rule (times one vector of columns)
+CONV_TILE = 4
 
 
 def is_scheduled(func: tirx.PrimFunc) -> bool:
@@ -101,7 +104,7 @@ def _schedule_conv(sch: Schedule, lanes: int) -> bool:
     # a register tile over the output channels of an NCHW conv (axis 1 of 4), or the
     # second-last axis: each loaded input vector serves several accumulators
     tile_axis = spatial[1] if n_s == 4 else spatial[-2]
-    tile = largest_divisor(loop_extent(sch, tile_axis), 4)
+    tile = largest_divisor(loop_extent(sch, tile_axis), CONV_TILE)
     t_o, t_i = sch.split(tile_axis, factors=[None, tile])
     outer = [t_o if lp.same_as(tile_axis) else lp for lp in spatial[:-1]]
     sch.reorder(*outer, col_o, *reduce, t_i, col_i)
@@ -186,6 +189,7 @@ def schedule_leftover(func: tirx.PrimFunc, target: Target) -> tuple[tirx.PrimFun
     main = func.with_attr("global_symbol", "main")
     candidates: list[tuple[str, Callable[[], Any]]] = [
         ("norm", lambda: _try(main, lambda sch, n: schedule_norm(sch, n, cores), lanes)),
+        ("strided_reduce", lambda: _try(main, schedule_strided_reduce, lanes)),
         ("conv", lambda: _try(main, _schedule_conv, lanes)),
         ("parallel", lambda: _try(main, _schedule_parallel, lanes)),
     ]
