@@ -18,6 +18,8 @@ def test_summary_gives_median_quartiles_and_max_over_min():
     s = summary_ms([4.0, 1.0, 2.0, 3.0, 5.0])
     assert s == {"median": 3.0, "min": 1.0, "max": 5.0, "q1": 2.0, "q3": 4.0, "max_over_min": 5.0}
     assert summary_ms([2.0])["max_over_min"] == 1.0
+    assert summary_ms([0.0, 0.0])["max_over_min"] == 1.0  # a coarse clock read 0 twice
+    assert summary_ms([0.0, 0.001])["max_over_min"] == 1000.0
     with pytest.raises(ValueError, match="no times"):
         summary_ms([])
 
