@@ -1,10 +1,11 @@
 """One ``patsparse bench`` model in a fresh Python process (:func:`run_bench_isolated`).
 
-``bench`` with several models runs each in its own process: a model timed in a process that
-compiled and ran another model first was measured up to 1.5x slower in some processes (the
-"slow-process mode", BENCHMARKS.md), so no model inherits another's process state. The
-configuration goes to the child as JSON, the result comes back as JSON on its stdout; its
-progress goes to this process's stderr.
+``bench`` with several models runs each in its own process, so no model inherits another's
+process state: ResNet-18's patsparse engine once ran 1.5x slower (5.81 ms instead of 3.88,
+every conv slower, a tight spread) in 1 of 4 processes that had compiled and run VGG-16
+first, and in none of 5 that ran ResNet-18 alone. The configuration goes to the child as
+JSON, the result comes back as JSON on its stdout; its progress goes to this process's
+stderr.
 """
 
 from __future__ import annotations
