@@ -32,10 +32,7 @@ from torch import nn
 from patsparse.apps.base import App
 from patsparse.apps.photos import PhotoSet
 from patsparse.compiler.compile import compile_torch
-from patsparse.compiler.engines import engine_call
-from tvm_ext._compat import host_target, set_threads
-from tvm_ext.passes import PatternSparseConv2D
-from tvm_ext.pipeline import CompiledModel
+from patsparse.compiler.engines import bench_target, compile_blocked_only, engine_call
 
 #: ``wall``: elapsed time; ``cpu``: this process's CPU time, which a busy machine does not
 #: inflate by descheduling us (meaningful with one thread: with more, spinning threads count)
@@ -112,14 +109,9 @@ def timing_input(app: App, size: int) -> torch.Tensor:
     return app.to_input(photo)
 
 
-def _no_pattern_pass() -> PatternSparseConv2D:
-    # every per-kernel layer estimated slower than the blocked kernel: none is rewritten
-    return PatternSparseConv2D(per_kernel_cost=1e9)
-
-
-def _compile_engine(name: str, model: nn.Module, x: torch.Tensor, target: Any) -> CompiledModel:
+def _compile_engine(name: str, model: nn.Module, x: torch.Tensor, target: Any) -> Any:
     if name == "pruned_blocked":
-        return compile_torch(model, x, target=target, sparse=_no_pattern_pass())
+        return compile_blocked_only(model, x, target)
     return compile_torch(model, x, target=target)
 
 
@@ -134,7 +126,7 @@ def app_rows(
 ) -> list[dict[str, Any]]:
     """One row per input size of ``config``: every engine's latency, fps, speed-up and
     error vs PyTorch, and the quality of the model it runs (``quality[dense|pruned]``)."""
-    target = host_target(num_cores=config.threads)
+    target = bench_target("host", threads=config.threads, tracker=None, key=None).target
     rows = []
     for size in config.sizes:
         x = timing_input(app, size)
@@ -193,7 +185,7 @@ def app_table(
     """Table 1 for one app: quality of the baseline, dense and pruned models on the
     held-out photos, then :func:`app_rows`; a JSON-ready dict."""
     cfg = config or TableConfig()
-    n = set_threads(cfg.threads)
+    n = bench_target("host", threads=cfg.threads, tracker=None, key=None).threads
     torch.set_num_threads(n)
     log(f"{app.name}: quality on {len(photos.held_out)} held-out photos")
     quality = {

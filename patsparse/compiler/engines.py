@@ -8,7 +8,8 @@ these functions:
 - :func:`tune_engine`, :func:`prune_bench_logs`, :func:`bench_logs`, :func:`has_records`,
   :func:`other_target_logs`: tuning logs under ``<root>/<model>/<target key>``;
 - :func:`compile_engines`: patsparse (the pruned model) and TVM dense (blocked kernel; stock
-  lowering when tuned, :func:`stock_is_tuned`);
+  lowering when tuned, :func:`stock_is_tuned`); :func:`compile_blocked_only` (a pruned
+  model without the pattern kernels, for ``patsparse app bench``);
 - :func:`engine_call` (a call to time end to end), :func:`conv_kernel_times` (every conv
   kernel timed inside the model's runs by a VM instrument), :func:`time_on_device` (a
   compiled engine uploaded to the device and timed by its runtime);
@@ -33,6 +34,7 @@ from patsparse.compiler.targets import resolve_target
 from patsparse.core.errors import PatsparseError, RemoteError
 from tvm_ext._compat import host_target, relax, set_threads, tensor, tvm
 from tvm_ext._compat import meta_schedule as ms
+from tvm_ext.passes import PatternSparseConv2D
 from tvm_ext.pipeline import CompiledModel, lower_for_tuning
 from tvm_ext.rpc.remote import RemoteModel
 from tvm_ext.rpc.session import TrackerAddress
@@ -45,6 +47,7 @@ __all__ = [
     "KernelCall",
     "bench_logs",
     "bench_target",
+    "compile_blocked_only",
     "compile_engines",
     "conv_kernel_times",
     "engine_call",
@@ -181,6 +184,15 @@ def compile_engines(
                 dense, x, target=target, logs=logs, blocked=False
             )
     return engines
+
+
+def compile_blocked_only(model: nn.Module, x: torch.Tensor, target: Any) -> CompiledModel:
+    """``model`` compiled with no conv on the pattern kernels: a pruned model's convs all on
+    the blocked kernel (which still skips the input channels whole filter blocks lack)."""
+    # every per-kernel layer estimated slower than the blocked kernel, block layers run per
+    # kernel: the pattern pass rewrites none
+    no_patterns = PatternSparseConv2D(per_kernel_cost=1e9, prefer_blocks=False)
+    return compile_torch(model, x, target=target, sparse=no_patterns)
 
 
 def weight_storage(dense: nn.Module, sparse: CompiledModel) -> dict[str, int]:
