@@ -38,6 +38,7 @@ from tvm_ext.schedules.common import (
     loop_extent,
     root_blocks,
 )
+from tvm_ext.schedules.injective import schedule_injective
 from tvm_ext.schedules.norm import schedule_norm
 from tvm_ext.schedules.strided_reduce import schedule_strided_reduce
 from tvm_ext.targets import host_of, vector_lanes
@@ -191,6 +192,7 @@ def schedule_leftover(func: tirx.PrimFunc, target: Target) -> tuple[tirx.PrimFun
         ("norm", lambda: _try(main, lambda sch, n: schedule_norm(sch, n, cores), lanes)),
         ("strided_reduce", lambda: _try(main, schedule_strided_reduce, lanes)),
         ("conv", lambda: _try(main, _schedule_conv, lanes)),
+        ("injective", lambda: _try(main, schedule_injective, lanes)),
         ("parallel", lambda: _try(main, _schedule_parallel, lanes)),
     ]
     for name, make in candidates:

@@ -24,34 +24,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from tvm_ext._compat import Analyzer, Schedule, tirx, undefined_vars
+from tvm_ext._compat import Schedule, undefined_vars
+from tvm_ext.schedules.access import accesses, stride_along
 from tvm_ext.schedules.common import inline_all, iter_kinds, loop_extent, root_blocks
 
 #: parallel chunks to aim for (more than the cores, so uneven rows still balance)
 PARALLEL_CHUNKS = 64
 
 
-def _stride(region: Any, var: Any, others: list[Any]) -> int | None:
-    """Row-major element distance between ``region``'s first elements at ``var = 1`` and
-    ``var = 0`` (the other iterators at 0); ``None`` when not constant."""
-    offsets = []
-    for value in (0, 1):
-        analyzer = Analyzer()
-        for other in others:
-            analyzer.bind(other, 0)
-        analyzer.bind(var, value)
-        offset = 0
-        for dim, rng in zip(region.source.shape, region.region, strict=True):
-            index = analyzer.simplify(rng.min)
-            if not isinstance(index, tirx.IntImm) or not isinstance(dim, tirx.IntImm):
-                return None
-            offset = offset * int(dim) + int(index)
-        offsets.append(offset)
-    return offsets[1] - offsets[0]
+def _vars_of(load: Any) -> list[Any]:
+    return [v for index in load.indices for v in undefined_vars(index, [])]
 
 
-def _vars_of(region: Any) -> list[Any]:
-    return [v for rng in region.region for v in undefined_vars(rng.min, [])]
+def _buffer(load: Any) -> Any:
+    return load.buffer if hasattr(load, "buffer") else load.source
 
 
 def _has(used: list[Any], var: Any) -> bool:
@@ -72,14 +58,18 @@ def _is_strided_reduction(sch: Schedule, block: Any, lanes: int) -> bool:
         return False
     wide = [iv.var for iv in iters[:n_s] if int(iv.dom.extent) > 1]
     reduced = [iv.var for iv in iters[n_s:]]
-    uses = [_vars_of(region) for region in stmt.reads]
-    if sum(any(_has(u, r) for r in reduced) for u in uses) != 1:
+    loads = accesses(stmt)[0]
+    uses = [_vars_of(load) for load in loads]
+    along = [
+        _buffer(ld) for ld, u in zip(loads, uses, strict=True) if any(_has(u, r) for r in reduced)
+    ]
+    if not along or any(not b.same_as(along[0]) for b in along):
         return False  # a conv or a matmul: its weights are read along the reduction too
-    for region, used in zip(stmt.reads, uses, strict=True):
+    for load, used in zip(loads, uses, strict=True):
         if not all(_has(used, v) for v in wide):
             continue
         others = [iv.var for iv in iters if not iv.var.same_as(inner.var)]
-        if _stride(region, inner.var, others) == 1:
+        if stride_along(load, inner.var, others) == 1:
             return True
     return False
 
