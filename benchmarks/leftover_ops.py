@@ -7,8 +7,9 @@ of issue 21), imported with torch.export and compiled by :func:`tvm_ext.pipeline
 backend_passes` (TVM's CPU lowering with ``Conv2DTransposeAsPhases``, ``ChannelNormNCHW``
 and ``ScheduleLeftovers``); the rule of each compiled function is printed (``norm``,
 ``strided_reduce``, ``conv``, ``parallel``). Output checked against PyTorch. PyTorch and TVM
-run in alternating blocks (``--rounds`` of each, 10 calls a block, an untimed call first:
-PyTorch's OpenMP threads spin after a call and steal the cores from the call that follows);
+run in alternating blocks (``--rounds`` of each, 10 calls a block after a pause and an
+untimed call: either runtime's worker threads spin after its last call and steal the cores
+from the other);
 min and median ms, PyTorch / TVM (> 1: TVM faster). On a shared machine compare the mins.
 """
 
@@ -28,6 +29,9 @@ from torch import nn  # noqa: E402
 from tvm_ext._compat import from_exported_program, host_target, relax, tensor, tvm  # noqa: E402
 from tvm_ext.passes.schedule_leftovers import ScheduleLeftovers  # noqa: E402
 from tvm_ext.pipeline import backend_passes  # noqa: E402
+
+#: seconds of rest before each timed block
+PAUSE_S = 0.2
 
 
 class Lambda(nn.Module):
@@ -114,10 +118,12 @@ def compiled(model: nn.Module, x: torch.Tensor) -> tuple[Callable[[], object], s
 
 
 def timed(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Milliseconds per call, each engine in alternating blocks of 10 calls."""
+    """Milliseconds per call, each engine in alternating blocks of 10 calls, a pause before
+    each block (the other engine's worker threads spin for a while after their last call)."""
     times: dict[str, list[float]] = {n: [] for n in runs}
     for _ in range(rounds):
         for name, call in runs.items():
+            time.sleep(PAUSE_S)
             call()
             for _ in range(10):
                 t0 = time.perf_counter()

@@ -3,7 +3,8 @@
 Where it belongs: after ``FuseTIR`` (when the functions that will run exist) and before
 ``CallTIRRewrite`` on llvm targets; :func:`tvm_ext.pipeline.backend_passes` places it.
 Functions that carry a schedule (our kernels, tuned ones) are left alone; the rest get the
-first rule of :mod:`tvm_ext.schedules.leftovers` that applies. ``records`` lists each function
+first rule of :mod:`tvm_ext.schedules.leftovers` that applies (``norm``, ``strided_reduce``,
+``conv``, ``injective``, ``parallel``). ``records`` lists each function
 with the rule that scheduled it, or ``None`` when none did (slow: reported, never hidden).
 """
 

@@ -10,14 +10,23 @@ that applies:
    contiguous elements, then an elementwise output that re-reads the input): vectorised
    partial sums, per-group statistics computed inside the group's parallel output loop
    (:mod:`tvm_ext.schedules.norm`);
-1. ``conv``: one reduction block with its spatial loops outside the reduction loops (convs of
-   any kernel size, dilation and groups, pools): consumers (bias, activation) inlined into one
-   epilogue, producers (padding) kept as stages of their own (inlined, every load of the
-   inner loop would carry a bounds test), the spatial loops tiled (a register tile of output
-   channels x a row of output columns), reductions inside the tile, a per-tile accumulator,
-   outer tiles in parallel;
-2. ``parallel``: any other function (means, resizes, elementwise): each block's leading
-   spatial loops in parallel, inner rows left to LLVM's loop vectoriser.
+1. ``strided_reduce``: reductions over an axis whose elements are far apart while the kept
+   pixels are contiguous (a mean or layer norm over NCHW's channels): the reduction loop
+   outside a vector of pixels, elementwise blocks in vectors, outer loops in parallel
+   (:mod:`tvm_ext.schedules.strided_reduce`);
+2. ``conv``: one reduction block with its spatial loops outside the reduction loops (convs of
+   any kernel size, dilation and groups, pools, the phase convs of a transposed conv):
+   consumers (bias, activation) inlined into one epilogue, producers (padding) kept as stages
+   of their own (inlined, every load of the inner loop would carry a bounds test), the
+   spatial loops tiled (a register tile of up to ``CONV_TILE`` output channels x a vector of
+   output columns), reductions inside the tile, a per-tile accumulator, outer tiles in
+   parallel;
+3. ``injective``: spatial blocks only (concat, broadcast, pixel shuffle, resize, transpose,
+   elementwise): producers inlined into one block, outer loops in parallel, the row in
+   explicit vectors where every access is contiguous or a broadcast
+   (:mod:`tvm_ext.schedules.injective`);
+4. ``parallel``: any other function: each block's leading spatial loops in parallel, inner
+   rows left to LLVM's loop vectoriser.
 
 Functions already scheduled (ours, marked by :mod:`tvm_ext.schedules.dispatch`; tuned ones;
 ``tirx.is_scheduled``) are left alone. Every function this module schedules is marked
@@ -48,7 +57,7 @@ IS_SCHEDULED = "tirx.is_scheduled"
 #: parallel chunks to aim for (more than the cores, so uneven rows still balance)
 PARALLEL_CHUNKS = 64
 #: output channels per register tile of the ``conv`` rule (times one vector of columns)
-CONV_TILE = 4
+CONV_TILE = 8
 
 
 def is_scheduled(func: tirx.PrimFunc) -> bool:
