@@ -3,9 +3,10 @@
 TVM 0.27 legalises ``relax.nn.conv2d_transpose`` as a dense conv over the input dilated with
 zeros (``stride**2`` times the work, 20x slower than PyTorch for ``ConvTranspose2d(64, 32,
 4, 2, 1)`` at 64x64 on two threads). This pass rewrites each one with a constant weight into
-the ``stride**2`` phase convs of :mod:`tvm_ext.te.conv2d_transpose_phases` (one function,
-scheduled by the ``conv`` rule of :mod:`tvm_ext.schedules.leftovers`) and an interleave
-(one injective function the bias add fuses into). Where it belongs: before legalisation on
+a zero pad of the input, the ``stride**2`` phase convs of
+:mod:`tvm_ext.te.conv2d_transpose_phases` (each with only its own taps, scheduled by the
+``conv`` rule of :mod:`tvm_ext.schedules.leftovers`) and an interleave (one injective
+function the bias add fuses into). Where it belongs: before legalisation on
 CPU targets; :func:`tvm_ext.pipeline.backend_passes` places it. Transposed convs it does not
 take (grouped, dilated, non-NCHW, a weight that is not a constant, stride 1) stay as they
 were; :attr:`Conv2DTransposeAsPhases.records` says why.
@@ -20,6 +21,7 @@ from tvm_ext.relax_match import dtype_of, is_op, static_shape
 from tvm_ext.te.conv2d_transpose_phases import (
     PhaseAxis,
     interleave_phases,
+    pad_input,
     phase_conv,
     phase_weight,
 )
@@ -55,11 +57,13 @@ def _plan(call: relax.Call) -> tuple[PhaseAxis, PhaseAxis] | str:
     if max(strides) < 2:
         return "stride 1 (an ordinary conv)"
     pad = [int(p) for p in attrs.padding]
-    axes = tuple(
+    h, w = (
         PhaseAxis(strides[d], int(ws[2 + d]), pad[d], int(xs[2 + d]), int(out[2 + d]))
         for d in range(2)
     )
-    return axes[0], axes[1]
+    if any(a.taps(q) == 0 for a in (h, w) for q in range(a.stride)):
+        return "a kernel shorter than its stride (output phases without taps)"
+    return h, w
 
 
 @relax.expr_functor.mutator
@@ -78,20 +82,31 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
             self.records.append(TransposedConvRecord(shape, False, plan))
             return super().visit_call_(call)
         h, w = plan
-        kernel = relax.const(phase_weight(call.args[1].value.numpy(), h, w))
+        weight = call.args[1].value.numpy()
         x = self.visit_expr(call.args[0])
-        y = self.builder_.emit(
+        padded = self.builder_.emit(
             self.builder_.call_te(
-                lambda a, k: phase_conv(a, k, h, w),
-                x,
-                kernel,
-                primfunc_name_hint="conv2d_transpose_phases",
+                lambda a: pad_input(a, h, w), x, primfunc_name_hint="conv2d_transpose_pad"
             )
         )
+        phases = []
+        for ph in range(h.stride):
+            for pw in range(w.stride):
+                kernel = relax.const(phase_weight(weight, h, w, ph, pw))
+                phases.append(
+                    self.builder_.emit(
+                        self.builder_.call_te(
+                            lambda a, k, ph=ph, pw=pw: phase_conv(a, k, h, w, ph, pw),
+                            padded,
+                            kernel,
+                            primfunc_name_hint=f"conv2d_transpose_phase{ph}{pw}",
+                        )
+                    )
+                )
         self.records.append(TransposedConvRecord(shape, True, "rewritten"))
         return self.builder_.call_te(
-            lambda a: interleave_phases(a, h, w),
-            y,
+            lambda ys: interleave_phases(ys, h, w),
+            phases,
             primfunc_name_hint="conv2d_transpose_interleave",
         )
 
