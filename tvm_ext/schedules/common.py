@@ -40,11 +40,7 @@ def inline_all(sch: Schedule, *, producers: bool = True) -> None:
 
     ``producers=False`` inlines consumers only: a padding stage inlined into a conv would put
     a bounds test on every load of its inner loop."""
-    ways = (
-        (sch.compute_inline, sch.reverse_compute_inline)
-        if producers
-        else (sch.reverse_compute_inline,)
-    )
+    ways = (sch.compute_inline, _reverse_inline(sch)) if producers else (_reverse_inline(sch),)
     changed = True
     while changed:
         changed = False
@@ -58,3 +54,20 @@ def inline_all(sch: Schedule, *, producers: bool = True) -> None:
                     continue
                 changed = True
                 break
+
+
+def _reverse_inline(sch: Schedule) -> Any:
+    """``sch.reverse_compute_inline`` where the block is its producers' only consumer.
+
+    TVM 0.27 also inlines a consumer into a producer whose result another block still reads
+    (a hard-swish's ``x * clip(x + 3)`` after a conv or pool), leaving that block reading a
+    buffer nothing writes: the function then fails to build."""
+
+    def inline(block: Any) -> None:
+        for producer in sch.get_producers(block):
+            consumers = sch.get_consumers(producer)
+            if len(consumers) != 1 or not sch.get(consumers[0]).same_as(sch.get(block)):
+                raise ValueError("the producer has other consumers")
+        sch.reverse_compute_inline(block)
+
+    return inline

@@ -97,8 +97,9 @@ def _schedule_conv(sch: Schedule, lanes: int) -> bool:
     if n_s < 2 or "S" in kinds[n_s:] or "O" in kinds or len(loops) != len(kinds):
         return False
     consumers = [b for b in blocks if not sch.get(b).same_as(sch.get(block))]
-    if len(consumers) > 1:
-        return False
+    for consumer in consumers[:-1]:  # a bias add read twice (a hard-swish x * clip(x + 3))
+        sch.compute_inline(consumer)
+    consumers = consumers[-1:]
     if consumers:  # the epilogue reads the accumulator, which becomes a per-tile buffer
         epilogue = consumers[0]
         sch.set_scope(block, 0, "local")

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from tvm_ext._compat import host_target, relax, tensor, tirx, tvm
+from tvm_ext._compat import from_exported_program, host_target, relax, tensor, tirx, tvm
 from tvm_ext.passes.schedule_leftovers import ScheduleLeftovers
 from tvm_ext.pipeline import backend_passes
 from tvm_ext.schedules.leftovers import IS_SCHEDULED, is_scheduled, schedule_leftover
@@ -102,3 +103,33 @@ def test_conv_rule_on_a_dense_conv_with_odd_sizes(h, shape):
     out = relax.VirtualMachine(ex, tvm.cpu())["main"](tensor(x, tvm.cpu())).numpy()
     ref = np.maximum(conv2d_nchw(x, w, padding=(1, 1, 1, 1)), 0)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+class _ResidualRelu(torch.nn.Module):
+    def forward(self, x):
+        return x + torch.relu(x)
+
+
+@pytest.mark.parametrize(
+    "layers,shape",
+    [
+        ((torch.nn.Conv2d(8, 8, 3, padding=1, groups=2), torch.nn.Hardswish()), (1, 8, 12, 12)),
+        ((torch.nn.Conv2d(8, 8, 7, padding=3, groups=2), _ResidualRelu()), (1, 8, 12, 12)),
+        ((torch.nn.AvgPool2d(3, stride=2), torch.nn.Hardswish()), (1, 4, 8, 15)),
+    ],
+)
+def test_an_epilogue_reading_the_conv_twice_builds_and_matches(layers, shape):
+    """A hard-swish (``x * clip(x + 3)``) or ``x + relu(x)`` after a conv or pool reads its
+    result twice: TVM's reverse inlining would leave a block reading a buffer nothing writes
+    (the build failed); the conv rule inlines the bias add into both readers instead."""
+    model = torch.nn.Sequential(*layers).eval()
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    mod = from_exported_program(torch.export.export(model, (x,)), keep_params_as_input=False)
+    target = host_target()
+    leftovers = ScheduleLeftovers()
+    ex = tvm.compile(mod, target=target, relax_pipeline=backend_passes(target, leftovers=leftovers))
+    assert [r.schedule for r in leftovers.records] == ["conv"]
+    out = relax.VirtualMachine(ex, tvm.cpu())["main"](tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-5, atol=1e-5)
