@@ -80,7 +80,7 @@ class SuperResolution(App):
     )
     schemes: ClassVar[tuple[str, ...]] = ("pattern+connectivity", "block-pattern")
     train_defaults: ClassVar[AppTrainConfig] = AppTrainConfig(
-        steps=1000, batch_size=16, patch=48, lr=2e-3, seed=0, pairs=4096
+        steps=4000, batch_size=16, patch=48, lr=2e-3, seed=0, pairs=8192
     )
 
     def __init__(self, scale: int = 2) -> None:
