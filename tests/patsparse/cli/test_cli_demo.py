@@ -40,3 +40,10 @@ def test_demo_console_script(tmp_path):
     assert abs(tvm["accuracy"] - data["pruned_accuracy"]) <= 0.3
     st = tvm["storage_bytes_rewritten_layers"]
     assert st["ours"] < st["csr"] < st["dense"]
+    # ends with the shipped pruned SR model, compiled, on a held-out photo
+    app = data["app"]
+    assert app["app"] == "sr" and app["photo"] == "grace_hopper"
+    assert app["quality"]["psnr"] > app["baseline_quality"]["psnr"]  # beats bicubic
+    assert app["quality"]["ssim"] > app["baseline_quality"]["ssim"]
+    assert app["speedup"] > 0 and Path(app["picture"]).parent == tmp_path
+    assert Path(app["picture"]).stat().st_size > 10_000
