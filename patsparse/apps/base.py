@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from patsparse.core.errors import DataError
+
 
 @dataclass(frozen=True)
 class AppTrainConfig:
@@ -120,6 +122,23 @@ class App(abc.ABC):
     def baseline(self, photos: Mapping[str, np.ndarray]) -> dict[str, float]:
         """The trivial baseline's metrics over ``photos``, the keys of :meth:`quality`."""
         return _mean([self.score(self.baseline_picture(p), p) for p in photos.values()])
+
+
+def checked_crops(crops: np.ndarray, *, multiple: int, app: str) -> np.ndarray:
+    """``crops`` as float32 RGB ``(N, S, S', 3)`` whose sides are multiples of ``multiple``
+    (what ``app``'s model needs); :class:`DataError` naming the fix otherwise."""
+    a = np.asarray(crops, dtype=np.float32)
+    if a.ndim != 4 or a.shape[3] != 3:
+        raise DataError(
+            f"{app} crops must be float RGB (N, S, S, 3), got shape {a.shape}",
+            fix="cut them with patsparse.apps.photos.random_crops",
+        )
+    if a.shape[1] % multiple or a.shape[2] % multiple:
+        raise DataError(
+            f"{app} crops need sides that are multiples of {multiple}, got {a.shape[1:3]}",
+            fix=f"use a patch size divisible by {multiple}",
+        )
+    return a
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from patsparse.apps.base import App, AppTrainConfig, Metric
+from patsparse.apps.base import App, AppTrainConfig, Metric, checked_crops
 from patsparse.apps.photos import builtin_photos
 from patsparse.core.errors import DataError
 from patsparse.models.colorization import ColorizationNet
@@ -128,18 +128,7 @@ class ColorizationApp(App):
         return ColorizationNet(width=self.width)
 
     def pairs(self, crops: np.ndarray) -> TensorDataset:
-        a = np.asarray(crops, dtype=np.float32)
-        if a.ndim != 4 or a.shape[3] != 3:
-            raise DataError(
-                f"crops must be float RGB (N, S, S, 3), got shape {a.shape}",
-                fix="cut them with patsparse.apps.photos.random_crops",
-            )
-        m = ColorizationNet.multiple
-        if a.shape[1] % m or a.shape[2] % m:
-            raise DataError(
-                f"colorization crops need sides that are multiples of {m}, got {a.shape[1:3]}",
-                fix=f"use a patch size divisible by {m}",
-            )
+        a = checked_crops(crops, multiple=ColorizationNet.multiple, app="colorization")
         ycc = torch.from_numpy(rgb_to_ycbcr(a)).permute(0, 3, 1, 2).contiguous()
         return TensorDataset(ycc[:, :1] - 0.5, ycc[:, 1:].contiguous())
 

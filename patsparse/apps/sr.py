@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from patsparse.apps.base import App, AppTrainConfig, Metric
+from patsparse.apps.base import App, AppTrainConfig, Metric, checked_crops
 from patsparse.apps.metrics import psnr, shave, ssim
 from patsparse.core.errors import DataError
 from patsparse.models.wdsr import WDSR
@@ -111,12 +111,7 @@ class SuperResolution(App):
         return photo[:h, :w]
 
     def pairs(self, crops: np.ndarray) -> TensorDataset:
-        if crops.ndim != 4 or crops.shape[-1] != 3 or crops.shape[1] % self.scale:
-            raise DataError(
-                f"SR pairs need RGB crops (N, S, S, 3) with S a multiple of {self.scale}, got "
-                f"{crops.shape}",
-                fix=f"use a patch size that is a multiple of {self.scale}",
-            )
+        crops = checked_crops(crops, multiple=self.scale, app="super-resolution")
         y = torch.from_numpy(np.ascontiguousarray(rgb_to_ycbcr(crops)[..., :1])).permute(0, 3, 1, 2)
         lr = F.interpolate(
             y, scale_factor=1.0 / self.scale, mode="bicubic", align_corners=False, antialias=True

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from patsparse.apps.base import App, AppTrainConfig, Metric
+from patsparse.apps.base import App, AppTrainConfig, Metric, checked_crops
 from patsparse.apps.features import FeatureConfig, PerceptualLoss
 from patsparse.apps.photos import load_photo, to_float_rgb
 from patsparse.core.errors import DataError
@@ -123,18 +123,7 @@ class StyleTransferApp(App):
         return StyleTransferNet(widths=self.widths, blocks=self.blocks)
 
     def pairs(self, crops: np.ndarray) -> TensorDataset:
-        a = np.asarray(crops, dtype=np.float32)
-        if a.ndim != 4 or a.shape[3] != 3:
-            raise DataError(
-                f"crops must be float RGB (N, S, S, 3), got shape {a.shape}",
-                fix="cut them with patsparse.apps.photos.random_crops",
-            )
-        m = StyleTransferNet.multiple
-        if a.shape[1] % m or a.shape[2] % m:
-            raise DataError(
-                f"style-transfer crops need sides that are multiples of {m}, got {a.shape[1:3]}",
-                fix=f"use a patch size divisible by {m}",
-            )
+        a = checked_crops(crops, multiple=StyleTransferNet.multiple, app="style-transfer")
         x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
         return TensorDataset(x, x)
 

@@ -35,7 +35,7 @@ def test_pairs_are_luma_and_its_downscale(photo):
     assert lr.shape == (2, 1, 24, 24) and hr.shape == (2, 1, 48, 48)
     np.testing.assert_allclose(hr[0, 0].numpy(), rgb_to_ycbcr(crops[0])[..., 0], atol=1e-6)
     assert float(lr.min()) >= 0 and float(lr.max()) <= 1
-    with pytest.raises(DataError, match="multiple of 2"):
+    with pytest.raises(DataError, match="multiples of 2"):
         app.pairs(np.zeros((2, 47, 47, 3), np.float32))
 
 
