@@ -1,6 +1,6 @@
 """Property test over whole models: random small CNNs (:mod:`random_models`: convs 1x1 to
 9x9 with dilation, stride, groups and depthwise; batch / instance / group norm; ReLU,
-sigmoid (hard-swish: a known bug, see random_models); pools, upsampling, pixel shuffle,
+hard-swish, sigmoid; pools, upsampling, pixel shuffle,
 reflection padding, residual adds, concats, linear heads), pruned one-shot with random
 schemes and rates, compile with ``compile_torch`` for the host CPU, match PyTorch on every
 output, and leave no PrimFunc unscheduled.
