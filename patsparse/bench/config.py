@@ -56,6 +56,8 @@ class BenchConfig:
     #: unsteady (table and JSON): a slow stretch of the machine hit some of its runs, and its
     #: ratios are not figures to report (e.g. a VGG-16 run with PyTorch at 492-878 ms)
     max_spread: float = 1.5
+    #: check every compiled engine against PyTorch (per layer and end to end) when compiling
+    verify: bool = True
     #: after tuning, drop the logs' workloads that are no task of this benchmark any more
     prune_logs: bool = False
     #: where the compiled engines run: "host", or "arm64" on a device behind an RPC tracker

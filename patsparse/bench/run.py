@@ -178,7 +178,14 @@ def _compile_engines(
     from patsparse.compiler import engines as tvm_side
 
     engines = tvm_side.compile_engines(
-        models.pruned, models.dense, models.x, where.target, logs, tvm_dense=cfg.tvm_dense, log=log
+        models.pruned,
+        models.dense,
+        models.x,
+        where.target,
+        logs,
+        tvm_dense=cfg.tvm_dense,
+        verify=cfg.verify,
+        log=log,
     )
     if not cfg.remote:
         with torch.no_grad():

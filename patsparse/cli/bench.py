@@ -8,7 +8,7 @@ from typing import Any
 
 from patsparse.bench.config import OTHERS, BenchConfig
 from patsparse.bench.torch_timing import CLOCKS
-from patsparse.cli.options import add_device_args, add_json, default_of, print_json
+from patsparse.cli.options import add_device_args, add_json, add_verify, default_of, print_json
 
 
 def _default(name: str) -> Any:
@@ -89,6 +89,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "are compared with TVM dense on the device; PyTorch is not run)",
     )
     add_device_args(p)
+    add_verify(p)
     add_json(p)
     p.set_defaults(run=run)
 
@@ -111,6 +112,7 @@ def bench_config(args: argparse.Namespace, model: str) -> BenchConfig:
         memory=not args.no_memory,
         clock=args.clock,
         prune_logs=args.prune_logs,
+        verify=not args.no_verify,
         target=args.target,
         tracker=args.tracker,
         key=args.key,

@@ -168,20 +168,24 @@ def compile_engines(
     logs: Path | None,
     *,
     tvm_dense: bool = True,
+    verify: bool = True,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, CompiledModel]:
     """The engines by name: ``patsparse`` (the pruned model), and with ``tvm_dense`` the
     dense model on the blocked kernel (``tvm_dense_blocked``) and, when ``logs`` tune every
-    heavy task of its stock lowering, through TVM's own lowering (``tvm_dense_stock_tuned``)."""
+    heavy task of its stock lowering, through TVM's own lowering (``tvm_dense_stock_tuned``).
+    ``verify``: each checked against PyTorch as it compiles (``compile_torch``)."""
     log("compiling patsparse (pruned model)")
-    engines = {"patsparse": compile_torch(pruned, x, target=target, logs=logs)}
+    engines = {"patsparse": compile_torch(pruned, x, target=target, logs=logs, verify=verify)}
     if tvm_dense:
         log("compiling TVM dense, blocked kernel")
-        engines["tvm_dense_blocked"] = compile_torch(dense, x, target=target, logs=logs)
+        engines["tvm_dense_blocked"] = compile_torch(
+            dense, x, target=target, logs=logs, verify=verify
+        )
         if logs is not None and stock_is_tuned(dense, x, target, logs):
             log("compiling TVM dense, stock lowering with tuning records")
             engines["tvm_dense_stock_tuned"] = compile_torch(
-                dense, x, target=target, logs=logs, blocked=False
+                dense, x, target=target, logs=logs, blocked=False, verify=verify
             )
     return engines
 

@@ -17,6 +17,7 @@ def test_bench_cli_json_and_bad_input(capsys):
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["threads"] == 1 and res["config"]["clock"] == "cpu"
+    assert res["config"]["verify"] is True  # every engine checked against PyTorch by default
     assert res["model"] == "digits-cnn" and res["config"]["compression"] == paper_rate("digits-cnn")
     assert "layers" not in res and "peak_memory_mb" not in res
     assert main(["bench", "resnet19"]) == 2
@@ -130,3 +131,13 @@ def test_bench_with_a_key_nobody_serves_exits_2_naming_it(capsys):
         assert main(["bench", "digits-cnn", *remote, "--no-logs"]) == 2
     err = capsys.readouterr().err
     assert "'nobody'" in err and "compiling" not in err
+
+
+def test_bench_no_verify_reaches_the_config():
+    from patsparse.cli import build_parser
+    from patsparse.cli.bench import bench_config
+
+    parser = build_parser()
+    on = bench_config(parser.parse_args(["bench", "digits-cnn"]), "digits-cnn")
+    off = bench_config(parser.parse_args(["bench", "digits-cnn", "--no-verify"]), "digits-cnn")
+    assert on.verify and not off.verify
