@@ -11,7 +11,12 @@ from torch import nn
 from patsparse.core.patterns import DESIGNED_8, mask_from_code
 from tvm_ext._compat import relax, tvm
 from tvm_ext.passes import DepthwiseConv2D
-from tvm_ext.passes.depthwise_conv2d import OPAQUE, eligibility
+from tvm_ext.passes.depthwise_conv2d import (
+    DEPTHWISE_ATTR,
+    OPAQUE,
+    describe_depthwise,
+    eligibility,
+)
 from tvm_ext.pipeline import compile_module
 from tvm_ext.reference import conv2d_nchw
 from tvm_ext.schedules.dispatch import schedule_depthwise_primfunc
@@ -100,7 +105,7 @@ def reference(x, weight, *, stride, padding, bias=None, residual=None, act=None)
 
 def test_structural_before_expected(well_formed):
     """The conv, its bias add and its ReLU6 become one call of the depthwise kernel with the
-    weights (and bias) as constants, scheduled and opaque."""
+    weights (and bias) as constants, scheduled, opaque and described for ChainConvLayouts."""
     w = pattern_weight(16)
     bias = np.linspace(-1, 1, 16).astype("float32")
     before = depthwise_module((1, 16, 8, 8), w, bias=bias, act="relu6")
@@ -125,6 +130,7 @@ def test_structural_before_expected(well_formed):
     expected = bb.get()
     gv = expected.get_global_var("depthwise_conv2d_0")
     func = expected[gv].with_attr("op_pattern", OPAQUE)
+    func = func.with_attr(DEPTHWISE_ATTR, describe_depthwise(plan, ep))
     expected[gv] = schedule_depthwise_primfunc(func, target=target)
     tvm.ir.assert_structural_equal(after, expected)
 

@@ -73,6 +73,7 @@ def _sparse_call_constants(mod, gv):
 
 
 @pytest.mark.tuning
+@pytest.mark.slow  # 100-140 s on 2 cores; the Adreno kernels run in the CI tests above
 def test_tune_on_the_emulated_adreno_then_run_the_tuned_kernel(
     tmp_path, tracker, adreno, sparse_conv_model, rpc_h
 ):
