@@ -68,6 +68,7 @@ class _KillAfterFirst(ms.runner.PyRunner):
         return first + self.inner.run(runner_inputs[1:])
 
 
+@pytest.mark.slow  # ~50 s on 2 cores; tuning over RPC itself is in CI (the test above)
 def test_server_killed_mid_tuning_then_resume(tmp_path, tracker, sparse_conv_model, rpc_h):
     model, x = sparse_conv_model
     target = make_target("arm64")
