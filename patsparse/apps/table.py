@@ -20,7 +20,6 @@ import functools
 import json
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +30,13 @@ from torch import nn
 
 from patsparse.apps.base import App
 from patsparse.apps.photos import PhotoSet
+from patsparse.bench.spread import summary_ms
+from patsparse.bench.torch_timing import CLOCKS, interleaved
 from patsparse.compiler.compile import compile_torch
 from patsparse.compiler.engines import bench_target, compile_blocked_only, engine_call
 
 #: ``wall``: elapsed time; ``cpu``: this process's CPU time, which a busy machine does not
 #: inflate by descheduling us (meaningful with one thread: with more, spinning threads count)
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 ENGINES: tuple[str, ...] = ("pytorch_dense", "tvm_dense", "pruned_blocked", "patsparse")
 #: the model each engine runs
@@ -74,32 +74,6 @@ class TableConfig:
             raise ValueError(f"TableConfig.sizes must be sizes >= 8, got {self.sizes}")
         if self.runs < 1 or self.threads < 1:
             raise ValueError("TableConfig needs runs >= 1 and threads >= 1")
-
-
-def summary_ms(times: list[float]) -> dict[str, float]:
-    """Median, min and max of ``times`` (ms)."""
-    return {
-        "median": round(statistics.median(times), 3),
-        "min": round(min(times), 3),
-        "max": round(max(times), 3),
-    }
-
-
-def interleaved_ms(
-    calls: dict[str, Callable[[], object]], runs: int, *, clock: str = "wall"
-) -> dict[str, list[float]]:
-    """Milliseconds of ``runs`` calls of each function, the functions taking turns (so a
-    machine's changing load falls on all of them alike); one warm-up call each first."""
-    now = CLOCKS[clock]
-    for fn in calls.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(runs):
-        for name, fn in calls.items():
-            start = now()
-            fn()
-            times[name].append((now() - start) * 1e3)
-    return times
 
 
 def timing_input(app: App, size: int) -> torch.Tensor:
@@ -142,7 +116,7 @@ def app_rows(
             }
             calls.update({k: engine_call(c, xn) for k, c in compiled.items()})
             log(f"{app.name} {size}²: timing {config.runs} runs, engines taking turns")
-            times = interleaved_ms(calls, config.runs, clock=config.clock)
+            times = interleaved(calls, config.runs, clock=config.clock, warmup=1)
         torch_ms = statistics.median(times["pytorch_dense"])
         engines: dict[str, Any] = {}
         for name in config.engines:

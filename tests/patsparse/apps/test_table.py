@@ -13,23 +13,19 @@ from patsparse.apps.table import (
     TableConfig,
     app_table,
     format_table,
-    interleaved_ms,
     timing_input,
 )
 from patsparse.pruning.pruners import MagnitudePruner
 
 
-def test_interleaved_calls_take_turns():
-    order: list[str] = []
-    times = interleaved_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
-    assert order == ["a", "b"] + ["a", "b"] * 3  # warm-up, then turns
-    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
-
-
 def test_cpu_clock_counts_this_process_only():
+    # Table 1 times its engines with bench's interleaved rounds (turn-taking is tested with
+    # them in tests/patsparse/bench); --clock cpu counts this process's CPU time only
     import time
 
-    times = interleaved_ms({"sleep": lambda: time.sleep(0.02)}, 2, clock="cpu")
+    from patsparse.bench.torch_timing import interleaved
+
+    times = interleaved({"sleep": lambda: time.sleep(0.02)}, 2, clock="cpu")
     assert max(times["sleep"]) < 15  # asleep: no CPU time, however long it took
 
 
