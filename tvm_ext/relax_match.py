@@ -3,6 +3,7 @@ static shapes and dtypes, identity lookups, a conv's constant bias."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -120,3 +121,17 @@ def nearest_upsample_factor(call: relax.Call) -> int | None:
         return None
     s = out[2] // src[2]
     return s if s > 1 else None
+
+
+def rewrite_relax_functions(
+    mutator: relax.PyExprMutator, *, before: Callable[[relax.Function], None] | None = None
+) -> tvm.IRModule:
+    """Every Relax function of ``mutator``'s module visited by it (``before`` runs first on
+    each: a pass's per-function planning), unused bindings removed; the new module."""
+    for gv, func in mutator.mod_.functions_items():
+        if isinstance(func, relax.Function):
+            if before is not None:
+                before(func)
+            new = relax.analysis.remove_all_unused(mutator.visit_expr(func))
+            mutator.builder_.update_func(gv, new)
+    return mutator.builder_.get()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from tvm_ext._compat import relax, tvm
-from tvm_ext.relax_match import is_op, static_shape
+from tvm_ext.relax_match import is_op, rewrite_relax_functions, static_shape
 
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
@@ -64,11 +64,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         )
 
     def run(self) -> tvm.IRModule:
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                new = relax.analysis.remove_all_unused(self.visit_expr(func))
-                self.builder_.update_func(gv, new)
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 @tvm.transform.module_pass(opt_level=0, name="ChannelNormNCHW")

@@ -41,6 +41,7 @@ from tvm_ext.relax_match import (
     is_op,
     lookup,
     lookup_set,
+    rewrite_relax_functions,
     static_shape,
     used_vars,
 )
@@ -219,19 +220,17 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         self._next_index = 0
 
     def run(self) -> tvm.IRModule:
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.chains, self.absorbed = {}, set()
-                self._plan_chains(func)
-                new = relax.analysis.remove_all_unused(self.visit_expr(func))
-                self.builder_.update_func(gv, new)
-        mod = self.builder_.get()
+        mod = rewrite_relax_functions(self, before=self._start_function)
         for gv in self.new_funcs:
             func = mod[gv].with_attr("op_pattern", OPAQUE)
             if gv.name_hint in self.descriptions:
                 func = func.with_attr(DEPTHWISE_ATTR, self.descriptions[gv.name_hint])
             mod[gv] = func
         return mod
+
+    def _start_function(self, func: relax.Function) -> None:
+        self.chains, self.absorbed = {}, set()
+        self._plan_chains(func)
 
     def _eligible(self, conv: relax.Call) -> str | None:
         index = lookup(self.conv_index, conv)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tvm_ext._compat import IRConstant, relax, tvm
+from tvm_ext.relax_match import rewrite_relax_functions
 
 
 def _op_name(expr: Any) -> str:
@@ -89,11 +90,7 @@ class _Folder(relax.expr_functor.PyExprMutator):
         return relax.op.add(self.builder_.emit(folded), relax.const(new_b))
 
     def run(self) -> tvm.IRModule:
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                new = relax.analysis.remove_all_unused(self.visit_expr(func))
-                self.builder_.update_func(gv, new)
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 @tvm.transform.module_pass(opt_level=0, name="FoldConvBiasBatchNorm")

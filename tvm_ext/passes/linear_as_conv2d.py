@@ -28,6 +28,7 @@ from tvm_ext.relax_match import (
     is_op,
     lookup,
     lookup_set,
+    rewrite_relax_functions,
     static_shape,
     used_vars,
 )
@@ -115,13 +116,11 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         return super().visit_call_(call)
 
     def run(self) -> tvm.IRModule:
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.absorbed, self.absorbed_matmuls = {}, set()
-                self._plan(func)
-                new = relax.analysis.remove_all_unused(self.visit_expr(func))
-                self.builder_.update_func(gv, new)
-        return self.builder_.get()
+        return rewrite_relax_functions(self, before=self._start_function)
+
+    def _start_function(self, func: relax.Function) -> None:
+        self.absorbed, self.absorbed_matmuls = {}, set()
+        self._plan(func)
 
 
 @tvm.transform.module_pass(opt_level=0, name="LinearAsConv2D")
