@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import numpy as np
+
+# the dev extra installs the onnx extra (onnx for the importer, onnxscript for
+# torch.onnx.export): without it these tests fail rather than skip
+import onnx  # noqa: F401
+import onnxscript  # noqa: F401
 import pytest
 import torch
 from torch import nn
-
-pytest.importorskip("onnx", reason="the onnx extra: pip install 'patsparse[onnx]'")
-pytest.importorskip("onnxscript", reason="torch.onnx.export needs onnxscript (the onnx extra)")
 
 from patsparse.compiler import compile_torch
 from patsparse.core.errors import PatsparseError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from skimage import metrics
 
 from patsparse.apps.metrics import gaussian_window, psnr, shave, ssim
 from patsparse.apps.photos import load_photo
@@ -42,7 +43,6 @@ def test_ssim_identity_symmetry_and_noise():
 
 
 def test_ssim_matches_skimage_on_a_photo():
-    metrics = pytest.importorskip("skimage.metrics")
     photo = load_photo("camera")[100:180, 120:220, 0].astype(np.float64)
     noisy = np.clip(photo + 0.05 * np.random.default_rng(0).standard_normal(photo.shape), 0, 1)
     ref = metrics.structural_similarity(
