@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 
+import torch
 from torch import nn
 
-from patsparse.core.errors import UnknownNameError
+from patsparse.core.errors import DataError, UnknownNameError
 
 VARIANTS: tuple[str, ...] = ("cifar", "imagenet")
 """Input-size variants: ``cifar`` (32x32, 10 classes) and ``imagenet`` (224x224, 1000)."""
@@ -49,3 +50,20 @@ def init_weights(module: nn.Module, *, linear_std: float | None = None) -> None:
         elif isinstance(m, nn.Linear) and linear_std is not None:
             nn.init.normal_(m.weight, 0.0, linear_std)
             nn.init.zeros_(m.bias)
+
+
+def check_image_batch(
+    x: torch.Tensor, *, channels: int, multiple: int, model: str, takes: str, app: str
+) -> None:
+    """:class:`DataError` unless ``x`` is ``(N, channels, H, W)`` with ``H`` and ``W``
+    multiples of ``multiple`` (``takes`` names the input, ``app`` the class that prepares it)."""
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise DataError(
+            f"{model} takes {takes} (N, {channels}, H, W), got shape {tuple(x.shape)}",
+            fix=f"pass the {takes} of a picture ({app}.to_input does it)",
+        )
+    if x.shape[2] % multiple or x.shape[3] % multiple:
+        raise DataError(
+            f"{model} needs sides that are multiples of {multiple}, got {tuple(x.shape[2:])}",
+            fix=f"pad the picture ({app}.to_input pads by reflection)",
+        )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from patsparse.core.errors import DataError
+from patsparse.models._common import check_image_batch
 
 
 def _conv(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -70,17 +70,14 @@ class ColorizationNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 1:
-            raise DataError(
-                f"ColorizationNet takes lightness (N, 1, H, W), got shape {tuple(x.shape)}",
-                fix="pass the Y channel of a picture (ColorizationApp.to_input does it)",
-            )
-        if x.shape[2] % self.multiple or x.shape[3] % self.multiple:
-            raise DataError(
-                f"ColorizationNet needs sides that are multiples of {self.multiple}, got "
-                f"{tuple(x.shape[2:])}",
-                fix="pad the picture (ColorizationApp.to_input pads by reflection)",
-            )
+        check_image_batch(
+            x,
+            channels=1,
+            multiple=self.multiple,
+            model="ColorizationNet",
+            takes="lightness",
+            app="ColorizationApp",
+        )
         low = self.low(x)
         local = self.mid(low)
         glob = self.glob(low).expand(-1, -1, local.shape[2], local.shape[3])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from patsparse.core.errors import DataError
+from patsparse.models._common import check_image_batch
 
 
 def _conv(cin: int, cout: int, kernel: int, *, stride: int = 1) -> list[nn.Module]:
@@ -73,15 +73,12 @@ class StyleTransferNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise DataError(
-                f"StyleTransferNet takes RGB (N, 3, H, W), got shape {tuple(x.shape)}",
-                fix="pass an RGB picture (StyleTransferApp.to_input does it)",
-            )
-        if x.shape[2] % self.multiple or x.shape[3] % self.multiple:
-            raise DataError(
-                f"StyleTransferNet needs sides that are multiples of {self.multiple}, got "
-                f"{tuple(x.shape[2:])}",
-                fix="pad the picture (StyleTransferApp.to_input pads by reflection)",
-            )
+        check_image_batch(
+            x,
+            channels=3,
+            multiple=self.multiple,
+            model="StyleTransferNet",
+            takes="RGB",
+            app="StyleTransferApp",
+        )
         return 0.5 + 0.5 * torch.tanh(self.decode(self.res(self.encode(x - 0.5))))
