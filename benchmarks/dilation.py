@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from _timing import torch_around
 from torch import nn
 
 from patsparse.compiler import compile_torch
@@ -68,21 +68,6 @@ def compiled_call(
     return lambda: vm["main"](xt)
 
 
-def timed(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Milliseconds per call: ``torch`` in blocks before and after, the rest interleaved."""
-    for _ in range(5):
-        runs["torch"]()
-    times: dict[str, list[float]] = {n: [] for n in runs}
-    tvm_runs = [n for n in runs if n != "torch"]
-    for names in (["torch"], tvm_runs, ["torch"]):
-        for _ in range(-(-repeat // 2) if names == ["torch"] else repeat):
-            for name in names:
-                t0 = time.perf_counter()
-                runs[name]()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--channels", type=int, default=128)
@@ -106,7 +91,7 @@ def main() -> None:
         ):
             print(name)
             runs[name] = compiled_call(model, x, blocked=blocked)
-        times = timed(runs, args.runs)
+        times = torch_around(runs, args.runs)
     med = {n: float(np.median(t)) for n, t in times.items()}
     low = {n: min(t) for n, t in times.items()}
     # on a shared box PyTorch's two OpenMP threads lose whole barriers to other processes

@@ -30,11 +30,11 @@ import argparse
 import copy
 import functools
 import os
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from _timing import torch_around
 from torch import nn
 
 from patsparse.compiler import import_torch
@@ -108,22 +108,6 @@ def build(model: nn.Module, x: torch.Tensor, *, fuse: bool) -> tuple[Callable[[]
     return (lambda: vm["main"](xt)), "; ".join(fused) or "nothing rewritten"
 
 
-def timed(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Milliseconds per call: ``torch`` in blocks before and after, the rest interleaved."""
-    for _ in range(3):
-        for fn in runs.values():
-            fn()
-    times: dict[str, list[float]] = {n: [] for n in runs}
-    tvm_runs = [n for n in runs if n != "torch"]
-    for names in (["torch"], tvm_runs, ["torch"]):
-        for _ in range(-(-repeat // 2) if names == ["torch"] else repeat):
-            for name in names:
-                t0 = time.perf_counter()
-                runs[name]()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=25)
@@ -141,7 +125,7 @@ def main() -> None:
             runs["torch"] = functools.partial(model, x)
             runs["unfused"], _ = build(model, x, fuse=False)
             runs["fused"], what = build(model, x, fuse=True)
-            times = timed(runs, args.runs)
+            times = torch_around(runs, args.runs)
         med = {n: float(np.median(t)) for n, t in times.items()}
         low = {n: min(t) for n, t in times.items()}
         cells = " | ".join(f"{med[n]:.2f} ({low[n]:.2f})" for n in ("torch", "unfused", "fused"))

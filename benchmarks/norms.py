@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Callable
 
 THREADS = int(os.environ.setdefault("TVM_NUM_THREADS", "2"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _timing import torch_around  # noqa: E402
 from torch import nn  # noqa: E402
 
 from tvm_ext._compat import from_exported_program, host_target, relax, tensor, tvm  # noqa: E402
@@ -78,20 +78,6 @@ def compiled(
     return (lambda: vm["main"](xt, rt)), rules
 
 
-def timed(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Milliseconds per call: ``torch`` in blocks before and after, TVM between."""
-    times: dict[str, list[float]] = {n: [] for n in runs}
-    for names in (["torch"], ["tvm"], ["torch"]):
-        for name in names:
-            runs[name]()
-        for _ in range(-(-repeat // 2) if names == ["torch"] else repeat):
-            for name in names:
-                t0 = time.perf_counter()
-                runs[name]()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
@@ -108,7 +94,9 @@ def main() -> None:
         x, r = torch.randn(1, c, hw, hw) * 2 + 1, torch.randn(1, c, hw, hw)
         call, rules = compiled(model, x, r)
         with torch.no_grad():
-            times = timed({"torch": lambda m=model, x=x, r=r: m(x, r), "tvm": call}, args.runs)
+            times = torch_around(
+                {"torch": lambda m=model, x=x, r=r: m(x, r), "tvm": call}, args.runs
+            )
         med = {k: float(np.median(v)) for k, v in times.items()}
         low = {k: min(v) for k, v in times.items()}
         print(
