@@ -115,13 +115,20 @@ class App(abc.ABC):
         model.eval()
         return self.to_picture(model(self.to_input(photo)), photo)
 
+    def source(self, photo: np.ndarray) -> np.ndarray:
+        """What the app is given when it is scored against ``photo``: the photo itself, or
+        (super resolution) the photo degraded to the app's input."""
+        return photo
+
     def quality(self, model: nn.Module, photos: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Each metric averaged over ``photos`` (whole photos, the held-out set)."""
-        return _mean([self.score(self.picture(model, p), p) for p in photos.values()])
+        return _mean([self.score(self.picture(model, self.source(p)), p) for p in photos.values()])
 
     def baseline(self, photos: Mapping[str, np.ndarray]) -> dict[str, float]:
         """The trivial baseline's metrics over ``photos``, the keys of :meth:`quality`."""
-        return _mean([self.score(self.baseline_picture(p), p) for p in photos.values()])
+        return _mean(
+            [self.score(self.baseline_picture(self.source(p)), p) for p in photos.values()]
+        )
 
 
 def checked_crops(crops: np.ndarray, *, multiple: int, app: str) -> np.ndarray:
@@ -143,5 +150,5 @@ def checked_crops(crops: np.ndarray, *, multiple: int, app: str) -> np.ndarray:
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     if not rows:
-        raise ValueError("no photos to score")
+        raise DataError("no photos to score", fix="pass at least one photo")
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

@@ -17,7 +17,6 @@ from patsparse.apps.checkpoints import load_app_checkpoint
 from patsparse.apps.photos import HELD_OUT, center_crop, load_photo, write_image
 from patsparse.apps.registry import get_app
 from patsparse.apps.run import CompiledApp
-from patsparse.apps.sr import SuperResolution
 from patsparse.bench.spread import summary_ms
 from patsparse.bench.torch_timing import interleaved
 
@@ -50,8 +49,7 @@ def showcase(out_dir: str | os.PathLike[str], *, config: ShowcaseConfig | None =
     dense = load_app_checkpoint(app, "dense").model
     pruned = load_app_checkpoint(app, "pruned").model
     original = center_crop(load_photo(cfg.photo), cfg.size)
-    # super resolution starts from the photo shrunk by its scale and is scored on the original
-    source = app.degrade(original) if isinstance(app, SuperResolution) else original
+    source = app.source(original)  # super resolution: the photo shrunk by its scale
     runner = CompiledApp(app, pruned)
     x = app.to_input(source)
     compiled = runner.engine(x)

@@ -15,7 +15,6 @@ score the result against the photo: PSNR and SSIM on Y, skipping a ``scale``-pix
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -147,16 +146,6 @@ class SuperResolution(App):
 
     # -- evaluation: degrade, upscale, compare with the photo --------------------------------
 
-    def quality(self, model: nn.Module, photos: Mapping[str, np.ndarray]) -> dict[str, float]:
-        return _mean([self.score(self.picture(model, self.degrade(p)), p) for p in photos.values()])
-
-    def baseline(self, photos: Mapping[str, np.ndarray]) -> dict[str, float]:
-        return _mean(
-            [self.score(self.baseline_picture(self.degrade(p)), p) for p in photos.values()]
-        )
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    if not rows:
-        raise DataError("no photos to score", fix="pass at least one photo")
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    def source(self, photo: np.ndarray) -> np.ndarray:
+        """Scored against a photo, the model upscales the photo degraded (:meth:`degrade`)."""
+        return self.degrade(photo)
