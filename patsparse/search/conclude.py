@@ -4,7 +4,6 @@ collected from the study (:func:`collect`), the most accurate feasible trials re
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,12 @@ from torch import nn
 
 from patsparse.search.config import SearchConfig
 from patsparse.search.latencies import References
-from patsparse.search.measurement import LatencyCache, LatencyMeasurer, structure_model
+from patsparse.search.measurement import (
+    LatencyCache,
+    LatencyMeasurer,
+    measure_interleaved,
+    structure_model,
+)
 from patsparse.search.results import SearchResult, TrialSummary, completed, pareto_front
 from patsparse.search.space import SearchSpace
 from patsparse.tasks import Task
@@ -76,28 +80,13 @@ def verify(
     ):
         if all(t.config != o.config for o in ranked):  # distinct configurations only
             ranked.append(t)
-    split = hasattr(measurer, "compile") and hasattr(measurer, "time")
 
     def measure_rounds(configs: dict[str, dict[str, str]]) -> dict[str, float]:
         models = {
             k: structure_model(pretrained, space.plan(c), seed=config.structure_seed)
             for k, c in configs.items()
         }
-        compiled = (
-            {k: measurer.compile(m, example) for k, m in models.items()}  # type: ignore[attr-defined]
-            if split
-            else {}
-        )
-        rounds: dict[str, list[float]] = {k: [] for k in models}
-        for _ in range(config.verify_rounds):
-            for k, m in models.items():
-                lat = (
-                    measurer.time(compiled[k], example)  # type: ignore[attr-defined]
-                    if split
-                    else measurer.measure(m, example)
-                )
-                rounds[k].append(lat.median_ms)
-        return {k: statistics.median(v) for k, v in rounds.items()}
+        return measure_interleaved(measurer, models, example, rounds=config.verify_rounds)
 
     constraint = result.constraint_ms
     dense_ms: float | None = None

@@ -18,7 +18,9 @@ class SearchConfig:
 
     Give the constraint as ``latency_ms`` or as ``latency_fraction`` of the measured dense
     latency. ``storage``: an optuna storage URL (``sqlite:///nps.db``); ``None`` keeps the
-    study in memory (no resume, one worker).
+    study in memory (no resume, one worker). ``verify_rounds``: rounds of interleaved timing
+    for the reference points (dense model, fastest corners) and for the ``verify_top``
+    best trials re-measured at the end.
     """
 
     latency_ms: float | None = None

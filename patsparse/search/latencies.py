@@ -18,7 +18,12 @@ from torch import nn
 
 from patsparse.core.errors import SearchConfigError
 from patsparse.search.config import SearchConfig
-from patsparse.search.measurement import LatencyCache, LatencyMeasurer, structure_model
+from patsparse.search.measurement import (
+    LatencyCache,
+    LatencyMeasurer,
+    measure_interleaved,
+    structure_model,
+)
 from patsparse.search.results import completed
 from patsparse.search.space import SearchSpace
 
@@ -94,21 +99,36 @@ class StudyLatencies:
         self.study.set_user_attr(f"latency:{key}", self.cache.entries[key])
 
 
-def measure_references(latencies: StudyLatencies, say: Callable[[str], None]) -> References:
+def measure_references(
+    latencies: StudyLatencies, say: Callable[[str], None], *, rounds: int = 1
+) -> References:
     """Step 1: the dense model and the fastest corners, measured once per study (stored in
-    it with their latencies)."""
+    it with their latencies). Those not known yet are timed interleaved over ``rounds``
+    rounds (:func:`~.measurement.measure_interleaved`): the constraint and the feasibility
+    of the whole search rest on them, so one slow moment of the machine must not decide it.
+    """
     study, space = latencies.study, latencies.space
     probe_key = f"probe:{latencies.measurer.key}"
     if probe_key in study.user_attrs:
         return References(**json.loads(study.user_attrs[probe_key]))
     say("measuring the dense model and the most compressed configurations ...")
     dense_cfg = space.dense()
-    dense_ms = latencies.measure(dense_cfg)[0] if dense_cfg else None
-    corners = [(latencies.measure(c)[0], c) for c in space.extremes()]
+    configs = ([dense_cfg] if dense_cfg else []) + list(space.extremes())
+    unknown = {}
+    for cfg in configs:
+        key, ms = latencies.lookup(cfg)
+        if ms is None:
+            unknown[key] = latencies.structure(cfg)
+    measured = measure_interleaved(latencies.measurer, unknown, latencies.example, rounds=rounds)
+    latencies.cache.entries.update(measured)
+    latencies.cache.misses += len(measured)
+    ms_of = {latencies.key(c): latencies.cache.entries[latencies.key(c)] for c in configs}
+    dense_ms = ms_of[latencies.key(dense_cfg)] if dense_cfg else None
+    corners = [(ms_of[latencies.key(c)], c) for c in space.extremes()]
     fastest_ms, fastest_cfg = min(corners, key=lambda mc: mc[0])
     refs = References(dense_ms, fastest_ms, fastest_cfg, [[m, c] for m, c in corners])
     study.set_user_attr(probe_key, json.dumps(dataclasses.asdict(refs)))
-    for cfg in ([dense_cfg] if dense_cfg else []) + [c for _, c in corners]:
+    for cfg in configs:
         latencies.store(cfg)
     return refs
 

@@ -154,6 +154,35 @@ def structure_key(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def measure_interleaved(
+    measurer: LatencyMeasurer,
+    models: dict[str, nn.Module],
+    example: torch.Tensor,
+    *,
+    rounds: int,
+) -> dict[str, float]:
+    """The median latency (ms) of each of ``models`` over ``rounds`` rounds, all models timed
+    one after another in every round: a passing slow-down of the machine then hits one
+    round of every model instead of every round of one. A measurer with separate
+    ``compile``/``time`` steps compiles each model once; others measure it each round."""
+    split = hasattr(measurer, "compile") and hasattr(measurer, "time")
+    compiled = (
+        {k: measurer.compile(m, example) for k, m in models.items()}  # type: ignore[attr-defined]
+        if split
+        else {}
+    )
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, m in models.items():
+            lat = (
+                measurer.time(compiled[k], example)  # type: ignore[attr-defined]
+                if split
+                else measurer.measure(m, example)
+            )
+            times[k].append(lat.median_ms)
+    return {k: float(statistics.median(v)) for k, v in times.items()}
+
+
 class MemoLatency:
     """Wraps a measurer; a structure measured once is not measured again in this process
     (keyed by :func:`structure_key` and the example's shape)."""

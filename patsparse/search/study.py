@@ -161,7 +161,7 @@ def run_search(
     )
     _check_same_search(study, _signature(space, measurer, config, task))
 
-    refs = measure_references(latencies, say)
+    refs = measure_references(latencies, say, rounds=config.verify_rounds)
     constraint = latency_constraint(config, refs.dense_ms)
     dense_text = "n/a" if refs.dense_ms is None else f"{refs.dense_ms:.4f} ms"
     say(

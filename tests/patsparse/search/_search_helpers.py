@@ -1,4 +1,5 @@
-"""Helpers shared by the search tests that run ``patsparse search`` in subprocesses."""
+"""Helpers shared by the search tests: ``patsparse search`` in subprocesses and a
+deterministic device with a slow stretch."""
 
 from __future__ import annotations
 
@@ -52,3 +53,29 @@ def search_cmd(checkpoint: Path, storage: str, *extra: str) -> list[str]:
         "1",
         *extra,
     ]
+
+
+class SlowStretch:
+    """A deterministic device for the interleaving tests: each model takes its kept-weight
+    count x 1e-4 ms, except during ``slow_calls`` (timings counted from 0), when the machine
+    is 10x slower (a burst of other work); compiles are counted."""
+
+    key = "test:slow-stretch"
+
+    def __init__(self, slow_calls: range) -> None:
+        self.slow_calls, self.calls, self.compiles = slow_calls, 0, 0
+
+    def compile(self, model, example):
+        self.compiles += 1
+        return sum(int((p != 0).sum()) for p in model.parameters() if p.dim() > 1)
+
+    def measure(self, model, example):
+        return self.time(self.compile(model, example), example)
+
+    def time(self, compiled, example):
+        from patsparse.search import LatencyMeasurement
+
+        factor = 10.0 if self.calls in self.slow_calls else 1.0
+        self.calls += 1
+        ms = compiled * 1e-4 * factor
+        return LatencyMeasurement(ms, ms, ms, 1, 0.0, 0, self.key)

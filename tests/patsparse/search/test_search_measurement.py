@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _search_helpers import SlowStretch
 
 from patsparse.models import build_model
 from patsparse.schemes import PruningPlan, make_scheme
@@ -55,3 +56,22 @@ def test_measurement_from_seconds_is_in_ms_and_rejects_empty_timings():
     assert (m.median_ms, m.min_ms, m.max_ms, m.repeat) == pytest.approx((2.0, 1.0, 3.0, 3))
     with pytest.raises(LatencyMeasurementError, match=r"TimingConfig\.number"):
         LatencyMeasurement.from_seconds([], compile_seconds=0, rewritten_convs=0, device="t")
+
+
+def test_interleaved_rounds_keep_a_slow_stretch_out_of_every_median():
+    from patsparse.search.measurement import measure_interleaved
+
+    dense = structure_model(build_model("digits-cnn"), PruningPlan(default=None))
+    pruned = structure_model(build_model("digits-cnn"), _pc8())
+    truth = {
+        k: SlowStretch(range(0)).compile(m, X) * 1e-4 for k, m in (("d", dense), ("p", pruned))
+    }
+    # back to back, all three timings of the pruned model would fall in the slow stretch;
+    # interleaved, the stretch covers one round of each model and the medians are the truth
+    measurer = SlowStretch(range(3, 6))
+    got = measure_interleaved(measurer, {"d": dense, "p": pruned}, X, rounds=5)
+    assert got == pytest.approx(truth)
+    assert measurer.compiles == 2 and measurer.calls == 10
+    # with one round the slow stretch decides: the pruned model reads slower than dense
+    one = measure_interleaved(SlowStretch(range(1, 2)), {"d": dense, "p": pruned}, X, rounds=1)
+    assert one["p"] > one["d"]

@@ -8,6 +8,7 @@ import random
 import optuna
 import pytest
 import torch
+from _search_helpers import SlowStretch
 
 from patsparse.core.errors import SearchConfigError
 from patsparse.models import build_model
@@ -20,6 +21,7 @@ from patsparse.search import (
     SpaceConfig,
     run_search,
 )
+from patsparse.search.measurement import structure_model
 from patsparse.search.seeding import CORNER, UNIFORM
 
 X = torch.zeros(1, 1, 8, 8)
@@ -70,6 +72,29 @@ def test_constraint_below_anything_reachable_is_a_clear_result(
     assert "no feasible configuration" in result.message
     assert "raise the constraint" in result.message
     assert result.trials == [] and result.best is None
+
+
+def test_reference_latencies_are_timed_interleaved_so_one_slow_moment_does_not_decide(
+    small_space, search_splits
+):
+    # the dense model and the fastest corner are timed in turns; the machine is slow during
+    # the corner's first timing. Over verify_rounds=3 rounds the corner keeps its true
+    # latency and a constraint at dense's latency is feasible; timed once, the slow moment
+    # makes the corner look 10x slower and the whole search infeasible.
+    model, space = small_space
+    corner = space.extremes()[0]
+    truth = SlowStretch(range(0)).compile(structure_model(model, space.plan(corner)), X) * 1e-4
+    robust = _search(small_space, search_splits, SlowStretch(range(1, 2)), latency_fraction=1.0)
+    assert robust.status == "ok" and robust.fastest_ms == pytest.approx(truth)
+    assert robust.fastest_ms < robust.dense_ms
+    once = _search(
+        small_space,
+        search_splits,
+        SlowStretch(range(1, 2)),
+        latency_fraction=1.0,
+        verify_rounds=1,
+    )
+    assert once.status == "infeasible" and once.fastest_ms == pytest.approx(10 * truth)
 
 
 def test_no_feasible_trial_is_reported(small_space, search_splits, count_measurer):
