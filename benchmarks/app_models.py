@@ -4,7 +4,10 @@ the ops still slower than PyTorch.
 For each model of :mod:`patsparse.models.app_like` at full width: PyTorch dense, and the
 model pruned at 8x on its 3x3 convs (block-pattern, then per-kernel pattern+connectivity;
 other convs block-pruned at the same rate, the first conv dense) compiled by patsparse, each
-timed end to end in one process, engines taking turns (median and min-max of ``--runs``).
+timed end to end in one process, engines taking turns in a rotating order, each timed call
+right after an untimed one of its own (:func:`patsparse.bench.torch_timing.interleaved`:
+PyTorch's OpenMP threads still spin for a while after its call and slow whichever engine
+runs next by several ms); median and min-max of ``--runs``.
 Then the per-op profile of the block-pattern build lists every op slower than PyTorch's.
 
     TVM_NUM_THREADS=2 python benchmarks/app_models.py --runs 25
@@ -16,13 +19,13 @@ import argparse
 import copy
 import functools
 import os
-import time
 
 os.environ.setdefault("TVM_NUM_THREADS", "2")
 
 import numpy as np
 import torch
 
+from patsparse.bench.torch_timing import interleaved
 from patsparse.compiler import compile_torch
 from patsparse.compiler.op_profile import profile_ops, slow_op_warnings
 from patsparse.models.app_like import APP_LIKE
@@ -73,15 +76,8 @@ def main() -> None:
         calls = {"pytorch dense": functools.partial(dense, x)}
         for scheme, (_, compiled, _) in engines.items():
             calls[f"patsparse {scheme}"] = functools.partial(compiled, xn)
-        times: dict[str, list[float]] = {k: [] for k in calls}
         with torch.no_grad():
-            for fn in calls.values():
-                fn()
-            for _ in range(args.runs):
-                for k, fn in calls.items():
-                    start = time.perf_counter()
-                    fn()
-                    times[k].append((time.perf_counter() - start) * 1e3)
+            times = interleaved(calls, args.runs)
         base = float(np.median(times["pytorch dense"]))
         print(f"\n{name} (width {width}, {channels}x{size}x{size})")
         for k, ts in times.items():

@@ -3,9 +3,10 @@
 Every function call of the compiled model is timed inside whole-model runs (a VM instrument
 reads the clock before and after each call), and every leaf module of the PyTorch model
 inside its own runs (forward hooks). The two are matched in execution order by output
-shape: a compiled call takes the next PyTorch op that produced its output shape, plus the
-PyTorch ops before it that have no call of their own (TVM fused them into this one, e.g. a
-conv's bias, BatchNorm and ReLU). Rows whose ratio (PyTorch ms / ours) is below 1 are the
+shape (a chained conv's logical NCHW shape, not its blocked layout): a compiled call takes
+the next PyTorch op that produced its output shape, plus the PyTorch ops before it that
+have no call of their own (TVM fused them into this one, e.g. a conv's bias, BatchNorm and
+ReLU). Rows whose ratio (PyTorch ms / ours) is below 1 are the
 ops slower than PyTorch: ``patsparse profile`` prints them and ``compile --profile`` warns.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -226,8 +227,19 @@ def profile_ops(
     compiled: CompiledModel, model: nn.Module, x: torch.Tensor, *, repeat: int = 10
 ) -> list[OpRow]:
     """The per-op table: each compiled call, its median ms, PyTorch's ms for the same ops."""
-    calls = compiled_op_times(compiled, x.numpy(), repeat)
+    calls = _logical_shapes(compiled, compiled_op_times(compiled, x.numpy(), repeat))
     return match_ops(calls, torch_op_times(model, x, repeat))
+
+
+def _logical_shapes(compiled: CompiledModel, calls: list[OpCall]) -> list[OpCall]:
+    """Calls of chained convs with their logical NCHW output shape (what PyTorch's op
+    makes) instead of the blocked, bordered layout they write for the next conv."""
+    logical: dict[str, tuple[int, ...]] = {}
+    for r in compiled.chain_records:
+        if r.chained_output and len(r.out_shape) == 4:
+            n, c, h, w = r.out_shape
+            logical[r.function] = (n, c, h // r.pool, w // r.pool)
+    return [replace(c, out_shape=logical.get(c.function, c.out_shape)) for c in calls]
 
 
 def format_profile(rows: list[OpRow], *, limit: int | None = None) -> str:

@@ -85,3 +85,29 @@ def test_profile_and_compile_profile_commands(capsys):
     assert main(["compile", "digits-cnn", "--compression", "4", "--profile", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["profile"] and out["unscheduled"] == [] and isinstance(out["warnings"], list)
+
+
+def test_chained_convs_are_matched_by_their_logical_shape():
+    # a chained conv writes a blocked, bordered layout (1x4x18x18x16 here): it must still
+    # be paired with its own PyTorch conv, not with the next op of the same NCHW shape
+    from patsparse.pruning.pruners import MagnitudePruner
+    from patsparse.schemes import PruningPlan, make_scheme
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 32, 3, padding=1),
+    ).eval()
+    pruner = MagnitudePruner(PruningPlan(default=make_scheme("block-pattern", density=1 / 8)))
+    pruner.prepare(model)
+    pruner.step()
+    pruner.squash_mask()
+    compiled, rows = profile_model(model, torch.randn(1, 3, 16, 16), threads=1, repeat=3)
+    chained = {r.function for r in compiled.chain_records if r.chained_output}
+    assert chained, "the test needs chained convs"
+    convs = [r for r in rows if r.kind == "conv (patsparse)"]
+    assert [r.torch_ops[0] for r in convs] == ["0", "2", "4"]
+    assert [r.shape for r in convs] == [(1, 32, 16, 16), (1, 64, 16, 16), (1, 32, 16, 16)]
