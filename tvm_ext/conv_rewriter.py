@@ -155,7 +155,7 @@ class LayerRecord:
 
 
 @dataclass(frozen=True)
-class _Source:
+class InputSource:
     """What a conv's kernel reads: the tensor before the pad / upsampling it absorbs, and how
     its ``ps_pad`` stage rebuilds the conv's input from it."""
 
@@ -250,12 +250,13 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         weight = conv.args[1].value.numpy()
         if self.options.mode == BLOCKED_MODE:
             lanes = self.options.block or vector_lanes(self.options.target)
-            pixels = int(np.prod(_geometry(conv, weight).out_hw))
+            pixels = int(np.prod(conv_geometry(conv, weight).out_hw))
             if 2 * weight.shape[0] < lanes and pixels >= THIN_CONV_MIN_PIXELS:
                 return Rejection(
                     f"thin conv: {weight.shape[0]} output channels would fill "
-                    f"{weight.shape[0]} of {lanes} lanes; left to the leftover schedule, "
-                    "vectorised over output pixels (ScheduleLeftovers)"
+                    f"{weight.shape[0]} of {lanes} lanes; left to ThinSparseConv2D (pruned: "
+                    "kept columns only) and the leftover conv schedule, vectorised over "
+                    "output pixels"
                 )
             whole = analyze_blocked_weight(weight, block=self.options.block)
             return _skip_zero_taps(weight, whole) if self.options.skip_zero_taps else whole
@@ -344,7 +345,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         weight = conv.args[1].value.numpy()
         layout = self._layout(conv)
         if isinstance(layout, Rejection):
-            base = _shape_fields(weight, _geometry(conv, weight))
+            base = _shape_fields(weight, conv_geometry(conv, weight))
             self._record(conv, rewritten=False, reason=layout.reason, **base)
             return None
         source = self._input_source(conv, weight)
@@ -378,16 +379,16 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         )
         return out
 
-    def _input_source(self, conv: relax.Call, weight: np.ndarray) -> _Source:
+    def _input_source(self, conv: relax.Call, weight: np.ndarray) -> InputSource:
         """The conv's input, or (``fuse_input``) the tensor before the pad and nearest
         upsampling that produce it: ``conv(pad(upsample(x)))`` reads ``x`` (a zero pad adds
         to the conv's own padding; a reflection / replication pad needs the conv unpadded).
         The absorbed ops stay in the module for their other users, if any."""
-        plain = _Source(conv.args[0], _geometry(conv, weight))
+        plain = InputSource(conv.args[0], conv_geometry(conv, weight))
         if not self.options.fuse_input:
             return plain
         try:
-            return _absorb_input(conv.args[0], plain.geometry, self.var2val) or plain
+            return absorb_input(conv.args[0], plain.geometry, self.var2val) or plain
         except ValueError:  # e.g. a reflection wider than the input: leave the ops outside
             return plain
 
@@ -418,9 +419,9 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         )
 
 
-def _absorb_input(
+def absorb_input(
     x: relax.Expr, geometry: ConvGeometry, var2val: Mapping[Any, Any]
-) -> _Source | None:
+) -> InputSource | None:
     """:meth:`_Rewriter._input_source` of a conv reading ``x`` with ``geometry``; None if
     nothing before it can be absorbed (raises ValueError where the geometry would be
     invalid)."""
@@ -445,7 +446,7 @@ def _absorb_input(
         x = value.args[0]
         geometry = dataclasses.replace(geometry, upsample=factor)
         ops.insert(0, f"upsample_nearest{factor}")
-    return _Source(x, geometry, tuple(ops)) if ops else None
+    return InputSource(x, geometry, tuple(ops)) if ops else None
 
 
 def _skip_zero_taps(
@@ -529,7 +530,8 @@ def _follow_chain(
     return _Chain(conv, bias, residual, relu, tuple(ops)), cur, path
 
 
-def _geometry(conv: relax.Call, weight: np.ndarray) -> ConvGeometry:
+def conv_geometry(conv: relax.Call, weight: np.ndarray) -> ConvGeometry:
+    """The geometry of a ``relax.nn.conv2d`` call on its own NCHW input (nothing absorbed)."""
     attrs = conv.attrs
     return ConvGeometry(
         in_shape=static_shape(conv.args[0]),  # type: ignore[arg-type]

@@ -21,7 +21,9 @@ Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
 5. :class:`tvm_ext.passes.ChainConvLayouts`: activations between block-layout convs stay in
    the kernels' own layout (no padding stage, no NCHW gather, max pools fused);
    ``chain=False`` keeps every conv's NCHW input and output.
-6. ``relax.get_default_pipeline(target)``: legalisation, fusion, lowering of the rest.
+6. :func:`backend_passes`: TVM's legalisation, fusion and lowering of the rest, on CPUs with
+   transposed convs as phase convs, pruned thin convs on their kept columns
+   (:class:`tvm_ext.passes.ThinSparseConv2D`) and every leftover function scheduled.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from tvm_ext.passes.conv2d_transpose_as_phases import Conv2DTransposeAsPhases
 from tvm_ext.passes.depthwise_conv2d import DepthwiseRecord
 from tvm_ext.passes.schedule_leftovers import LeftoverRecord, ScheduleLeftovers
 from tvm_ext.passes.schedule_untuned_pattern_convs import ScheduleUntunedPatternConvs
+from tvm_ext.passes.thin_sparse_conv2d import ThinConvRecord, ThinSparseConv2D
 from tvm_ext.targets import is_gpu
 from tvm_ext.tuning.logs import logs_database
 from tvm_ext.verify import ModelCheck
@@ -120,14 +123,20 @@ def rewrite_passes(
 
 
 def backend_passes(
-    target: Target, *, leftovers: ScheduleLeftovers | None = None
+    target: Target,
+    *,
+    leftovers: ScheduleLeftovers | None = None,
+    thin: ThinSparseConv2D | None = None,
 ) -> tvm.transform.Pass:
-    """TVM's default lowering for ``target``; on CPUs with :class:`ScheduleLeftovers` after
-    fusion, so every function that runs has a schedule (TVM has no default CPU schedule for
-    most operators: they would run as plain serial loops)."""
+    """TVM's default lowering for ``target``; on CPUs, before legalisation, transposed convs
+    as phase convs, channel norms over NCHW and pruned thin convs on their kept columns
+    (:class:`ThinSparseConv2D`), and after fusion :class:`ScheduleLeftovers`, so every
+    function that runs has a schedule (TVM has no default CPU schedule for most operators:
+    they would run as plain serial loops)."""
     if is_gpu(target):
         return relax.get_default_pipeline(target)
     leftovers = leftovers or ScheduleLeftovers(target=target)
+    thin = thin or ThinSparseConv2D(target=target)
 
     @tvm.transform.module_pass(opt_level=0, name="patsparse_backend")
     def _backend(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
@@ -136,6 +145,7 @@ def backend_passes(
                 [
                     Conv2DTransposeAsPhases(),  # before legalisation: phase convs
                     ChannelNormNCHW(),
+                    thin,
                     *cpu_pipeline.library_dispatch_passes(target),
                     *cpu_pipeline.legalize_passes(target),
                     leftovers,
@@ -156,6 +166,7 @@ def pattern_sparse_pipeline(
     chain: Chain = None,
     leftovers: ScheduleLeftovers | None = None,
     depthwise: Depthwise = None,
+    thin: ThinSparseConv2D | None = None,
 ) -> tvm.transform.Pass:
     """BN folding, the pattern-sparse rewrite, structured compaction, the depthwise kernel,
     the blocked kernel for the remaining convs, chained layouts, TVM's lowering with every
@@ -166,7 +177,7 @@ def pattern_sparse_pipeline(
             *rewrite_passes(
                 sparse=sparse, compact=compact, blocked=blocked, chain=chain, depthwise=depthwise
             ),
-            backend_passes(target, leftovers=leftovers),
+            backend_passes(target, leftovers=leftovers, thin=thin),
         ],
         name="patsparse_pipeline",
     )
@@ -218,6 +229,7 @@ def tuned_pipeline(
     chain: Chain = None,
     leftovers: ScheduleLeftovers | None = None,
     depthwise: Depthwise = None,
+    thin: ThinSparseConv2D | None = None,
 ) -> tvm.transform.Pass:
     """Rewrite, apply the tuning logs in ``work_dir`` (if any, through
     :func:`logs_database`), schedule what has no record with the defaults (our kernels, then
@@ -239,7 +251,7 @@ def tuned_pipeline(
                 with logs_database(work_dir):
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
             mod = ScheduleUntunedPatternConvs()(mod)  # type: ignore[operator]
-        return backend_passes(target, leftovers=leftovers)(mod)
+        return backend_passes(target, leftovers=leftovers, thin=thin)(mod)
 
     return _pipeline
 
@@ -261,6 +273,8 @@ class CompiledModel:
     schedule_records: list[LeftoverRecord] = field(default_factory=list)
     #: what :class:`DepthwiseConv2D` did with each grouped conv2d (rewritten or why not)
     depthwise_records: list[DepthwiseRecord] = field(default_factory=list)
+    #: what :class:`ThinSparseConv2D` did with each thin conv (CPU targets)
+    thin_records: list[ThinConvRecord] = field(default_factory=list)
     device: Any = field(default_factory=tvm.cpu)
     #: the final module against a reference model end to end (``compile_torch(verify=True)``;
     #: None: not checked, e.g. compiled for another device)
@@ -330,6 +344,7 @@ def compile_module(
     chained = ChainConvLayouts(enabled=chain, target=target)
     dw: Depthwise = DepthwiseConv2D(verify=verify, target=target) if depthwise else False
     leftovers = ScheduleLeftovers(target=target)
+    thin = ThinSparseConv2D(target=target)
     start = time.perf_counter()
     pipeline = (
         tuned_pipeline(
@@ -341,6 +356,7 @@ def compile_module(
             chain=chained,
             leftovers=leftovers,
             depthwise=dw,
+            thin=thin,
         )
         if logs is not None
         else pattern_sparse_pipeline(
@@ -351,6 +367,7 @@ def compile_module(
             chain=chained,
             leftovers=leftovers,
             depthwise=dw,
+            thin=thin,
         )
     )
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
@@ -364,6 +381,7 @@ def compile_module(
         chain_records=list(chained.records),
         schedule_records=list(leftovers.records),
         depthwise_records=list(dw.records) if dw else [],
+        thin_records=list(thin.records),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -229,6 +230,7 @@ def compile_model(
         "compacted": [r.to_dict() for r in compiled.compact_records if r.rewritten],
         "blocked": [r.to_dict() for r in compiled.blocked_records if r.rewritten],
         "depthwise": [r.to_dict() for r in compiled.depthwise_records],
+        "thin": [dataclasses.asdict(r) for r in compiled.thin_records],
         "verification": None if compiled.verification is None else compiled.verification.to_dict(),
         "storage_bytes_rewritten_layers": storage,
         "max_abs_error_vs_pytorch": None if out is None else float(np.abs(out - ref).max()),

@@ -8,6 +8,7 @@ from tvm_ext.passes.depthwise_conv2d import DepthwiseConv2D
 from tvm_ext.passes.fold_conv_bias_batchnorm import FoldConvBiasBatchNorm
 from tvm_ext.passes.linear_as_conv2d import LinearAsConv2D
 from tvm_ext.passes.pattern_sparse_conv2d import PatternSparseConv2D
+from tvm_ext.passes.thin_sparse_conv2d import ThinSparseConv2D
 
 __all__ = [
     "BlockedConv2D",
@@ -18,4 +19,5 @@ __all__ = [
     "LayerRecord",
     "LinearAsConv2D",
     "PatternSparseConv2D",
+    "ThinSparseConv2D",
 ]
