@@ -99,6 +99,11 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
         (1, 64, 64, 64),
     ),
     "instnorm-b2-32@64": (lambda: nn.InstanceNorm2d(32, affine=True), (2, 32, 64, 64)),
+    "gap-128@56": (lambda: nn.AdaptiveAvgPool2d(1), (1, 128, 56, 56)),
+    "tanh-32@128": (lambda: nn.Tanh(), (1, 32, 128, 128)),
+    "sigmoid-32@128": (lambda: nn.Sigmoid(), (1, 32, 128, 128)),
+    "silu-32@128": (lambda: nn.SiLU(), (1, 32, 128, 128)),
+    "gelu-32@128": (lambda: nn.GELU(), (1, 32, 128, 128)),
 }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import tvm
 import tvm.s_tir.meta_schedule as meta_schedule
-from tvm import relax, rpc, te, tirx
+from tvm import relax, rpc, te, tirx, topi
 from tvm.ir import Constant as IRConstant
 from tvm.ir.utils import derived_object  # MetaSchedule's Py* subclasses need it
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
@@ -180,6 +180,7 @@ __all__ = [
     "te",
     "tensor",
     "tirx",
+    "topi",
     "tvm",
     "undefined_vars",
     "utils",

@@ -10,22 +10,25 @@ that applies:
    contiguous elements, then an elementwise output that re-reads the input): vectorised
    partial sums, per-group statistics computed inside the group's parallel output loop
    (:mod:`tvm_ext.schedules.norm`);
-1. ``strided_reduce``: reductions over an axis whose elements are far apart while the kept
+1. ``contiguous_reduce``: one reduction over a contiguous run of its input per output (a
+   global pool, a mean over the last axes): vectors of partial sums per output, outputs in
+   parallel (:mod:`tvm_ext.schedules.contiguous_reduce`);
+2. ``strided_reduce``: reductions over an axis whose elements are far apart while the kept
    pixels are contiguous (a mean or layer norm over NCHW's channels): the reduction loop
    outside a vector of pixels, elementwise blocks in vectors, outer loops in parallel
    (:mod:`tvm_ext.schedules.strided_reduce`);
-2. ``conv``: one reduction block with its spatial loops outside the reduction loops (convs of
+3. ``conv``: one reduction block with its spatial loops outside the reduction loops (convs of
    any kernel size, dilation and groups, pools, the phase convs of a transposed conv):
    consumers (bias, activation) inlined into one epilogue, producers (padding) kept as stages
    of their own (inlined, every load of the inner loop would carry a bounds test), the
    spatial loops tiled (a register tile of up to ``CONV_TILE`` output channels x a vector of
    output columns), reductions inside the tile, a per-tile accumulator, outer tiles in
    parallel;
-3. ``injective``: spatial blocks only (concat, broadcast, pixel shuffle, resize, transpose,
+4. ``injective``: spatial blocks only (concat, broadcast, pixel shuffle, resize, transpose,
    elementwise): producers inlined into one block, outer loops in parallel, the row in
    explicit vectors where every access is contiguous or a broadcast
    (:mod:`tvm_ext.schedules.injective`);
-4. ``parallel``: any other function: each block's leading spatial loops in parallel, inner
+5. ``parallel``: any other function: each block's leading spatial loops in parallel, inner
    rows left to LLVM's loop vectoriser.
 
 Functions already scheduled (ours, marked by :mod:`tvm_ext.schedules.dispatch`; tuned ones;
@@ -47,6 +50,7 @@ from tvm_ext.schedules.common import (
     loop_extent,
     root_blocks,
 )
+from tvm_ext.schedules.contiguous_reduce import schedule_contiguous_reduce
 from tvm_ext.schedules.injective import schedule_injective
 from tvm_ext.schedules.norm import schedule_norm
 from tvm_ext.schedules.strided_reduce import schedule_strided_reduce
@@ -200,6 +204,10 @@ def schedule_leftover(func: tirx.PrimFunc, target: Target) -> tuple[tirx.PrimFun
     main = func.with_attr("global_symbol", "main")
     candidates: list[tuple[str, Callable[[], Any]]] = [
         ("norm", lambda: _try(main, lambda sch, n: schedule_norm(sch, n, cores), lanes)),
+        (
+            "contiguous_reduce",
+            lambda: _try(main, lambda sch, n: schedule_contiguous_reduce(sch, n, cores), lanes),
+        ),
         ("strided_reduce", lambda: _try(main, schedule_strided_reduce, lanes)),
         ("conv", lambda: _try(main, _schedule_conv, lanes)),
         ("injective", lambda: _try(main, schedule_injective, lanes)),

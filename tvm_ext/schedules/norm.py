@@ -43,7 +43,7 @@ ACCUMULATORS = 4
 PARALLEL_CHUNKS = 64
 
 
-def _flat_offset(region: Any, values: dict[Any, int]) -> int | None:
+def flat_offset(region: Any, values: dict[Any, int]) -> int | None:
     """Row-major element offset of ``region``'s first element with the iterators at
     ``values``; ``None`` when it is not a constant."""
     analyzer = Analyzer()
@@ -68,7 +68,7 @@ def _reads_contiguously(sch: Schedule, block: Any, internal: list[Any]) -> bool:
     for region in stmt.reads:
         if any(region.source.same_as(buf) for buf in internal):
             continue
-        a, b = _flat_offset(region, at0), _flat_offset(region, at1)
+        a, b = flat_offset(region, at0), flat_offset(region, at1)
         if a is not None and b is not None and b - a == 1:
             return True
     return False
@@ -108,7 +108,7 @@ def _vector_loop(sch: Schedule, loops: list[Any], lanes: int) -> Any:
     return fused if loop_extent(sch, fused) % lanes == 0 else None
 
 
-def _partial_sums(sch: Schedule, block: Any, lanes: int, *, chunks: int = 1) -> Any:
+def partial_sums(sch: Schedule, block: Any, lanes: int, *, chunks: int = 1) -> Any:
     """Partial sums of ``block`` (``rfactor``): a few vectors of them per group along the
     innermost (contiguous) reduction loop, their index the last axis of a new buffer; with
     ``chunks > 1`` first that many chunks of the outermost reduction loop, to run in
@@ -161,7 +161,7 @@ def _own_loops(sch: Schedule, block: Any) -> list[Any]:
     return own
 
 
-def _vectorise_partial_sums(sch: Schedule, rf: Any, lanes: int) -> tuple[Any, list[Any]]:
+def vectorise_partial_sums(sch: Schedule, rf: Any, lanes: int) -> tuple[Any, list[Any]]:
     """The partial-sum lanes innermost, in vectors (unrolled: independent add chains).
     Returns the outermost reduction loop (to decompose the reduction at) and the loops of
     the spatial iterators (the groups)."""
@@ -256,13 +256,13 @@ def schedule_norm(sch: Schedule, lanes: int, cores: int) -> bool:
         if not groups:
             return False
         group = sch.fuse(*groups) if len(groups) > 1 else groups[0]
-        rfs = [_partial_sums(sch, b, lanes) for b in reductions]
+        rfs = [partial_sums(sch, b, lanes) for b in reductions]
         for b, rf in reversed(list(zip(reductions, rfs, strict=True))):
             sch.compute_at(b, group, preserve_unit_loops=True)
             if rf is not None:
                 sch.compute_at(rf, group, preserve_unit_loops=True)
         inits = [
-            _vectorise_partial_sums(sch, rf, lanes)[0] if rf is not None else None for rf in rfs
+            vectorise_partial_sums(sch, rf, lanes)[0] if rf is not None else None for rf in rfs
         ]
         _vectorise_rows(sch, rows, lanes)
         sch.parallel(group)
@@ -270,12 +270,12 @@ def schedule_norm(sch: Schedule, lanes: int, cores: int) -> bool:
         # few groups: the reductions in parallel chunks, then the output in parallel rows
         inits, rfs = [], []
         for block in reductions:
-            rf = _partial_sums(sch, block, lanes, chunks=PARALLEL_CHUNKS // n_groups)
+            rf = partial_sums(sch, block, lanes, chunks=PARALLEL_CHUNKS // n_groups)
             rfs.append(rf)
             if rf is None:
                 inits.append(None)
                 continue
-            init, spatial = _vectorise_partial_sums(sch, rf, lanes)
+            init, spatial = vectorise_partial_sums(sch, rf, lanes)
             sch.parallel(sch.fuse(*spatial) if len(spatial) > 1 else spatial[0])
             inits.append(init)
         loops = sch.get_loops(output)
