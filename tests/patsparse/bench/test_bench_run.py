@@ -61,4 +61,5 @@ def test_bench_per_layer_rows_time_the_models_own_kernels(digits_bench):
     assert "eff vs PyTorch alone" in text
     speed = digits_bench["end_to_end_ms"]["patsparse"]["speedup_vs_pytorch"]
     (row,) = [line for line in text.splitlines() if line.startswith("patsparse ")]
-    assert row.rstrip().endswith(f"{speed:.2f}x")  # the speed-up column is filled on the host
+    # the speed-up column is filled on the host (then " !" when bench flags the run unsteady)
+    assert row.rstrip().removesuffix("!").rstrip().endswith(f"{speed:.2f}x")

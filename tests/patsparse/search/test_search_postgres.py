@@ -163,9 +163,12 @@ def test_two_workers_on_postgres_one_killed_mid_trial(digits_checkpoint, postgre
     assert killed.number not in complete
     # completed trials are kept as they were (none lost or rewritten by the survivor)
     assert all(complete[n].value == v for n, v in complete_at_kill.items())
-    assert {t.user_attrs["worker"] for n, t in complete.items() if n not in complete_at_kill} == {
-        f"{socket.gethostname()}:{survivor.pid}"
-    }
+    # every trial completed after the kill is the survivor's (none when the budget was already
+    # complete at the kill)
+    after_kill = {t.user_attrs["worker"] for n, t in complete.items() if n not in complete_at_kill}
+    survivor_name = f"{socket.gethostname()}:{survivor.pid}"
+    assert after_kill <= {survivor_name}
+    assert len(complete_at_kill) >= budget or after_kill == {survivor_name}
     # the killed trial's heartbeat stopped: RUNNING until a stale check fails it (the survivor
     # does at its next trial once grace_period has passed; on a slow machine it already has)
     assert after[killed.number].state in (TrialState.RUNNING, TrialState.FAIL)
