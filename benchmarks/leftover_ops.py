@@ -104,6 +104,10 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "sigmoid-32@128": (lambda: nn.Sigmoid(), (1, 32, 128, 128)),
     "silu-32@128": (lambda: nn.SiLU(), (1, 32, 128, 128)),
     "gelu-32@128": (lambda: nn.GELU(), (1, 32, 128, 128)),
+    "channel-max-64@64": (
+        lambda: Lambda(lambda x: torch.max(x, 1, keepdim=True)[0]),
+        (1, 64, 64, 64),
+    ),
 }
 
 

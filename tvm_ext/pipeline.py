@@ -54,6 +54,7 @@ from tvm_ext.passes.depthwise_conv2d import DepthwiseRecord
 from tvm_ext.passes.schedule_leftovers import LeftoverRecord, ScheduleLeftovers
 from tvm_ext.passes.schedule_untuned_pattern_convs import ScheduleUntunedPatternConvs
 from tvm_ext.passes.thin_sparse_conv2d import ThinConvRecord, ThinSparseConv2D
+from tvm_ext.passes.top_one_as_reduce import TopOneAsReduce
 from tvm_ext.passes.vector_math import VectorMath
 from tvm_ext.targets import is_gpu
 from tvm_ext.tuning.logs import logs_database
@@ -131,8 +132,9 @@ def backend_passes(
 ) -> tvm.transform.Pass:
     """TVM's default lowering for ``target``; on CPUs, before legalisation, transposed convs
     as phase convs, channel norms over NCHW, pruned thin convs on their kept columns
-    (:class:`ThinSparseConv2D`) and exp / sigmoid / tanh / erf / GELU in vector arithmetic
-    (:class:`VectorMath`), and after fusion :class:`ScheduleLeftovers`, so every
+    (:class:`ThinSparseConv2D`), exp / sigmoid / tanh / erf / GELU in vector arithmetic
+    (:class:`VectorMath`) and ``topk(k=1)`` as reductions (:class:`TopOneAsReduce`), and after
+    fusion :class:`ScheduleLeftovers`, so every
     function that runs has a schedule (TVM has no default CPU schedule for most operators:
     they would run as plain serial loops)."""
     if is_gpu(target):
@@ -149,6 +151,7 @@ def backend_passes(
                     ChannelNormNCHW(),
                     thin,
                     VectorMath(),
+                    TopOneAsReduce(),
                     *cpu_pipeline.library_dispatch_passes(target),
                     *cpu_pipeline.legalize_passes(target),
                     leftovers,

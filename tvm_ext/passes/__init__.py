@@ -9,6 +9,7 @@ from tvm_ext.passes.fold_conv_bias_batchnorm import FoldConvBiasBatchNorm
 from tvm_ext.passes.linear_as_conv2d import LinearAsConv2D
 from tvm_ext.passes.pattern_sparse_conv2d import PatternSparseConv2D
 from tvm_ext.passes.thin_sparse_conv2d import ThinSparseConv2D
+from tvm_ext.passes.top_one_as_reduce import TopOneAsReduce
 from tvm_ext.passes.vector_math import VectorMath
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "LinearAsConv2D",
     "PatternSparseConv2D",
     "ThinSparseConv2D",
+    "TopOneAsReduce",
     "VectorMath",
 ]
