@@ -63,6 +63,13 @@ PATTERN_MODE, BLOCKED_MODE = "pattern", "blocked"
 _PREFIXES = {PATTERN_MODE: FUNC_PREFIX, BLOCKED_MODE: "blocked_conv2d"}
 
 
+def is_thin_conv(out_channels: int, out_pixels: int, lanes: int) -> bool:
+    """A conv the blocked kernel leaves to ThinSparseConv2D / the leftover ``conv`` rule:
+    fewer output channels than half a vector, on a map of at least
+    :data:`THIN_CONV_MIN_PIXELS` output pixels."""
+    return 2 * out_channels < lanes and out_pixels >= THIN_CONV_MIN_PIXELS
+
+
 @dataclass(frozen=True)
 class RewriteOptions:
     """What a conv-rewriting pass (:class:`PatternSparseConv2D`, ``BlockedConv2D``) does."""
@@ -240,7 +247,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         if cached is not None:
             return cached
         index = lookup(self.conv_index, conv)
-        reason = _eligibility(conv, self.options.mode) or self.options.exclude.get(index)
+        reason = conv_eligibility(conv, self.options.mode) or self.options.exclude.get(index)
         result = Rejection(reason) if reason is not None else self._analyze(conv)
         self.layouts[conv] = result
         return result
@@ -251,7 +258,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         if self.options.mode == BLOCKED_MODE:
             lanes = self.options.block or vector_lanes(self.options.target)
             pixels = int(np.prod(conv_geometry(conv, weight).out_hw))
-            if 2 * weight.shape[0] < lanes and pixels >= THIN_CONV_MIN_PIXELS:
+            if is_thin_conv(int(weight.shape[0]), pixels, lanes):
                 return Rejection(
                     f"thin conv: {weight.shape[0]} output channels would fill "
                     f"{weight.shape[0]} of {lanes} lanes; left to ThinSparseConv2D (pruned: "
@@ -338,7 +345,7 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
     def _try_rewrite(self, conv: relax.Call, chain: _Chain | None) -> relax.Expr | None:
         index = lookup(self.conv_index, conv)
         mode = self.options.mode
-        reason = _eligibility(conv, mode) or self.options.exclude.get(index)
+        reason = conv_eligibility(conv, mode) or self.options.exclude.get(index)
         if reason is not None:
             self._record(conv, rewritten=False, reason=reason)
             return None
@@ -591,7 +598,7 @@ def _te_fn(geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Epilogue)
     return fn
 
 
-def _eligibility(conv: relax.Call, mode: str = PATTERN_MODE) -> str | None:
+def conv_eligibility(conv: relax.Call, mode: str = PATTERN_MODE) -> str | None:
     """None if the conv can be rewritten, else the reason (with the fix)."""
     x, w = conv.args
     attrs = conv.attrs

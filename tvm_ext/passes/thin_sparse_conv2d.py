@@ -19,9 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tvm_ext._compat import IRConstant, Target, relax, tvm
-from tvm_ext.conv_rewriter import THIN_CONV_MIN_PIXELS, absorb_input, conv_geometry
-from tvm_ext.relax_match import dtype_of, is_op, rewrite_relax_functions, static_shape
+from tvm_ext._compat import Target, relax, tvm
+from tvm_ext.conv_rewriter import (
+    BLOCKED_MODE,
+    InputSource,
+    absorb_input,
+    conv_eligibility,
+    conv_geometry,
+    is_thin_conv,
+)
+from tvm_ext.relax_match import is_op, rewrite_relax_functions, static_shape
 from tvm_ext.tap_layout import TAP_SKIP_RATIO
 from tvm_ext.targets import vector_lanes
 from tvm_ext.te.thin_conv import kept_columns, thin_conv
@@ -47,23 +54,10 @@ def _thin(call: relax.Call, lanes: int) -> str | None:
     conv at all, nothing to record)."""
     if not is_op(call, "relax.nn.conv2d"):
         return ""
-    x, w = call.args
-    attrs = call.attrs
-    xs, ws = static_shape(x), static_shape(w)
-    if ws is None or not 2 * ws[0] < lanes:
-        return ""
-    out = static_shape(call)
-    if out is None or xs is None or out[2] * out[3] < THIN_CONV_MIN_PIXELS:
-        return ""  # small maps stay on the blocked kernel
-    if not isinstance(w, IRConstant):
-        return "weight is not a constant"
-    if (str(attrs.data_layout), str(attrs.kernel_layout)) != ("NCHW", "OIHW"):
-        return f"layout {attrs.data_layout}/{attrs.kernel_layout} (NCHW/OIHW only)"
-    if str(attrs.out_layout or "NCHW") != "NCHW" or int(attrs.groups) != 1:
-        return "grouped, or not NCHW output"
-    if dtype_of(x) != "float32" or dtype_of(w) != "float32":
-        return "only float32 is handled"
-    return None
+    ws, out = static_shape(call.args[1]), static_shape(call)
+    if ws is None or out is None or not is_thin_conv(ws[0], out[2] * out[3], lanes):
+        return ""  # not thin, or a small map (stays on the blocked kernel)
+    return conv_eligibility(call, BLOCKED_MODE)
 
 
 @relax.expr_functor.mutator
@@ -79,21 +73,17 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         reason = _thin(call, self.lanes)
         if reason == "":
             return super().visit_call_(call)
-        weight = call.args[1].value.numpy() if reason is None else None
         shape = tuple(static_shape(call.args[1]) or ())
-        if weight is None:
-            self.records.append(ThinConvRecord(shape, 0, 0, False, str(reason)))
+        if reason is not None:
+            self.records.append(ThinConvRecord(shape, 0, 0, False, reason))
             return super().visit_call_(call)
-        plain = conv_geometry(call, weight)
+        weight = call.args[1].value.numpy()
+        plain = InputSource(call.args[0], conv_geometry(call, weight))
         try:
-            source = absorb_input(call.args[0], plain, self.var2val)
+            source = absorb_input(plain.expr, plain.geometry, self.var2val) or plain
         except ValueError:  # e.g. a reflection wider than the input: leave it outside
-            source = None
-        x, geometry, ops = (
-            (source.expr, source.geometry, source.ops)
-            if source is not None
-            else (call.args[0], plain, ())
-        )
+            source = plain
+        x, geometry, ops = source.expr, source.geometry, source.ops
         kept = kept_columns(weight, geometry)
         columns = int(weight.shape[1] * weight.shape[2] * weight.shape[3])
         if kept.count > TAP_SKIP_RATIO * columns:

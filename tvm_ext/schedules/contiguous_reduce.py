@@ -27,7 +27,7 @@ def _walks_contiguously(sch: Schedule, block: Any, internal: list[Any]) -> bool:
     fastest) step through consecutive elements of it."""
     stmt = sch.get(block)
     params = [r for r in stmt.reads if not any(r.source.same_as(b) for b in internal)]
-    if len({id(r.source) for r in params}) != 1 or len(params) != 1:
+    if len(params) != 1:
         return False
     (region,) = params
     iters = list(stmt.iter_vars)
