@@ -1,6 +1,8 @@
 """Scale-out on a real database: a PostgreSQL server on loopback (started here in a temporary
 directory; ``.ci/run`` installs ``postgresql`` from apt), two ``patsparse search`` workers on
-one study, one killed mid-trial: the other finishes the budget and no trial is lost.
+one study, one killed mid-trial: the other finishes the budget and no trial is lost. The
+victim's candidate evaluation is made to stall, so the kill lands in a trial whatever the
+machine's speed.
 
 "No trial lost" means: every trial that completed stays complete with its result, the budget
 counts completed trials only, so the survivor completes the whole budget; the killed
@@ -18,9 +20,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -108,26 +111,37 @@ def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def _kill_mid_trial(
-    proc: subprocess.Popen, worker: str, url: str, log: Path
-) -> optuna.trial.FrozenTrial:
-    """SIGKILL ``proc`` (no cleanup) while a trial of its own is RUNNING; that trial. It is
-    frozen first (SIGSTOP) and the trial checked to be still running, so the kill lands
-    mid-trial, not between trials."""
+#: the victim worker: ``patsparse search`` whose candidate evaluation stalls, so its first trial
+#: is RUNNING until the kill however fast trials are (a digits trial takes well under a
+#: second: polling for a real one raced the worker, which could finish the budget unseen)
+STALLING_WORKER = """
+import sys, time
+import patsparse.search.trials as trials
+evaluate = trials.fast_evaluate
+def stalled(*args, **kwargs):
+    time.sleep(900)
+    return evaluate(*args, **kwargs)
+trials.fast_evaluate = stalled
+from patsparse.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _wait_for(
+    proc: subprocess.Popen,
+    log: Path,
+    url: str,
+    what: str,
+    ready: Callable[[list[optuna.trial.FrozenTrial]], bool],
+) -> None:
+    """Poll the study at ``url`` until ``ready(trials)``; fail with the worker's log if the
+    worker exits first or nothing happens in 4 minutes."""
     deadline = time.time() + 240
     while True:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.time() < deadline, "the worker started no trial in time"
-        mine = [t for t in _trials(url) if t.user_attrs.get("worker") == worker]
-        if any(t.state == TrialState.RUNNING for t in mine):
-            proc.send_signal(signal.SIGSTOP)
-            now = {t.number: t for t in _trials(url)}
-            running = [t for t in mine if now[t.number].state == TrialState.RUNNING]
-            if running:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return running[0]
-            proc.send_signal(signal.SIGCONT)  # it finished that trial meanwhile: next one
+        assert proc.poll() is None, f"the worker exited before {what}:\n{log.read_text()[-3000:]}"
+        assert time.time() < deadline, f"no {what} in time:\n{log.read_text()[-3000:]}"
+        if ready(_trials(url)):
+            return
         time.sleep(0.2)
 
 
@@ -139,18 +153,48 @@ def test_two_workers_on_postgres_one_killed_mid_trial(digits_checkpoint, postgre
     env = subprocess_env()
     logs = [tmp_path / "killed.log", tmp_path / "survivor.log"]
     files = [p.open("w") for p in logs]
-    victim = subprocess.Popen(cmd, stdout=files[0], stderr=files[0], env=env, cwd=ROOT)
-    survivor = subprocess.Popen(cmd, stdout=files[1], stderr=files[1], env=env, cwd=ROOT)
+    # the victim starts first and stalls in its first trial; the survivor joins the study
+    victim = subprocess.Popen(
+        [sys.executable, "-c", STALLING_WORKER, *cmd[3:]],
+        stdout=files[0],
+        stderr=files[0],
+        env=env,
+        cwd=ROOT,
+    )
     victim_name = f"{socket.gethostname()}:{victim.pid}"
+    survivor: subprocess.Popen | None = None
     try:
-        killed = _kill_mid_trial(victim, victim_name, postgres_url, logs[0])
-        complete_at_kill = {
-            t.number: t.value for t in _trials(postgres_url) if t.state == TrialState.COMPLETE
-        }
+        _wait_for(
+            victim,
+            logs[0],
+            postgres_url,
+            "the victim's trial started",
+            lambda ts: any(
+                t.user_attrs.get("worker") == victim_name and t.state == TrialState.RUNNING
+                for t in ts
+            ),
+        )
+        survivor = subprocess.Popen(cmd, stdout=files[1], stderr=files[1], env=env, cwd=ROOT)
+        survivor_name = f"{socket.gethostname()}:{survivor.pid}"
+        # both work on the study at once: kill the victim (SIGKILL, no cleanup) once the
+        # survivor has a trial of its own
+        _wait_for(
+            survivor,
+            logs[1],
+            postgres_url,
+            "the survivor's first trial",
+            lambda ts: any(t.user_attrs.get("worker") == survivor_name for t in ts),
+        )
+        at_kill = _trials(postgres_url)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        (killed,) = [t for t in at_kill if t.user_attrs.get("worker") == victim_name]
+        assert killed.state == TrialState.RUNNING
+        complete_at_kill = {t.number: t.value for t in at_kill if t.state == TrialState.COMPLETE}
         assert survivor.wait(timeout=300) == 0, logs[1].read_text()[-3000:]
     finally:
         for p in (victim, survivor):
-            if p.poll() is None:
+            if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
         for f in files:
@@ -166,7 +210,6 @@ def test_two_workers_on_postgres_one_killed_mid_trial(digits_checkpoint, postgre
     # every trial completed after the kill is the survivor's (none when the budget was already
     # complete at the kill)
     after_kill = {t.user_attrs["worker"] for n, t in complete.items() if n not in complete_at_kill}
-    survivor_name = f"{socket.gethostname()}:{survivor.pid}"
     assert after_kill <= {survivor_name}
     assert len(complete_at_kill) >= budget or after_kill == {survivor_name}
     # the killed trial's heartbeat stopped: RUNNING until a stale check fails it (the survivor
