@@ -5,7 +5,13 @@ The plan: the app's first scheme (``App.schemes[0]``: pattern+connectivity for S
 colorization, column for style transfer) at ``compression`` on every layer it applies to,
 ``fallback`` (block, same rate) on the other convs, and *thin* convs -- fewer than
 ``min_channels`` input or output channels: the image-in and image-out layers of an
-image-to-image network -- kept dense (little compute, much of the quality).
+image-to-image network -- kept dense (much of the quality). With ``thin_compression`` > 1
+the image-out ones (fewer than ``min_channels`` output channels from at least that many
+inputs) are column-pruned at that rate: whole (input channel, tap) columns removed from
+every filter, which the thin-conv kernel (``tvm_ext.passes.ThinSparseConv2D``) skips; style
+transfer's 9x9 16->3 output conv is a quarter of its time. Image-in convs stay dense: their
+kernels compute kept channels whole, so pruning their taps would cost quality and save no
+time.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from patsparse.pruning.api import METHODS, PruneConfig, prune
 from patsparse.schemes.options import scheme_from_options
 from patsparse.schemes.plan import LayerDecision, PruningPlan, module_weight, prunable_layers
 
+#: how thin convs are pruned when ``AppPruneConfig.thin_compression`` > 1: columns shared by
+#: every filter (a thin conv has too few filters for blocks or per-filter structure to pay)
+THIN_SCHEME = "column"
+
 
 @dataclass(frozen=True)
 class AppPruneConfig:
@@ -38,6 +48,9 @@ class AppPruneConfig:
     compression: float = 8.0
     fallback: str | None = "block"
     min_channels: int = 16
+    thin_compression: float = 1.0
+    """Image-out thin convs (see the module docstring): 1 keeps them dense, more
+    column-prunes them at this rate."""
     admm_epochs: int = 4
     retrain_epochs: int = 4
     lr: float = 5e-4
@@ -48,8 +61,9 @@ class AppPruneConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown pruning method {self.method!r}; choose one of {METHODS}")
-        if not self.compression >= 1:
-            raise ValueError(f"compression must be >= 1, got {self.compression}")
+        for name in ("compression", "thin_compression"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"AppPruneConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("admm_epochs", "retrain_epochs", "min_channels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AppPruneConfig.{name} must be >= 0")
@@ -84,8 +98,13 @@ def app_plan(app: App, model: nn.Module, config: AppPruneConfig) -> PruningPlan:
         if config.fallback
         else None
     )
+    thin_scheme = (
+        scheme_from_options(THIN_SCHEME, config.thin_compression, fixed_rate="ignore")
+        if config.thin_compression > 1
+        else None
+    )
     thin = {
-        n: None
+        n: thin_scheme if m.out_channels < config.min_channels <= m.in_channels else None
         for n, m in prunable_layers(model).items()
         if isinstance(m, nn.Conv2d) and min(m.in_channels, m.out_channels) < config.min_channels
     }

@@ -48,6 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--method", choices=("admm", "magnitude"), default=None)
     r.add_argument("--scheme", default=None, help="pruning scheme (default: the app's first)")
     r.add_argument("--compression", type=float, default=None)
+    r.add_argument(
+        "--thin-compression",
+        type=float,
+        default=None,
+        help="column-prune the image-out convs (fewer than 16 output channels) at this rate "
+        "(default 1: dense)",
+    )
     r.add_argument("--admm-epochs", type=int, default=None)
     r.add_argument("--retrain-epochs", type=int, default=None)
     r.add_argument("--pairs", type=int, default=None, help="crops per epoch")
@@ -166,6 +173,7 @@ def run_prune(args: argparse.Namespace) -> int:
             method=args.method,
             scheme=args.scheme,
             compression=args.compression,
+            thin_compression=args.thin_compression,
             admm_epochs=args.admm_epochs,
             retrain_epochs=args.retrain_epochs,
             pairs=args.pairs,

@@ -34,6 +34,22 @@ def test_plan_prunes_3x3_with_patterns_1x1_with_blocks_and_keeps_thin_convs_dens
     assert none["body.0.reduce"].scheme is None
 
 
+def test_thin_compression_column_prunes_the_image_out_convs_only(photos):
+    app = SuperResolution()
+    cfg = AppPruneConfig(thin_compression=4, admm_epochs=0, retrain_epochs=1, pairs=8)
+    decisions = app_plan(app, app.build(), cfg).resolve(app.build())
+    by = {n: (d.scheme.name if d.scheme else None) for n, d in decisions.items()}
+    # the tail (32 -> 4) is pruned; the head (1 -> 32) and skip (1 -> 4) read the image: dense
+    assert by["tail"] == "column" and by["head"] is None and by["skip.1"] is None
+    res = prune_app(app, app.build(), photos, config=cfg, train=TRAIN)
+    w = res.model.tail.weight.detach()
+    columns = (w != 0).reshape(w.shape[0], -1)
+    # whole columns: every filter keeps the same (input channel, tap) positions, a quarter
+    assert torch.equal(columns, columns[:1].expand_as(columns))
+    assert int(columns[0].sum()) == columns.shape[1] // 4
+    assert {r["layer"]: r["compression"] for r in res.layers}["tail"] == pytest.approx(4.0)
+
+
 def test_prune_states_each_layers_rate_and_leaves_the_dense_model_alone(photos):
     app = SuperResolution()
     torch.manual_seed(0)
@@ -63,6 +79,8 @@ def test_bad_config_is_rejected():
         AppPruneConfig(method="random")
     with pytest.raises(ValueError, match="compression"):
         AppPruneConfig(compression=0.5)
+    with pytest.raises(ValueError, match="thin_compression"):
+        AppPruneConfig(thin_compression=0)
 
 
 def test_too_few_pairs_for_a_batch_is_an_error(photos):

@@ -98,6 +98,8 @@ def test_train_then_prune_on_a_users_folder(tmp_path, folder, capsys):
             "16",
             "--method",
             "magnitude",
+            "--thin-compression",
+            "2",
             "--out",
             str(pruned),
             "--json",
@@ -107,6 +109,8 @@ def test_train_then_prune_on_a_users_folder(tmp_path, folder, capsys):
     data = _json(capsys)
     rows = {r["layer"]: r for r in data["prune"]["layers"]}
     assert rows["body.0.expand"]["compression"] == pytest.approx(8.0, rel=0.05)
+    assert rows["tail"]["scheme"] == "column" and rows["tail"]["compression"] == 2.0
+    assert rows["head"]["scheme"] == "dense"
     assert data["prune"]["config"]["method"] == "magnitude" and pruned.is_file()
 
 
