@@ -163,22 +163,33 @@ def _kind(function: str, torch_kinds: list[str]) -> str:
     return function.removeprefix("fused_").split("_")[0]
 
 
+#: following calls whose PyTorch ops a call may not skip to reach one of its own shape
+LOOKAHEAD = 3
+
+
 def match_ops(calls: list[OpCall], torch_ops: list[TorchOp]) -> list[OpRow]:
-    """Pair each compiled call with the PyTorch ops it stands for (module docstring)."""
+    """Pair each compiled call with the PyTorch ops it stands for (module docstring).
+
+    A call takes the next PyTorch op of its shape unless that would skip an op of the shape
+    of one of the :data:`LOOKAHEAD` calls after it: then it has no PyTorch op of its own (an
+    arithmetic op in ``forward``, a part of a norm TVM split off, a layout copy) and must
+    not take a later op and unpair everything in between.
+    """
     rows: list[OpRow] = []
     j = 0
     for n, call in enumerate(calls):
         k = j
-        while k < len(torch_ops) and torch_ops[k].out_shape != call.out_shape:
+        while k < len(torch_ops) and not _same_op(call, torch_ops[k]):
             k += 1
-        if k == len(torch_ops):  # no PyTorch op made this shape (a reshape, a layout copy)
+        later = {c.out_shape for c in calls[n + 1 : n + 1 + LOOKAHEAD]} - {call.out_shape}
+        if k == len(torch_ops) or any(t.out_shape in later for t in torch_ops[j:k]):
             matched: list[TorchOp] = []
         else:
             matched = torch_ops[j : k + 1]
             # ops right after with the same output shape that TVM fused into this call
-            nxt = calls[n + 1] if n + 1 < len(calls) else None
             k += 1
-            while k < len(torch_ops) and _fused_into(torch_ops[k], call, nxt):
+            later_calls = calls[n + 1 : n + 1 + LOOKAHEAD]
+            while k < len(torch_ops) and _fused_into(torch_ops[k], call, later_calls):
                 matched.append(torch_ops[k])
                 k += 1
             j = k
@@ -193,6 +204,34 @@ def match_ops(calls: list[OpCall], torch_ops: list[TorchOp]) -> list[OpRow]:
             )
         )
     return rows
+
+
+#: words of compiled function names and the PyTorch module kinds such a call can stand for
+#: (a conv call is a conv, not the norm after it that has the same shape)
+_NAMED_KINDS = (
+    (("conv2d",), ("Conv", "Linear")),
+    (("instance_norm", "group_norm", "layer_norm"), ("Norm",)),
+)
+
+
+#: calls made only of these ops are arithmetic written in ``forward`` or split off a module
+#: (a conv's bias add, a norm's centring, a channel gather): no PyTorch module of their own
+_ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide", "take", "negative", "power"})
+
+
+def _same_op(call: OpCall, op: TorchOp) -> bool:
+    """Whether ``op`` can be the PyTorch op of ``call``: same output shape, and a kind its
+    name allows (a call named for a conv or norm only takes a conv or norm module; one of
+    plain arithmetic takes none)."""
+    if op.out_shape != call.out_shape:
+        return False
+    name = call.function.removeprefix("fused_")
+    if {w.rstrip("0123456789") for w in name.split("_")} <= _ARITHMETIC:
+        return False
+    for words, kinds in _NAMED_KINDS:
+        if name.startswith(words) or any(name.startswith(f"{w}_") for w in words):
+            return any(k in op.kind for k in kinds)
+    return True
 
 
 #: PyTorch modules TVM fuses into the call before them (elementwise on its output)
@@ -214,13 +253,13 @@ ELEMENTWISE = frozenset(
 )
 
 
-def _fused_into(op: TorchOp, call: OpCall, nxt: OpCall | None) -> bool:
+def _fused_into(op: TorchOp, call: OpCall, later_calls: list[OpCall]) -> bool:
     """Whether PyTorch's ``op`` (after the op ``call`` matched) ran inside ``call``: same
-    output shape, and elementwise, or not the next call's own op (a norm with a call of its
-    own follows the conv it normalises)."""
+    output shape, and elementwise, or none of the next calls can be its own (a norm with a
+    call of its own follows the conv it normalises)."""
     if op.out_shape != call.out_shape:
         return False
-    return op.kind in ELEMENTWISE or nxt is None or nxt.out_shape != op.out_shape
+    return op.kind in ELEMENTWISE or not any(_same_op(c, op) for c in later_calls)
 
 
 def profile_ops(

@@ -7,6 +7,13 @@ into the full channel range with one ``take`` over ``[y_small, 0]``. Column-prun
 shrink too wherever a whole input channel is zero. Layers without whole-zero
 channels or filters are left exactly as they were, with the reason in ``records``.
 
+Where the conv reads a spatial pad (zeros, reflection, replication) or a nearest upsampling
+of its input, the channel ``take`` goes under them (``pad(take(x))`` equals
+``take(pad(x))``: both act per channel): the gather copies the smaller, unpadded
+low-resolution tensor, and the conv still reads the pad and upsampling directly, which
+:class:`BlockedConv2D` and :class:`PatternSparseConv2D` then fold into their index
+arithmetic instead of running them as separate ops.
+
 Where it belongs: after :class:`PatternSparseConv2D` (which takes the pattern-sparse convs
 first), before the default Relax pipeline.
 """
@@ -19,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tvm_ext._compat import IRConstant, relax, tvm
+from tvm_ext.relax_match import nearest_upsample_factor, spatial_pad
 
 
 @dataclass
@@ -81,11 +89,7 @@ class _Compactor(relax.expr_functor.PyExprMutator):
             return new
         y = x
         if len(channels) < shape[1]:
-            # constant indices in range: "clip" reads the same as "fast", without TOPI's
-            # out-of-bounds warning on every legalisation
-            y = self.builder_.emit(
-                relax.op.take(x, relax.const(channels.astype("int64")), axis=1, mode="clip")
-            )
+            y = self._take_channels(x, channels)
         small_w = weight[filters][:, channels]
         conv = self.builder_.emit(
             relax.op.nn.conv2d(
@@ -113,10 +117,33 @@ class _Compactor(relax.expr_functor.PyExprMutator):
         pos[filters] = np.arange(len(filters))
         return relax.op.take(padded, relax.const(pos), axis=1, mode="clip")
 
+    def _take_channels(self, x: relax.Expr, channels: np.ndarray) -> relax.Expr:
+        """``x`` with only ``channels`` (axis 1), the gather moved under the pad and nearest
+        upsampling that produce ``x`` (see the module docstring)."""
+        per_channel: list[relax.Call] = []  # pad, then upsample: outermost first
+        source = x
+        for matches in (spatial_pad, nearest_upsample_factor):
+            value = self.lookup_binding(source) if isinstance(source, relax.Var) else None
+            if isinstance(value, relax.Call) and matches(value) is not None:
+                per_channel.append(value)
+                source = value.args[0]
+        # constant indices in range: "clip" reads the same as "fast", without TOPI's
+        # out-of-bounds warning on every legalisation
+        y = self.builder_.emit(
+            relax.op.take(source, relax.const(channels.astype("int64")), axis=1, mode="clip")
+        )
+        for value in reversed(per_channel):
+            y = self.builder_.emit(
+                relax.Call(value.op, [y, *value.args[1:]], value.attrs, value.ty_args)
+            )
+        return y
+
     def run(self) -> tvm.IRModule:
         for gv, func in self.mod_.functions_items():
             if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
+                # a pad or upsampling the gather moved under may now be unused
+                new = relax.analysis.remove_all_unused(self.visit_expr(func))
+                self.builder_.update_func(gv, new)
         return self.builder_.get()
 
 

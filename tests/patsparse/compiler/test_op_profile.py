@@ -59,6 +59,43 @@ def test_fused_elementwise_ops_join_the_call_a_norm_keeps_its_own():
     assert "1 slower than PyTorch" in format_profile(rows)
 
 
+def test_calls_without_a_module_stay_unmatched_and_do_not_unpair_the_rest():
+    img, feat = (1, 3, 8, 8), (1, 8, 8, 8)
+    torch_ops = [
+        _t("pad", "ReflectionPad2d", (1, 3, 10, 10), 0.1),
+        _t("conv1", "Conv2d", feat, 1.0),
+        _t("norm1", "InstanceNorm2d", feat, 0.5),
+        _t("relu1", "ReLU", feat, 0.1),
+        _t("conv2", "Conv2d", feat, 1.0),
+        _t("norm2", "InstanceNorm2d", feat, 0.5),
+        _t("out", "Conv2d", img, 2.0),
+        _t("tanh", "Tanh", img, 0.1),
+    ]
+    calls = [
+        _c("subtract", img, 0.01),  # x - 0.5 in forward: the image's shape, no module
+        _c("blocked_conv2d_0", feat, 0.3),
+        _c("add", feat, 0.01),  # the conv's bias, split off: not the norm after it
+        _c("fused_instance_norm_relu", feat, 0.2),
+        _c("take", (1, 5, 8, 8), 0.01),  # the kept channels of the next conv
+        _c("blocked_conv2d_1", feat, 0.3),
+        _c("add", feat, 0.01),
+        _c("instance_norm", feat, 0.1),
+        _c("fused_conv2d_tanh", img, 0.5),
+    ]
+    rows = match_ops(calls, torch_ops)
+    assert [r.torch_ops for r in rows] == [
+        [],
+        ["pad", "conv1"],
+        [],
+        ["norm1", "relu1"],
+        [],
+        ["conv2"],
+        [],
+        ["norm2"],
+        ["out", "tanh"],
+    ]
+
+
 def test_profile_of_a_compiled_model_covers_its_calls():
     torch.manual_seed(0)
     model = nn.Sequential(

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from patsparse.schemes import ChannelScheme, ColumnScheme, FilterScheme
+from tvm_ext._compat import relax
 from tvm_ext.passes import CompactStructuredConv2D
 
 
@@ -50,3 +51,48 @@ def test_dense_and_column_without_whole_channels_are_untouched(h, well_formed):
         tvm.ir.assert_structural_equal(compact(mod), mod)
         assert not compact.records[0].rewritten
         assert "no whole-zero" in compact.records[0].reason
+
+
+def _pad_upsample_conv(weight, pad_mode):
+    """``main(x)``: nearest x2 upsampling, a 1-pixel ``pad_mode`` pad, the 3x3 conv, ReLU."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 6, 5, 4), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            up = bb.emit(relax.op.image.resize2d(x, (10, 8), method="nearest_neighbor"))
+            pad = bb.emit(relax.op.nn.pad(up, [0, 0, 0, 0, 1, 1, 1, 1], pad_mode=pad_mode))
+            y = bb.emit(relax.op.nn.conv2d(pad, relax.const(weight)))
+            out = bb.emit_output(bb.emit(relax.op.nn.relu(y)))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "replicate", "constant"])
+def test_the_channel_gather_goes_under_the_pad_and_upsampling(h, well_formed, pad_mode):
+    # whole input channels 1 and 4 pruned: the gather of the other four moves to the
+    # low-resolution input, the upsampling and pad are redone on four channels
+    w = torch.randn(8, 6, 3, 3, generator=torch.Generator().manual_seed(2)).numpy()
+    w[:, [1, 4]] = 0
+    before = _pad_upsample_conv(w, pad_mode)
+    compact = CompactStructuredConv2D()
+    after = compact(before)
+    assert compact.records[0].kept_channels == 4
+    assert h.relax_ops(after) == [
+        "relax.take",
+        "relax.image.resize2d",
+        "relax.nn.pad",
+        "relax.nn.conv2d",
+        "relax.nn.relu",
+    ]
+    take = next(
+        v for v in _bindings(after) if isinstance(v, relax.Call) and v.op.name == "relax.take"
+    )
+    assert take.args[0].same_as(after["main"].params[0])  # reads the input itself
+    x = np.random.default_rng(3).standard_normal((1, 6, 5, 4)).astype("float32")
+    np.testing.assert_allclose(
+        h.run_module(after, x), h.run_module(before, x), rtol=1e-5, atol=1e-5
+    )
+
+
+def _bindings(mod):
+    return [b.value for block in mod["main"].body.blocks for b in block.bindings]
