@@ -196,13 +196,13 @@ def run_prune(args: argparse.Namespace) -> int:
         "dense_quality": dense_quality,
         "baseline": app.baseline(photos.held_out),
     }
+    if args.compare:  # stored in the checkpoint with the rest
+        meta["compare"] = compare_methods(app, dense.model, photos, config=cfg)
     schemes = {n: d.scheme for n, d in res.decisions.items()}
     save_app_checkpoint(
         out, app, "pruned", res.model, masks=res.masks, schemes=schemes, plan=res.plan, metrics=meta
     )
     result: dict[str, Any] = {**meta, "checkpoint": str(out)}
-    if args.compare:
-        result["compare"] = compare_methods(app, dense.model, photos, config=cfg)
     if args.json:
         print_json(result)
         return 0

@@ -63,3 +63,19 @@ def test_shipped_sr_checkpoints_load_small_and_recorded_beating_bicubic(kind):
     if kind == "pruned":
         assert q["psnr"] > ck.metrics["dense_quality"]["psnr"] - 0.3
         assert ck.masks  # pruned layers carry their masks
+
+
+def test_shipped_style_checkpoint_is_recorded_within_its_bounds_of_dense():
+    app = get_app("style")
+    path = shipped_path(app, "pruned")
+    assert path.is_file() and path.stat().st_size < 2_000_000
+    ck = load_app_checkpoint(app, "pruned")
+    q, dense, base = (ck.metrics[k] for k in ("quality", "dense_quality", "baseline"))
+    # docs/apps.md: the pruned style loss within 1.5x of dense, content within 5 %, both
+    # far below the baseline (the photo itself)
+    assert q["style_loss"] < 1.5 * dense["style_loss"] < base["style_loss"] / 100
+    assert q["content_loss"] < 1.05 * dense["content_loss"]
+    layers = {r["layer"]: r for r in ck.metrics["prune"]["layers"]}
+    assert layers["decode.5"]["scheme"] == "column"  # the 9x9 image-out conv is pruned
+    assert layers["encode.0.1"]["scheme"] == "dense"  # the image-in one is not
+    assert set(ck.metrics["compare"]) == {"admm", "magnitude"}
