@@ -1,10 +1,18 @@
-"""Wall-clock timing shared by the benchmark scripts (run them as ``python benchmarks/X.py``)."""
+"""Wall-clock timing shared by the benchmark scripts (run them as ``python benchmarks/X.py``).
+
+Importing it sets the process's allocator steady (:mod:`patsparse.bench.allocator`: PyTorch's
+activations would otherwise page-fault on every call in some processes, not in others).
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable
+
+from patsparse.bench.allocator import steady_allocator
+
+ALLOCATOR = steady_allocator()
 
 
 def median_ms(fn: Callable[[], object], *, repeat: int = 20) -> tuple[float, float, float]:

@@ -25,6 +25,7 @@ os.environ.setdefault("TVM_NUM_THREADS", "2")
 import numpy as np
 import torch
 
+from patsparse.bench.allocator import steady_allocator
 from patsparse.bench.torch_timing import interleaved
 from patsparse.compiler import compile_torch
 from patsparse.compiler.op_profile import profile_ops, slow_op_warnings
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=8.0)
     ap.add_argument("--models", default=",".join(SIZES))
     args = ap.parse_args()
+    print(steady_allocator())  # PyTorch at its steady speed: no page faults per call
     threads = int(os.environ["TVM_NUM_THREADS"])
     torch.set_num_threads(threads)
     print(f"{threads} threads, batch 1 fp32, {args.rate}x on 3x3 convs, median (min-max) ms")

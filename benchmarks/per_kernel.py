@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from patsparse.bench.allocator import steady_allocator
 from patsparse.schemes import make_scheme
 from tvm_ext._compat import host_target, te, tensor, tvm
 from tvm_ext.layout import SparseConvLayout, analyze_blocked_weight, analyze_conv_weight
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--layers", default="64x56x8,128x28x8,256x14x8,512x7x8,64x56x4,128x28x4")
     ap.add_argument("--runs", type=int, default=30)
     args = ap.parse_args()
+    print(steady_allocator())  # PyTorch at its steady speed: no page faults per call
     torch.set_num_threads(THREADS)
     dev = tvm.cpu()
     print(f"TVM_NUM_THREADS={THREADS}, torch threads {THREADS}; median (min) of {args.runs}, ms")

@@ -30,6 +30,7 @@ from torch import nn
 
 from patsparse.apps.base import App
 from patsparse.apps.photos import PhotoSet
+from patsparse.bench.allocator import steady_allocator
 from patsparse.bench.spread import summary_ms
 from patsparse.bench.torch_timing import CLOCKS, interleaved
 from patsparse.compiler.compile import compile_torch
@@ -161,6 +162,7 @@ def app_table(
     cfg = config or TableConfig()
     n = bench_target("host", threads=cfg.threads, tracker=None, key=None).threads
     torch.set_num_threads(n)
+    allocator = steady_allocator()
     log(f"{app.name}: quality on {len(photos.held_out)} held-out photos")
     quality = {
         "baseline": app.baseline(photos.held_out),
@@ -176,6 +178,7 @@ def app_table(
         "threads": n,
         "cpu": platform.processor() or platform.machine(),
         "config": dataclasses.asdict(cfg),
+        "allocator": allocator,
         "note": f"engines timed in one process, taking turns; median (min-max) ms, "
         f"{cfg.clock} clock",
     }

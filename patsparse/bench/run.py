@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from patsparse.bench.allocator import steady_allocator
 from patsparse.bench.config import BenchConfig
 from patsparse.bench.layers import layer_table
 from patsparse.bench.memory import engines_peak_memory
@@ -51,8 +52,9 @@ class BenchModels:
 def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> dict[str, Any]:
     """Measure one model (see :mod:`patsparse.bench`); returns a JSON-ready dict."""
     where = _open_target(cfg)
+    allocator = steady_allocator()
     models = prepare_models(cfg)
-    result = _summary(cfg, where, models)
+    result = _summary(cfg, where, models) | {"allocator": allocator}
     logs = _tune_and_find_logs(cfg, where, models, result, log)
     engines = _compile_engines(cfg, where, models, logs, result, log)
     if cfg.remote:

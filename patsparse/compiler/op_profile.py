@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from patsparse.bench.allocator import steady_allocator
 from patsparse.compiler.compile import compile_torch
 from tvm_ext._compat import host_target, relax, set_threads, tensor
 from tvm_ext.pipeline import CompiledModel
@@ -317,5 +318,6 @@ def profile_model(
     profile it (:func:`profile_ops`)."""
     n = set_threads(threads)
     torch.set_num_threads(n)
+    steady_allocator()  # PyTorch's ops at their steady speed (no page faults per call)
     compiled = compile_torch(model, x, target=host_target(num_cores=n))
     return compiled, profile_ops(compiled, model, x, repeat=repeat)

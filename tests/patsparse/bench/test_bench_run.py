@@ -27,6 +27,7 @@ def test_bench_measures_every_engine_side_by_side(digits_bench):
     assert 1.5 < res["flop_reduction"] < 6.0
     assert res["storage_bytes"]["patsparse_weights"] < res["storage_bytes"]["dense_weights"]
     assert res["compile_seconds"]["patsparse"] > 0 and res["logs"] is None
+    assert res["allocator"].startswith("glibc ")  # no engine page-faults per call
     mem = res["peak_memory_mb"]
     assert set(mem) == {"pytorch_dense", "patsparse", "tvm_dense_blocked"}
     # each engine in a fresh process: its own peak (not the parent's, which exec inherits)
