@@ -7,7 +7,7 @@ output, and leave no PrimFunc unscheduled.
 
 Models are compiled :data:`BATCH` at a time as one module (one export, one build: the
 per-build overhead dominates at this size); a failure prints the failing models as PyTorch
-scripts (hypothesis shrinks each). CI runs a fixed (derandomized) set of 160 models;
+scripts (hypothesis shrinks each). CI runs a fixed (derandomized) set of 200 models;
 ``-m slow`` runs 1000 new ones.
 
 ``verify=False``: the per-layer checks would leave a wrong kernel dense and so hide it; the
@@ -43,7 +43,7 @@ _COMMON = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("patsparse-whole-models", max_examples=20, derandomize=True, **_COMMON)
+settings.register_profile("patsparse-whole-models", max_examples=25, derandomize=True, **_COMMON)
 settings.register_profile("patsparse-whole-models-slow", max_examples=125, **_COMMON)
 
 
