@@ -1,8 +1,8 @@
 """Prune an application's trained model with :func:`patsparse.pruning.prune` on its own
 pairs and loss, and compare ADMM with one-shot magnitude pruning on its headline metric.
 
-The plan: the app's first scheme (``App.schemes[0]``: pattern+connectivity for SR and
-colorization, column for style transfer) at ``compression`` on every layer it applies to,
+The plan: the app's first scheme (``App.schemes[0]``: pattern+connectivity for SR,
+block-pattern for colorization, column for style transfer) at ``compression`` on every layer it applies to,
 ``fallback`` (block, same rate) on the other convs, and *thin* convs -- fewer than
 ``min_channels`` input or output channels: the image-in and image-out layers of an
 image-to-image network -- kept dense (much of the quality). With ``thin_compression`` > 1

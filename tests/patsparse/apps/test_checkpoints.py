@@ -79,3 +79,17 @@ def test_shipped_style_checkpoint_is_recorded_within_its_bounds_of_dense():
     assert layers["decode.5"]["scheme"] == "column"  # the 9x9 image-out conv is pruned
     assert layers["encode.0.1"]["scheme"] == "dense"  # the image-in one is not
     assert set(ck.metrics["compare"]) == {"admm", "magnitude"}
+
+
+def test_shipped_color_checkpoint_is_block_pattern_and_beats_its_baseline():
+    app = get_app("color")
+    ck = load_app_checkpoint(app, "pruned")
+    q, dense = ck.metrics["quality"], ck.metrics["dense_quality"]
+    base = ck.metrics["baseline"]
+    # the headline metric: far below the mean-chroma baseline, near dense
+    assert q["colorfulness_err"] < base["colorfulness_err"] / 2
+    assert q["colorfulness_err"] < 1.3 * dense["colorfulness_err"]
+    assert q["chroma_psnr"] > dense["chroma_psnr"] - 1.0
+    layers = {r["layer"]: r for r in ck.metrics["prune"]["layers"]}
+    assert {layers[n]["scheme"] for n in ("low.1.0", "mid.0.0", "decode.0.0")} == {"block-pattern"}
+    assert layers["decode.5"]["scheme"] == "column" and layers["low.0.0"]["scheme"] == "dense"
