@@ -2,8 +2,8 @@
 pairs and loss, and compare ADMM with one-shot magnitude pruning on its headline metric.
 
 The plan: the app's first scheme (``App.schemes[0]``: pattern+connectivity for SR,
-block-pattern for colorization, column for style transfer) at ``compression`` on every layer it applies to,
-``fallback`` (block, same rate) on the other convs, and *thin* convs -- fewer than
+block-pattern for colorization, column for style transfer) at ``compression`` on every layer
+it applies to, ``fallback`` (block, same rate) on the other convs, and *thin* convs -- fewer than
 ``min_channels`` input or output channels: the image-in and image-out layers of an
 image-to-image network -- kept dense (much of the quality). With ``thin_compression`` > 1
 the image-out ones (fewer than ``min_channels`` output channels from at least that many

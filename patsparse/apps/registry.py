@@ -15,6 +15,7 @@ from patsparse.core.errors import UnknownNameError
 
 _SPECS: dict[str, str] = {
     "sr": "patsparse.apps.sr:SuperResolution",
+    "sr4": "patsparse.apps.sr:SuperResolutionX4",
     "color": "patsparse.apps.color:ColorizationApp",
     "style": "patsparse.apps.style:StyleTransferApp",
 }

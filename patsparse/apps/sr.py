@@ -15,6 +15,7 @@ score the result against the photo: PSNR and SSIM on Y, skipping a ``scale``-pix
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import numpy as np
@@ -149,3 +150,17 @@ class SuperResolution(App):
     def source(self, photo: np.ndarray) -> np.ndarray:
         """Scored against a photo, the model upscales the photo degraded (:meth:`degrade`)."""
         return self.degrade(photo)
+
+
+class SuperResolutionX4(SuperResolution):
+    """x4 super resolution (``patsparse app ... sr4``): the same network with a x4 tail and
+    skip, trained on 96² crops (the low-resolution input stays 24², as x2's 48² crops)."""
+
+    name: ClassVar[str] = "sr4"
+    title: ClassVar[str] = "super resolution x4"
+    train_defaults: ClassVar[AppTrainConfig] = dataclasses.replace(
+        SuperResolution.train_defaults, patch=96
+    )
+
+    def __init__(self) -> None:
+        super().__init__(4)

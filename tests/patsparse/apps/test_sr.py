@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from patsparse.apps import get_app
 from patsparse.apps.photos import center_crop, load_photo
 from patsparse.apps.sr import SuperResolution, bicubic, rgb_to_ycbcr, ycbcr_to_rgb
 from patsparse.core.errors import DataError
@@ -70,6 +71,14 @@ def test_x4_pairs_and_pictures(photo):
     lr, hr = app.pairs(photo[None, :48, :48]).tensors
     assert lr.shape == (1, 1, 12, 12) and hr.shape == (1, 1, 48, 48)
     assert app.picture(_bicubic_model(app), photo[:10, :12]).shape == (40, 48, 3)
+
+
+def test_sr4_is_the_x4_app_on_larger_crops(photo):
+    app = get_app("sr4")
+    assert app.name == "sr4" and app.scale == 4 and "x4" in app.title
+    assert app.train_defaults.patch == 96  # low-resolution crops of 24², as x2's
+    assert app.build()(torch.zeros(1, 1, 6, 5)).shape == (1, 1, 24, 20)
+    assert get_app("sr").scale == 2
 
 
 def test_wrong_output_size_is_a_typed_error(photo):
