@@ -51,9 +51,10 @@ def test_wrong_kind_or_app_or_missing_shipped_file_is_a_typed_error(tmp_path, mo
         load_app_checkpoint(app, "sparse")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["sr", "sr4"])
 @pytest.mark.parametrize("kind", ["dense", "pruned"])
-def test_shipped_sr_checkpoints_load_small_and_recorded_beating_bicubic(kind):
-    app = get_app("sr")
+def test_shipped_sr_checkpoints_load_small_and_recorded_beating_bicubic(name, kind):
+    app = get_app(name)
     path = shipped_path(app, kind)
     assert path.is_file() and path.stat().st_size < 2_000_000
     ck = load_app_checkpoint(app, kind)
