@@ -17,6 +17,7 @@ from patsparse.apps.checkpoints import load_app_checkpoint
 from patsparse.apps.photos import HELD_OUT, center_crop, load_photo, write_image
 from patsparse.apps.registry import get_app
 from patsparse.apps.run import CompiledApp
+from patsparse.bench.allocator import steady_allocator
 from patsparse.bench.spread import summary_ms
 from patsparse.bench.torch_timing import interleaved
 
@@ -56,6 +57,7 @@ def showcase(out_dir: str | os.PathLike[str], *, config: ShowcaseConfig | None =
     ours = runner(source)
     baseline = app.baseline_picture(source)
     xn = np.ascontiguousarray(x.numpy())
+    steady_allocator()  # PyTorch at its steady speed, not page-faulting each call
     with torch.no_grad():
         times = interleaved(
             {"pytorch_dense": functools.partial(dense, x), "patsparse": lambda: compiled(xn)},

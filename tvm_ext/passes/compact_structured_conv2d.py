@@ -91,23 +91,24 @@ class _Compactor(relax.expr_functor.PyExprMutator):
         if len(channels) < shape[1]:
             y = self._take_channels(x, channels)
         small_w = weight[filters][:, channels]
-        conv = self.builder_.emit(
-            relax.op.nn.conv2d(
-                y,
-                relax.const(np.ascontiguousarray(small_w)),
-                strides=a.strides,
-                padding=a.padding,
-                dilation=a.dilation,
-                data_layout="NCHW",
-                kernel_layout="OIHW",
-                out_dtype=a.out_dtype,
-            )
+        small = relax.op.nn.conv2d(
+            y,
+            relax.const(np.ascontiguousarray(small_w)),
+            strides=a.strides,
+            padding=a.padding,
+            dilation=a.dilation,
+            data_layout="NCHW",
+            kernel_layout="OIHW",
+            out_dtype=a.out_dtype,
         )
         self.records.append(
             CompactRecord(index, True, "compacted", shape, len(filters), len(channels))
         )
         if len(filters) == shape[0]:
-            return conv
+            # bound to the original variable (no alias binding), so the bias add and ReLU
+            # after it still follow the conv directly and fuse into its kernel
+            return small
+        conv = self.builder_.emit(small)
         # Place filter outputs back: channel k reads slot pos[k] of [y_small, zeros].
         sinfo = conv.ty if hasattr(conv, "ty") else conv.struct_info
         n, _, oh, ow = (int(v) for v in sinfo.shape.values)

@@ -96,3 +96,17 @@ def test_the_channel_gather_goes_under_the_pad_and_upsampling(h, well_formed, pa
 
 def _bindings(mod):
     return [b.value for block in mod["main"].body.blocks for b in block.bindings]
+
+
+def test_a_conv_keeping_every_filter_stays_bound_to_its_variable(h, well_formed):
+    # no alias binding (y = conv_var) between the conv and its bias add: the fusing passes
+    # after this one follow the conv's single user into bias add and ReLU
+    w = ChannelScheme(density=0.5).project(
+        torch.randn(8, 6, 3, 3, generator=torch.Generator().manual_seed(4))
+    )
+    before = h.conv_module((1, 6, 7, 5), w.numpy(), bias=np.ones(8, "float32"), relu=True)
+    after = CompactStructuredConv2D()(before)
+    values = {b.var: b.value for block in after["main"].body.blocks for b in block.bindings}
+    add = next(v for v in values.values() if isinstance(v, relax.Call) and v.op.name == "relax.add")
+    conv = values[add.args[0]]
+    assert isinstance(conv, relax.Call) and conv.op.name == "relax.nn.conv2d"  # no alias
