@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 #: glibc ``mallopt`` parameters (malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -27,9 +28,11 @@ M_MMAP_THRESHOLD = -3
 STEADY_THRESHOLD = 1 << 30
 
 
+@functools.cache
 def steady_allocator() -> str:
     """Set this process's malloc thresholds (module docstring) where the C library is glibc;
-    what was done, for the benchmark's record. Idempotent."""
+    what was done, for the benchmark's record. Done once per process (later calls return the
+    first call's record)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)

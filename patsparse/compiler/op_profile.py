@@ -182,14 +182,14 @@ def match_ops(calls: list[OpCall], torch_ops: list[TorchOp]) -> list[OpRow]:
         k = j
         while k < len(torch_ops) and not _same_op(call, torch_ops[k]):
             k += 1
-        later = {c.out_shape for c in calls[n + 1 : n + 1 + LOOKAHEAD]} - {call.out_shape}
+        later_calls = calls[n + 1 : n + 1 + LOOKAHEAD]
+        later = {c.out_shape for c in later_calls} - {call.out_shape}
         if k == len(torch_ops) or any(t.out_shape in later for t in torch_ops[j:k]):
             matched: list[TorchOp] = []
         else:
             matched = torch_ops[j : k + 1]
             # ops right after with the same output shape that TVM fused into this call
             k += 1
-            later_calls = calls[n + 1 : n + 1 + LOOKAHEAD]
             while k < len(torch_ops) and _fused_into(torch_ops[k], call, later_calls):
                 matched.append(torch_ops[k])
                 k += 1
@@ -266,7 +266,9 @@ def _fused_into(op: TorchOp, call: OpCall, later_calls: list[OpCall]) -> bool:
 def profile_ops(
     compiled: CompiledModel, model: nn.Module, x: torch.Tensor, *, repeat: int = 10
 ) -> list[OpRow]:
-    """The per-op table: each compiled call, its median ms, PyTorch's ms for the same ops."""
+    """The per-op table: each compiled call, its median ms, PyTorch's ms for the same ops
+    (PyTorch timed at its steady speed: :func:`patsparse.bench.allocator.steady_allocator`)."""
+    steady_allocator()
     calls = _logical_shapes(compiled, compiled_op_times(compiled, x.numpy(), repeat))
     return match_ops(calls, torch_op_times(model, x, repeat))
 
@@ -318,6 +320,5 @@ def profile_model(
     profile it (:func:`profile_ops`)."""
     n = set_threads(threads)
     torch.set_num_threads(n)
-    steady_allocator()  # PyTorch's ops at their steady speed (no page faults per call)
     compiled = compile_torch(model, x, target=host_target(num_cores=n))
     return compiled, profile_ops(compiled, model, x, repeat=repeat)

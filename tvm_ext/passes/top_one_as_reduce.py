@@ -37,15 +37,13 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         self.rewritten += 1
         reduce = relax.op.max if largest else relax.op.min
         pick = relax.op.argmax if largest else relax.op.argmin
-        values = self.builder_.emit(reduce(x, axis=[axis], keepdims=True))
-        indices = self.builder_.emit(
-            relax.op.astype(pick(x, axis=axis, keepdims=True), str(attrs.dtype))
-        )
-        if ret == "values":
+        values = reduce(x, axis=[axis], keepdims=True)
+        indices = relax.op.astype(pick(x, axis=axis, keepdims=True), str(attrs.dtype))
+        if ret == "values":  # only what the call returns is built
             return values
         if ret == "indices":
             return indices
-        return relax.Tuple([values, indices])
+        return relax.Tuple([self.builder_.emit(values), self.builder_.emit(indices)])
 
 
 @tvm.transform.module_pass(opt_level=0, name="TopOneAsReduce")

@@ -6,8 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 _SCRIPT = """
 import json, resource, torch
 from patsparse.bench.allocator import steady_allocator
@@ -27,12 +25,14 @@ print(json.dumps({"default": default, "steady": steady, "what": what}))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_large_blocks_fault_on_every_call_until_the_allocator_is_steady():
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, check=True, timeout=120
     )
     r = json.loads(out.stdout.strip().splitlines()[-1])
+    if not r["what"].startswith("glibc "):  # another C library: nothing set, and it says so
+        assert r["what"].startswith("allocator unchanged")
+        return
     pages = (64 << 20) // 4096
     assert r["default"] >= 4 * pages  # every call faults its 16,384 pages in again
     assert r["steady"] < pages // 10, r  # kept in the heap: (almost) none
