@@ -12,6 +12,12 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): a worker per core, at most 4 (each holds torch and
+    TVM, and most tests compile on one core)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 @pytest.fixture(scope="session")
 def digits_loaders():
     from patsparse.data import load_digits_split, make_loaders

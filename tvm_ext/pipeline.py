@@ -10,7 +10,9 @@
 Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
 
 1. ``FoldConvBiasBatchNorm`` + ``FoldBatchnormToConv2D`` + ``FoldConstant``: BN folded into
-   the conv weights and a bias (with or without a conv bias before the BN).
+   the conv weights and a bias (with or without a conv bias before the BN);
+   :class:`tvm_ext.passes.DropUnreadFilters`: a conv computes only the channels the next conv
+   reads (column/channel pruning leaves the others unread).
 2. :class:`tvm_ext.passes.PatternSparseConv2D`: pattern-sparse convs rewritten and scheduled.
 3. :class:`tvm_ext.passes.CompactStructuredConv2D`: filter/channel-pruned convs shrunk;
    :class:`tvm_ext.passes.DepthwiseConv2D`: depthwise 3x3 convs (dense or pattern-pruned) on
@@ -41,6 +43,7 @@ from tvm_ext.passes import (
     ChainConvLayouts,
     CompactStructuredConv2D,
     DepthwiseConv2D,
+    DropUnreadFilters,
     FoldConvBiasBatchNorm,
     LayerRecord,
     LinearAsConv2D,
@@ -51,6 +54,7 @@ from tvm_ext.passes.channel_norm_nchw import ChannelNormNCHW
 from tvm_ext.passes.compact_structured_conv2d import CompactRecord
 from tvm_ext.passes.conv2d_transpose_as_phases import Conv2DTransposeAsPhases
 from tvm_ext.passes.depthwise_conv2d import DepthwiseRecord
+from tvm_ext.passes.drop_unread_filters import DropRecord
 from tvm_ext.passes.schedule_leftovers import LeftoverRecord, ScheduleLeftovers
 from tvm_ext.passes.schedule_untuned_pattern_convs import ScheduleUntunedPatternConvs
 from tvm_ext.passes.thin_sparse_conv2d import ThinConvRecord, ThinSparseConv2D
@@ -94,6 +98,7 @@ def default_sparse_pass(*, blocked: bool = True, **options: Any) -> PatternSpars
 
 def rewrite_passes(
     *,
+    drop: DropUnreadFilters | None = None,
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
@@ -108,6 +113,7 @@ def rewrite_passes(
         FoldConvBiasBatchNorm(),
         relax.transform.FoldBatchnormToConv2D(),
         relax.transform.FoldConstant(),
+        drop if drop is not None else DropUnreadFilters(),
         sparse if sparse is not None else default_sparse_pass(blocked=blocked is not False),
         compact if compact is not None else CompactStructuredConv2D(),
     ]
@@ -166,6 +172,7 @@ def backend_passes(
 def pattern_sparse_pipeline(
     target: Target | None = None,
     *,
+    drop: DropUnreadFilters | None = None,
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
@@ -181,7 +188,12 @@ def pattern_sparse_pipeline(
     return tvm.transform.Sequential(
         [
             *rewrite_passes(
-                sparse=sparse, compact=compact, blocked=blocked, chain=chain, depthwise=depthwise
+                drop=drop,
+                sparse=sparse,
+                compact=compact,
+                blocked=blocked,
+                chain=chain,
+                depthwise=depthwise,
             ),
             backend_passes(target, leftovers=leftovers, thin=thin),
         ],
@@ -193,6 +205,7 @@ def lower_for_tuning(
     mod: tvm.IRModule,
     target: Target,
     *,
+    drop: DropUnreadFilters | None = None,
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
@@ -206,6 +219,7 @@ def lower_for_tuning(
     seq = tvm.transform.Sequential(
         [
             *rewrite_passes(
+                drop=drop,
                 sparse=sparse
                 if sparse is not None
                 else default_sparse_pass(blocked=blocked is not False, schedule=False),
@@ -229,6 +243,7 @@ def tuned_pipeline(
     target: Target,
     work_dir: Path | str | None,
     *,
+    drop: DropUnreadFilters | None = None,
     sparse: PatternSparseConv2D | None = None,
     compact: CompactStructuredConv2D | None = None,
     blocked: Blocked = None,
@@ -246,6 +261,7 @@ def tuned_pipeline(
         mod = lower_for_tuning(
             mod,
             target,
+            drop=drop,
             sparse=sparse,
             compact=compact,
             blocked=blocked,
@@ -271,6 +287,8 @@ class CompiledModel:
     records: list[LayerRecord]
     compile_seconds: float
     compact_records: list[CompactRecord] = field(default_factory=list)
+    #: convs whose unread output channels :class:`DropUnreadFilters` dropped (or why not)
+    drop_records: list[DropRecord] = field(default_factory=list)
     #: what :class:`BlockedConv2D` did with the convs the pattern pass left
     blocked_records: list[LayerRecord] = field(default_factory=list)
     #: what :class:`ChainConvLayouts` did with each block-layout conv call
@@ -343,6 +361,7 @@ def compile_module(
     sparse = sparse or default_sparse_pass(
         blocked=blocked, verify=verify, target=target, schedule=logs is None
     )
+    drop = DropUnreadFilters()
     compact = CompactStructuredConv2D()
     dense: Blocked = (
         BlockedConv2D(verify=verify, target=target, schedule=logs is None) if blocked else False
@@ -356,6 +375,7 @@ def compile_module(
         tuned_pipeline(
             target,
             logs,
+            drop=drop,
             sparse=sparse,
             compact=compact,
             blocked=dense,
@@ -367,6 +387,7 @@ def compile_module(
         if logs is not None
         else pattern_sparse_pipeline(
             target,
+            drop=drop,
             sparse=sparse,
             compact=compact,
             blocked=dense,
@@ -383,6 +404,7 @@ def compile_module(
         records=list(sparse.records),
         compile_seconds=time.perf_counter() - start,
         compact_records=list(compact.records),
+        drop_records=list(drop.records),
         blocked_records=list(dense.records) if dense else [],
         chain_records=list(chained.records),
         schedule_records=list(leftovers.records),

@@ -82,11 +82,19 @@ def format_bench(res: dict[str, Any]) -> str:
                 f"{r['shape']:<22}{r['flop_reduction']:>6.2f} {_ms(r['pytorch_dense_ms']):<26}"
                 f"{_ms(r.get('patsparse_ms')):<26}{_ms(r.get('tvm_dense_blocked_ms')):<26}"
                 f"{r.get('speedup_vs_pytorch', 0):>8.2f}x{r.get('efficiency', 0):>6.2f}"
-                f"{r.get('efficiency_vs_alone', 0):>22.2f}" + (" !" if r.get("unsteady") else "")
+                f"{r.get('efficiency_vs_alone', 0):>22.2f}"
+                + (" !" if r.get("unsteady") else "")
+                + (f" *{r['patsparse_filters']}" if "patsparse_filters" in r else "")
             )
         lines.append(
             "per layer: every engine timed inside its whole-model runs; 'eff vs PyTorch alone':"
             " against the PyTorch conv called on its own (warm caches)"
+            + (
+                "; '*N': patsparse computes only the N filters the next conv reads (FLOPx and"
+                " eff count the pruned weight's)"
+                if any("patsparse_filters" in r for r in res["layers"])
+                else ""
+            )
             + (
                 f"; '!': a time of the row spread wider than max/min {res['max_spread']}"
                 if any(r.get("unsteady") for r in res["layers"])

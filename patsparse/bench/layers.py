@@ -24,6 +24,7 @@ def layer_table(
 ) -> list[dict[str, Any]]:
     """One row per 3x3 conv: its times in every engine, speed-ups and efficiency."""
     from patsparse.compiler.engines import conv_kernel_times, more_runs
+    from patsparse.compiler.op_profile import narrowed_channels, same_shape
 
     calls = layer_calls(dense, x)
     pruned_mods = dict(pruned.named_modules())
@@ -41,19 +42,26 @@ def layer_table(
                 timed_kernels[engine], conv_kernel_times(comp, x.numpy(), 1, CLOCKS[cfg.clock])
             )
     # Each conv's kernel call is found by its input and output shapes, identical layers in
-    # call order (the VM may order independent calls differently from PyTorch).
+    # call order (the VM may order independent calls differently from PyTorch); a conv that
+    # computes only the filters the next conv reads (DropUnreadFilters) writes fewer
+    # channels, and the conv after it reads fewer.
     per_engine = {name: list(kernels or []) for name, kernels in timed_kernels.items()}
+    narrowed = {name: narrowed_channels(comp) for name, comp in engines.items()}
     rows = []
     conv_index = -1
     for name, conv, inp, out_shape in calls:
         if not isinstance(conv, nn.Conv2d):
             continue
         conv_index += 1
-        key = (tuple(inp.shape), out_shape, int(conv.kernel_size[0]) * int(conv.kernel_size[1]))
+        taps = int(conv.kernel_size[0]) * int(conv.kernel_size[1])
         found = {}
         for engine, kernels in per_engine.items():
             for k, call in enumerate(kernels):
-                if (call.in_shape, call.out_shape, call.taps) == key:
+                if (
+                    call.taps == taps
+                    and same_shape(call.in_shape, tuple(inp.shape), narrowed[engine])
+                    and same_shape(call.out_shape, tuple(out_shape), narrowed[engine])
+                ):
                     found[engine] = kernels.pop(k)
                     break
         if tuple(conv.kernel_size) != (3, 3):
@@ -85,6 +93,8 @@ def layer_table(
         for engine, call in found.items():
             row[f"{engine}_ms"] = summary_ms(call.times)
             row[f"{engine}_kernel"] = call.function
+            if call.out_shape[1] != out_shape[1]:  # the filters the next conv reads
+                row[f"{engine}_filters"] = call.out_shape[1]
         if "patsparse_ms" in row:
             sparse_ms = row["patsparse_ms"]["median"]
             speed = torch_ms["median"] / sparse_ms

@@ -66,6 +66,17 @@ def format_compile(summary: dict[str, Any]) -> str:
             f"{'+'.join(r['fused']) or '-':<34}{store:>26}{err:>10}  "
             f"{'' if r['rewritten'] else r['reason']}"
         )
+    for d in summary["unread_filters"]:
+        lines.append(
+            f"conv {'x'.join(map(str, d['consumer_shape']))} reads {d['read']} of its "
+            f"{d['channels']} input channels: "
+            + (
+                f"conv {'x'.join(map(str, d['producer_shape']))} before it now computes "
+                f"{d['computed']} ({' -> '.join(['conv2d', *d['through']])})"
+                if d["rewritten"]
+                else f"the others are still computed ({d['reason']})"
+            )
+        )
     st = summary["storage_bytes_rewritten_layers"]
     lines.append(
         f"{summary['rewritten']}/{summary['convs']} convs rewritten, "

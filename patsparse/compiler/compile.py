@@ -228,6 +228,7 @@ def compile_model(
         "rewritten": sum(r.rewritten for r in compiled.records),
         "convs": len(compiled.records),
         "compacted": [r.to_dict() for r in compiled.compact_records if r.rewritten],
+        "unread_filters": [r.to_dict() for r in compiled.drop_records],
         "blocked": [r.to_dict() for r in compiled.blocked_records if r.rewritten],
         "depthwise": [r.to_dict() for r in compiled.depthwise_records],
         "thin": [dataclasses.asdict(r) for r in compiled.thin_records],

@@ -168,8 +168,17 @@ def _kind(function: str, torch_kinds: list[str]) -> str:
 LOOKAHEAD = 3
 
 
-def match_ops(calls: list[OpCall], torch_ops: list[TorchOp]) -> list[OpRow]:
+def match_ops(
+    calls: list[OpCall],
+    torch_ops: list[TorchOp],
+    *,
+    narrowed: frozenset[tuple[int, int]] = frozenset(),
+) -> list[OpRow]:
     """Pair each compiled call with the PyTorch ops it stands for (module docstring).
+
+    ``narrowed``: ``(channels, kept)`` of the convs whose unread filters were dropped
+    (:class:`tvm_ext.passes.DropUnreadFilters`): their calls, and the per-channel ops after
+    them, make ``kept`` of the ``channels`` channels PyTorch's ops make.
 
     A call takes the next PyTorch op of its shape unless that would skip an op of the shape
     of one of the :data:`LOOKAHEAD` calls after it: then it has no PyTorch op of its own (an
@@ -180,7 +189,7 @@ def match_ops(calls: list[OpCall], torch_ops: list[TorchOp]) -> list[OpRow]:
     j = 0
     for n, call in enumerate(calls):
         k = j
-        while k < len(torch_ops) and not _same_op(call, torch_ops[k]):
+        while k < len(torch_ops) and not _same_op(call, torch_ops[k], narrowed):
             k += 1
         later_calls = calls[n + 1 : n + 1 + LOOKAHEAD]
         later = {c.out_shape for c in later_calls} - {call.out_shape}
@@ -190,7 +199,7 @@ def match_ops(calls: list[OpCall], torch_ops: list[TorchOp]) -> list[OpRow]:
             matched = torch_ops[j : k + 1]
             # ops right after with the same output shape that TVM fused into this call
             k += 1
-            while k < len(torch_ops) and _fused_into(torch_ops[k], call, later_calls):
+            while k < len(torch_ops) and _fused_into(torch_ops[k], call, later_calls, narrowed):
                 matched.append(torch_ops[k])
                 k += 1
             j = k
@@ -220,11 +229,30 @@ _NAMED_KINDS = (
 _ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide", "take", "negative", "power"})
 
 
-def _same_op(call: OpCall, op: TorchOp) -> bool:
-    """Whether ``op`` can be the PyTorch op of ``call``: same output shape, and a kind its
-    name allows (a call named for a conv or norm only takes a conv or norm module; one of
-    plain arithmetic takes none)."""
-    if op.out_shape != call.out_shape:
+def narrowed_channels(compiled: CompiledModel) -> frozenset[tuple[int, int]]:
+    """``(channels, computed)`` of each conv output :class:`DropUnreadFilters` narrowed."""
+    return frozenset((r.channels, r.computed) for r in compiled.drop_records if r.rewritten)
+
+
+def same_shape(
+    call: tuple[int, ...], op: tuple[int, ...], narrowed: frozenset[tuple[int, int]]
+) -> bool:
+    """``call``'s output shape is ``op``'s, or ``op``'s with its channels narrowed."""
+    if call == op:
+        return True
+    return (
+        len(call) == len(op) == 4
+        and call[::2] == op[::2]
+        and call[3] == op[3]
+        and (op[1], call[1]) in narrowed
+    )
+
+
+def _same_op(call: OpCall, op: TorchOp, narrowed: frozenset[tuple[int, int]] = frozenset()) -> bool:
+    """Whether ``op`` can be the PyTorch op of ``call``: same output shape (up to
+    ``narrowed`` channels, :func:`match_ops`), and a kind its name allows (a call named for a
+    conv or norm only takes a conv or norm module; one of plain arithmetic takes none)."""
+    if not same_shape(call.out_shape, op.out_shape, narrowed):
         return False
     name = call.function.removeprefix("fused_")
     if {w.rstrip("0123456789") for w in name.split("_")} <= _ARITHMETIC:
@@ -254,13 +282,18 @@ ELEMENTWISE = frozenset(
 )
 
 
-def _fused_into(op: TorchOp, call: OpCall, later_calls: list[OpCall]) -> bool:
+def _fused_into(
+    op: TorchOp,
+    call: OpCall,
+    later_calls: list[OpCall],
+    narrowed: frozenset[tuple[int, int]] = frozenset(),
+) -> bool:
     """Whether PyTorch's ``op`` (after the op ``call`` matched) ran inside ``call``: same
     output shape, and elementwise, or none of the next calls can be its own (a norm with a
     call of its own follows the conv it normalises)."""
-    if op.out_shape != call.out_shape:
+    if not same_shape(call.out_shape, op.out_shape, narrowed):
         return False
-    return op.kind in ELEMENTWISE or not any(_same_op(c, op) for c in later_calls)
+    return op.kind in ELEMENTWISE or not any(_same_op(c, op, narrowed) for c in later_calls)
 
 
 def profile_ops(
@@ -270,7 +303,8 @@ def profile_ops(
     (PyTorch timed at its steady speed: :func:`patsparse.bench.allocator.steady_allocator`)."""
     steady_allocator()
     calls = _logical_shapes(compiled, compiled_op_times(compiled, x.numpy(), repeat))
-    return match_ops(calls, torch_op_times(model, x, repeat))
+    narrowed = narrowed_channels(compiled)
+    return match_ops(calls, torch_op_times(model, x, repeat), narrowed=narrowed)
 
 
 def _logical_shapes(compiled: CompiledModel, calls: list[OpCall]) -> list[OpCall]:

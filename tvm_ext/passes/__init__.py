@@ -5,6 +5,7 @@ from tvm_ext.passes.blocked_conv2d import BlockedConv2D
 from tvm_ext.passes.chain_conv_layouts import ChainConvLayouts
 from tvm_ext.passes.compact_structured_conv2d import CompactStructuredConv2D
 from tvm_ext.passes.depthwise_conv2d import DepthwiseConv2D
+from tvm_ext.passes.drop_unread_filters import DropUnreadFilters
 from tvm_ext.passes.fold_conv_bias_batchnorm import FoldConvBiasBatchNorm
 from tvm_ext.passes.linear_as_conv2d import LinearAsConv2D
 from tvm_ext.passes.pattern_sparse_conv2d import PatternSparseConv2D
@@ -17,6 +18,7 @@ __all__ = [
     "ChainConvLayouts",
     "CompactStructuredConv2D",
     "DepthwiseConv2D",
+    "DropUnreadFilters",
     "FoldConvBiasBatchNorm",
     "LayerRecord",
     "LinearAsConv2D",

@@ -11,6 +11,7 @@ complete, so an interrupted build is redone.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import os
 import shutil
@@ -76,7 +77,11 @@ class Arm64Root:
         return (self.path / COMPLETE_MARKER).is_file()
 
     def ensure(self, *, log: bool = False) -> Arm64Root:
-        """Build the root unless a complete one is cached; returns ``self``."""
+        """Build the root unless a complete one is cached; returns ``self``.
+
+        Processes that start devices at once (test workers, two users' ``patsparse
+        devices up``) build it one at a time: the build holds an exclusive lock on
+        ``<root>.lock``, and a process that waited for it finds the root complete."""
         if self.complete:
             return self
         missing = missing_tools({"mmdebstrap": "mmdebstrap"})
@@ -85,6 +90,14 @@ class Arm64Root:
                 f"building the arm64 root needs {', '.join(missing)}: "
                 f"apt-get install {' '.join(missing)}"
             )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not self.complete:
+                self._build(log=log)
+        return self
+
+    def _build(self, *, log: bool) -> None:
         tmp = self.path.with_name(self.path.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +159,6 @@ class Arm64Root:
         (tmp / COMPLETE_MARKER).write_text(f"{self.tvm_version} {self.ffi_version}\n")
         shutil.rmtree(self.path, ignore_errors=True)
         tmp.rename(self.path)
-        return self
 
 
 def _run(cmd: list[str], what: str, out: int | None) -> None:

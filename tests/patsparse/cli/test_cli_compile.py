@@ -57,3 +57,23 @@ def test_compile_checkpoint_table(tmp_path, capsys):
 def test_compile_bad_input(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_compile_drops_filters_no_conv_reads(capsys):
+    # channel pruning at 2x: each conv reads half its input channels, so the conv before it
+    # computes only that half (through its bias, ReLU and max pool)
+    argv = ["compile", "digits-cnn", "--scheme", "channel", "--compression", "2"]
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    dropped = [d for d in data["unread_filters"] if d["rewritten"]]
+    assert dropped, data["unread_filters"]
+    for d in dropped:
+        assert d["computed"] == d["read"] < d["channels"] and d["through"][0] == "add"
+    assert data["verification"]["passed"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    d = dropped[0]
+    assert (
+        f"reads {d['read']} of its {d['channels']} input channels: conv "
+        f"{'x'.join(map(str, d['producer_shape']))} before it now computes {d['read']}"
+    ) in out

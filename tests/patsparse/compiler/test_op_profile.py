@@ -96,6 +96,24 @@ def test_calls_without_a_module_stay_unmatched_and_do_not_unpair_the_rest():
     ]
 
 
+def test_a_conv_narrowed_to_the_channels_read_still_finds_its_pytorch_op():
+    # DropUnreadFilters left the expand conv computing 12 of its 96 channels
+    wide, narrow, out = (1, 96, 8, 8), (1, 12, 8, 8), (1, 16, 8, 8)
+    torch_ops = [
+        _t("expand", "Conv2d", wide, 4.0),
+        _t("act", "ReLU", wide, 0.5),
+        _t("reduce", "Conv2d", out, 1.0),
+    ]
+    calls = [_c("pattern_sparse_conv2d_1", narrow, 0.5), _c("blocked_conv2d_0", out, 0.2)]
+    assert match_ops(calls, torch_ops)[0].torch_ops == []  # 12 channels are not 96
+    rows = match_ops(calls, torch_ops, narrowed=frozenset({(96, 12)}))
+    assert [r.torch_ops for r in rows] == [["expand", "act"], ["reduce"]]
+    assert rows[0].ratio == 9.0
+    # another narrowing does not pair them
+    other = match_ops(calls, torch_ops, narrowed=frozenset({(96, 8)}))
+    assert other[0].torch_ops == []
+
+
 def test_profile_of_a_compiled_model_covers_its_calls():
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -148,4 +166,6 @@ def test_chained_convs_are_matched_by_their_logical_shape():
     assert chained, "the test needs chained convs"
     convs = [r for r in rows if r.kind == "conv (patsparse)"]
     assert [r.torch_ops[0] for r in convs] == ["0", "2", "4"]
-    assert [r.shape for r in convs] == [(1, 32, 16, 16), (1, 64, 16, 16), (1, 32, 16, 16)]
+    # the first conv computes only the filters the second reads (DropUnreadFilters)
+    (first,) = [r.computed for r in compiled.drop_records if r.producer_shape == (32, 3, 3, 3)]
+    assert [r.shape for r in convs] == [(1, first, 16, 16), (1, 64, 16, 16), (1, 32, 16, 16)]

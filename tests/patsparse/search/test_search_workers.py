@@ -102,14 +102,39 @@ def test_two_workers_share_one_study(digits_checkpoint, tmp_path):
     _two_workers(digits_checkpoint, tmp_path, budget=4)
 
 
+#: ``patsparse search`` whose first trial waits until the other worker has one running too
+#: (``sys.argv[1]``: the folder both write to), so neither can finish the budget alone however
+#: the two starts are spread out on a loaded machine
+WORKER_AT_THE_BARRIER = """
+import os, sys, time
+from pathlib import Path
+import patsparse.search.trials as trials
+barrier = Path(sys.argv[1])
+evaluate = trials.fast_evaluate
+def at_barrier(*args, **kwargs):
+    if not (barrier / str(os.getpid())).exists():
+        (barrier / str(os.getpid())).touch()
+        deadline = time.time() + 300
+        while len(list(barrier.iterdir())) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+    return evaluate(*args, **kwargs)
+trials.fast_evaluate = at_barrier
+from patsparse.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def _two_workers(checkpoint, tmp_path, *, budget):
     storage = f"sqlite:///{tmp_path / 'nps.db'}"
     # --no-overlap: two workers with a compile process each would be four on two cores
     cmd = search_cmd(checkpoint, storage, "--budget", str(budget), "--search-only", "--no-overlap")
+    assert cmd[1:3] == ["-m", "patsparse"], cmd
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    worker = [cmd[0], "-c", WORKER_AT_THE_BARRIER, str(barrier), *cmd[3:], "--seed", "0"]
     logs = [(tmp_path / f"w{i}.log").open("w") for i in range(2)]
     procs = [
-        subprocess.Popen([*cmd, "--seed", "0"], stdout=f, stderr=f, env=subprocess_env(), cwd=ROOT)
-        for f in logs
+        subprocess.Popen(worker, stdout=f, stderr=f, env=subprocess_env(), cwd=ROOT) for f in logs
     ]
     for i, p in enumerate(procs):
         assert p.wait(timeout=400) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
