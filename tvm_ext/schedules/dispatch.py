@@ -6,6 +6,7 @@ CPU only). Passes and tuning call this module, never cpu/gpu/depthwise directly.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 from tvm_ext._compat import Schedule, Target, schedulable_copy, tirx, tvm
@@ -18,13 +19,21 @@ from tvm_ext.te.block_names import CONV_BLOCK_PREFIX
 SCHEDULED_ATTR = "patsparse.scheduled"
 
 
-def schedule_for_target(func: tirx.PrimFunc, target: Target | None) -> Schedule | None:
+class ScheduleFallbackWarning(UserWarning):
+    """A pattern-sparse kernel's default schedule could not be built: the kernel runs with
+    a generic one (correct, several times slower)."""
+
+
+def schedule_for_target(
+    func: tirx.PrimFunc, target: Target | None, *, name: str | None = None
+) -> Schedule | None:
     """A ``Schedule`` over a copy of ``func`` (a PrimFunc named ``main``) with the target's
     default schedule applied: GPU targets get :func:`.gpu.schedule_pattern_conv_gpu`, CPUs
     :func:`.cpu.schedule_pattern_conv`, vectorised for the target's lanes, with the plain
     (unfused) CPU schedule as the fallback. ``None`` if no schedule could be built (the
     caller keeps the function unscheduled: slow but correct; a schedule error must never
-    break a model)."""
+    break a model), with a :class:`ScheduleFallbackWarning` naming the kernel (``name``)
+    and the errors."""
 
     def fresh() -> Schedule:
         # a copy: a 0.27 Schedule edits the function it was built over in place
@@ -34,12 +43,21 @@ def schedule_for_target(func: tirx.PrimFunc, target: Target | None) -> Schedule 
     if is_gpu(target):
         gpu.schedule_pattern_conv_gpu(sch, threads=gpu.max_threads(target))
         return sch
+    errors = []
     for fuse_rows in (True, False):
         try:
             cpu.schedule_pattern_conv(sch, lanes=vector_lanes(target), fuse_rows=fuse_rows)
             return sch
-        except Exception:
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}")
             sch = fresh()
+    warnings.warn(
+        f"no default schedule for the pattern-sparse kernel {name or 'main'} (blocks "
+        f"{', '.join(pattern_blocks(fresh()))}; {' / '.join(errors)}): it runs with a generic "
+        "schedule, several times slower; please report it with the model",
+        ScheduleFallbackWarning,
+        stacklevel=2,
+    )
     return None
 
 
@@ -64,7 +82,7 @@ def schedule_pattern_primfunc(
         return None
     if _carries_schedule(probe, blocks):
         return func  # e.g. applied from a tuning database (no attribute says so)
-    sch = schedule_for_target(main, target)
+    sch = schedule_for_target(main, target, name=str(symbol) if symbol is not None else None)
     if sch is None:
         return func  # unscheduled: slow but correct
     out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1)

@@ -4,6 +4,7 @@ schedule leaves the layer unscheduled, never broken."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import tvm_ext.schedules.cpu as cpu
 import tvm_ext.schedules.dispatch as dispatch
@@ -48,4 +49,10 @@ def test_fused_schedule_failure_falls_back_to_the_plain_one(h, monkeypatch):
     np.testing.assert_allclose(_run(fused, lay, geo, x), ref, rtol=1e-5, atol=1e-5)
 
     monkeypatch.setattr(cpu, "schedule_pattern_conv", lambda *a, **k: broken(None))
-    assert dispatch.schedule_pattern_primfunc(func).same_as(func)  # unscheduled, still correct
+    # unscheduled, still correct, and said: never silently slow
+    named = func.with_attr("global_symbol", "pattern_sparse_conv2d_7")
+    with pytest.warns(dispatch.ScheduleFallbackWarning) as caught:
+        assert dispatch.schedule_pattern_primfunc(named).same_as(named)
+    (message,) = [str(w.message) for w in caught]
+    assert "pattern_sparse_conv2d_7" in message and "simulated schedule error" in message
+    assert "ps_conv" in message and "several times slower" in message
