@@ -31,6 +31,7 @@ from torch import nn
 from patsparse.apps.base import App
 from patsparse.apps.photos import PhotoSet
 from patsparse.bench.allocator import steady_allocator
+from patsparse.bench.core_link import far_apart_line, round_trip_ns
 from patsparse.bench.spread import summary_ms
 from patsparse.bench.torch_timing import CLOCKS, interleaved
 from patsparse.compiler.compile import compile_torch
@@ -163,6 +164,7 @@ def app_table(
     n = bench_target("host", threads=cfg.threads, tracker=None, key=None).threads
     torch.set_num_threads(n)
     allocator = steady_allocator()
+    before = round_trip_ns()
     log(f"{app.name}: quality on {len(photos.held_out)} held-out photos")
     quality = {
         "baseline": app.baseline(photos.held_out),
@@ -175,6 +177,8 @@ def app_table(
         "metrics": [dataclasses.asdict(m) for m in app.metrics],
         "quality": quality,
         "rows": app_rows(app, dense, pruned, config=cfg, quality=quality, log=log),
+        # how far apart the host had put the two CPUs, before and after (core_link)
+        "core_round_trip_ns": [before, round_trip_ns()],
         "threads": n,
         "cpu": platform.processor() or platform.machine(),
         "config": dataclasses.asdict(cfg),
@@ -204,6 +208,9 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{row['size']:>6}² {name:<15} {ms:>22} {e['fps']:>7} "
                 f"{e['speedup_vs_pytorch']:>8}x {qs} {e['max_abs_error_vs_pytorch']:9.1e}"
             )
+    far = far_apart_line(result.get("core_round_trip_ns") or [])
+    if far:
+        lines.append(far)
     return "\n".join(lines)
 
 

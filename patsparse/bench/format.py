@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from patsparse.bench.core_link import far_apart_line
+
 
 def _ms(d: dict[str, float] | None) -> str:
     if not d:
@@ -19,16 +21,18 @@ def _spread(d: dict[str, Any]) -> str:
 
 
 def unsteady_lines(res: dict[str, Any]) -> list[str]:
-    """The warning for end-to-end measurements whose max/min exceeds the bound."""
+    """The warnings for end-to-end measurements whose max/min exceeds the bound, and for a
+    run during which the host had put the CPUs on distant cores."""
+    far = far_apart_line(res.get("core_round_trip_ns") or [])
     flagged = res.get("unsteady") or {}
     if not flagged:
-        return []
+        return [far] if far else []
     names = ", ".join(f"{n} (max/min {v:.2f})" for n, v in flagged.items())
     return [
         f"UNSTEADY: {names} > {res['max_spread']}: a slow stretch of the machine hit some runs;"
         " the ratios marked '!' are not figures to report: rerun on a quiet machine (or with"
         " --clock cpu --threads 1)"
-    ]
+    ] + ([far] if far else [])
 
 
 def format_bench(res: dict[str, Any]) -> str:

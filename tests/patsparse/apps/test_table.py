@@ -71,3 +71,7 @@ def test_whole_table_at_a_tiny_size():
     text = format_table(res)
     assert "patsparse" in text and "16²" in text
     assert "mmap and trim thresholds" in res["allocator"]  # PyTorch timed at its steady speed
+    assert len(res["core_round_trip_ns"]) == 2
+    far = format_table(res | {"core_round_trip_ns": [55.0, 330.0]})
+    assert far.splitlines()[-1].startswith("CORES FAR APART") and "55, 330 ns" in far
+    assert "CORES FAR APART" not in format_table(res | {"core_round_trip_ns": [55.0, 60.0]})

@@ -28,6 +28,9 @@ def test_bench_measures_every_engine_side_by_side(digits_bench):
     assert res["storage_bytes"]["patsparse_weights"] < res["storage_bytes"]["dense_weights"]
     assert res["compile_seconds"]["patsparse"] > 0 and res["logs"] is None
     assert res["allocator"].startswith("glibc ")  # no engine page-faults per call
+    # where the host had put the two CPUs, before and after the timing (core_link)
+    assert len(res["core_round_trip_ns"]) == 2
+    assert all(ns is None or ns > 0 for ns in res["core_round_trip_ns"])
     mem = res["peak_memory_mb"]
     assert set(mem) == {"pytorch_dense", "patsparse", "tvm_dense_blocked"}
     # each engine in a fresh process: its own peak (not the parent's, which exec inherits)
