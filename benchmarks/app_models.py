@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from patsparse.bench.allocator import steady_allocator
+from patsparse.bench.core_link import far_apart_line, round_trip_ns
 from patsparse.bench.torch_timing import interleaved
 from patsparse.compiler import compile_torch
 from patsparse.compiler.op_profile import profile_ops, slow_op_warnings
@@ -78,8 +79,10 @@ def main() -> None:
         calls = {"pytorch dense": functools.partial(dense, x)}
         for scheme, (_, compiled, _) in engines.items():
             calls[f"patsparse {scheme}"] = functools.partial(compiled, xn)
+        before = round_trip_ns()
         with torch.no_grad():
             times = interleaved(calls, args.runs)
+        link = [before, round_trip_ns()]  # how far apart the host had put the two CPUs
         base = float(np.median(times["pytorch dense"]))
         print(f"\n{name} (width {width}, {channels}x{size}x{size})")
         for k, ts in times.items():
@@ -87,6 +90,10 @@ def main() -> None:
             print(f"  {k:<36}{med:9.3f} ({min(ts):.3f}-{max(ts):.3f})  {base / med:6.2f}x")
         for scheme, (_, _, err) in engines.items():
             print(f"  max abs error vs PyTorch ({scheme}): {err:.1e}")
+        shown = ", ".join("-" if ns is None else f"{ns:.0f}" for ns in link)
+        print(f"  cache-line round trip between the CPUs before / after: {shown} ns")
+        if far_apart_line(link):
+            print(f"  {far_apart_line(link)}")
         model, compiled, _ = engines["block-pattern"]
         slow = slow_op_warnings(profile_ops(compiled, model, x, repeat=args.runs))
         print(f"  ops slower than PyTorch's (block-pattern): {len(slow)}")
