@@ -41,7 +41,11 @@ def run(args: argparse.Namespace) -> None:
 
     model, arch, source = load_model_spec(args.model, scheme=scheme_of(args))
     x = torch.randn(default_input_shape(arch), generator=torch.Generator().manual_seed(0))
+    from patsparse.bench.core_link import far_apart_line, round_trip_ns
+
+    before = round_trip_ns()
     compiled, rows = profile_model(model, x, threads=args.threads, repeat=args.repeat)
+    link = [before, round_trip_ns()]  # where the host had the CPUs (bench.core_link)
     unscheduled = [r.name for r in compiled.schedule_records if r.schedule is None]
     if args.json:
         print_json(
@@ -51,6 +55,7 @@ def run(args: argparse.Namespace) -> None:
                 "ops": [r.to_dict() for r in rows],
                 "slower_than_pytorch": slow_op_warnings(rows),
                 "unscheduled": unscheduled,
+                "core_round_trip_ns": link,
             }
         )
         return
@@ -58,3 +63,6 @@ def run(args: argparse.Namespace) -> None:
     print(format_profile(rows, limit=args.limit))
     for line in slow_op_warnings(rows):
         print(f"warning: slower than PyTorch: {line}", file=sys.stderr)
+    far = far_apart_line(link) if args.threads > 1 else None
+    if far:
+        print(f"warning: {far}", file=sys.stderr)

@@ -38,6 +38,8 @@ class OpCall:
     function: str
     out_shape: tuple[int, ...]
     times: list[float]
+    #: channels of its first argument where that is an NCHW tensor (a conv's input)
+    in_channels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class TorchOp:
     kind: str
     out_shape: tuple[int, ...]
     times: list[float]
+    #: a conv's input channels (None for other modules)
+    in_channels: int | None = None
 
 
 @dataclass
@@ -82,6 +86,7 @@ def compiled_op_times(compiled: CompiledModel, x: np.ndarray, repeat: int) -> li
     vm = relax.VirtualMachine(compiled.executable, compiled.device)
     runs: list[list[tuple[str, tuple[int, ...], float]]] = []
     started: list[tuple[str, float, tuple[int, ...]]] = []
+    first_args: dict[str, tuple[int, ...]] = {}
 
     def instrument(_func: Any, symbol: str, before: bool, _ret: Any, *args: Any) -> int:
         now = time.perf_counter()
@@ -89,6 +94,8 @@ def compiled_op_times(compiled: CompiledModel, x: np.ndarray, repeat: int) -> li
             return 0  # the VM's own bookkeeping (allocations, shape checks)
         if before:
             shapes = [tuple(int(d) for d in a.shape) for a in args if hasattr(a, "shape")]
+            if shapes:
+                first_args.setdefault(symbol, shapes[0])
             started.append((symbol, time.perf_counter(), shapes[-1] if shapes else ()))
         elif started and started[-1][0] == symbol:
             name, begin, out = started.pop()
@@ -102,8 +109,13 @@ def compiled_op_times(compiled: CompiledModel, x: np.ndarray, repeat: int) -> li
         runs.append([])
         vm["main"](xt)
     first = runs[0]
+
+    def in_channels(name: str) -> int | None:
+        shape = first_args.get(name, ())
+        return shape[1] if len(shape) == 4 else None
+
     return [
-        OpCall(name, out, [r[i][2] for r in runs if len(r) == len(first)])
+        OpCall(name, out, [r[i][2] for r in runs if len(r) == len(first)], in_channels(name))
         for i, (name, out, _) in enumerate(first)
     ]
 
@@ -144,12 +156,19 @@ def torch_op_times(model: nn.Module, x: torch.Tensor, repeat: int) -> list[Torch
         seen.clear()
         for _ in range(repeat):
             model(x)
+    modules = dict(model.named_modules())
+
+    def in_channels(name: str) -> int | None:
+        m = modules.get(name)
+        return int(m.in_channels) if isinstance(m, nn.Conv2d) else None
+
     return [
         TorchOp(
             seen[i][0],
             seen[i][1],
             seen[i][2],
             [seen[r * per_run + i][3] for r in range(repeat)],
+            in_channels(seen[i][0]),
         )
         for i in range(per_run)
     ]
@@ -173,47 +192,70 @@ def match_ops(
     torch_ops: list[TorchOp],
     *,
     narrowed: frozenset[tuple[int, int]] = frozenset(),
+    reads: frozenset[tuple[int, int]] = frozenset(),
 ) -> list[OpRow]:
     """Pair each compiled call with the PyTorch ops it stands for (module docstring).
 
     ``narrowed``: ``(channels, kept)`` of the convs whose unread filters were dropped
     (:class:`tvm_ext.passes.DropUnreadFilters`): their calls, and the per-channel ops after
-    them, make ``kept`` of the ``channels`` channels PyTorch's ops make.
+    them, make ``kept`` of the ``channels`` channels PyTorch's ops make. ``reads``:
+    ``(channels, kept)`` of convs that read only their kept input channels (those after a
+    narrowed conv, compacted ones); a conv call is paired with a conv module only if it reads
+    the module's input channels or such a pair of them (two convs of one output shape, e.g.
+    a tail conv and a skip conv added to it, are not confused).
 
     A call takes the next PyTorch op of its shape unless that would skip an op of the shape
     of one of the :data:`LOOKAHEAD` calls after it: then it has no PyTorch op of its own (an
     arithmetic op in ``forward``, a part of a norm TVM split off, a layout copy) and must
-    not take a later op and unpair everything in between.
+    not take a later op and unpair everything in between. An op of its shape that it passes
+    over and one of those later calls can stand for (TVM ran two independent convs in the
+    other order) is left for that call.
     """
     rows: list[OpRow] = []
+    deferred: list[TorchOp] = []  # ops passed over, left for a later call
     j = 0
     for n, call in enumerate(calls):
-        k = j
-        while k < len(torch_ops) and not _same_op(call, torch_ops[k], narrowed):
-            k += 1
         later_calls = calls[n + 1 : n + 1 + LOOKAHEAD]
+        mine = next((t for t in deferred if _same_op(call, t, narrowed, reads)), None)
+        if mine is not None:
+            deferred = [t for t in deferred if t is not mine]
+            rows.append(_row(call, [mine]))
+            continue
+        k = j
+        while k < len(torch_ops) and not _same_op(call, torch_ops[k], narrowed, reads):
+            k += 1
         later = {c.out_shape for c in later_calls} - {call.out_shape}
         if k == len(torch_ops) or any(t.out_shape in later for t in torch_ops[j:k]):
             matched: list[TorchOp] = []
         else:
-            matched = torch_ops[j : k + 1]
+            theirs = [
+                t
+                for t in torch_ops[j:k]
+                if any(_same_op(c, t, narrowed, reads) for c in later_calls)
+            ]
+            deferred += theirs
+            matched = [t for t in torch_ops[j : k + 1] if all(t is not d for d in theirs)]
             # ops right after with the same output shape that TVM fused into this call
             k += 1
-            while k < len(torch_ops) and _fused_into(torch_ops[k], call, later_calls, narrowed):
+            while k < len(torch_ops) and _fused_into(
+                torch_ops[k], call, later_calls, narrowed, reads
+            ):
                 matched.append(torch_ops[k])
                 k += 1
             j = k
-        rows.append(
-            OpRow(
-                op=call.function,
-                shape=call.out_shape,
-                kind=_kind(call.function, [t.kind for t in matched]),
-                ms=float(np.median(call.times)),
-                torch_ms=float(sum(np.median(t.times) for t in matched)) if matched else None,
-                torch_ops=[t.module for t in matched],
-            )
-        )
+        rows.append(_row(call, matched))
     return rows
+
+
+def _row(call: OpCall, matched: list[TorchOp]) -> OpRow:
+    return OpRow(
+        op=call.function,
+        shape=call.out_shape,
+        kind=_kind(call.function, [t.kind for t in matched]),
+        ms=float(np.median(call.times)),
+        torch_ms=float(sum(np.median(t.times) for t in matched)) if matched else None,
+        torch_ops=[t.module for t in matched],
+    )
 
 
 #: words of compiled function names and the PyTorch module kinds such a call can stand for
@@ -248,11 +290,28 @@ def same_shape(
     )
 
 
-def _same_op(call: OpCall, op: TorchOp, narrowed: frozenset[tuple[int, int]] = frozenset()) -> bool:
+def _same_input_channels(call: OpCall, op: TorchOp, reads: frozenset[tuple[int, int]]) -> bool:
+    """A conv call and a conv module of the same output shape are the same layer only if
+    the call reads the module's input channels, or ``(channels, kept)`` of ``reads`` (a
+    conv reading only its kept channels: compacted, or after a narrowed producer). Unknown
+    on either side (a blocked input layout, not a conv): no objection."""
+    if call.in_channels is None or op.in_channels is None or "conv2d" not in call.function:
+        return True
+    return call.in_channels == op.in_channels or (op.in_channels, call.in_channels) in reads
+
+
+def _same_op(
+    call: OpCall,
+    op: TorchOp,
+    narrowed: frozenset[tuple[int, int]] = frozenset(),
+    reads: frozenset[tuple[int, int]] = frozenset(),
+) -> bool:
     """Whether ``op`` can be the PyTorch op of ``call``: same output shape (up to
     ``narrowed`` channels, :func:`match_ops`), and a kind its name allows (a call named for a
     conv or norm only takes a conv or norm module; one of plain arithmetic takes none)."""
     if not same_shape(call.out_shape, op.out_shape, narrowed):
+        return False
+    if not _same_input_channels(call, op, reads):
         return False
     name = call.function.removeprefix("fused_")
     if {w.rstrip("0123456789") for w in name.split("_")} <= _ARITHMETIC:
@@ -287,13 +346,14 @@ def _fused_into(
     call: OpCall,
     later_calls: list[OpCall],
     narrowed: frozenset[tuple[int, int]] = frozenset(),
+    reads: frozenset[tuple[int, int]] = frozenset(),
 ) -> bool:
     """Whether PyTorch's ``op`` (after the op ``call`` matched) ran inside ``call``: same
     output shape, and elementwise, or none of the next calls can be its own (a norm with a
     call of its own follows the conv it normalises)."""
     if not same_shape(call.out_shape, op.out_shape, narrowed):
         return False
-    return op.kind in ELEMENTWISE or not any(_same_op(c, op, narrowed) for c in later_calls)
+    return op.kind in ELEMENTWISE or not any(_same_op(c, op, narrowed, reads) for c in later_calls)
 
 
 def profile_ops(
@@ -304,7 +364,14 @@ def profile_ops(
     steady_allocator()
     calls = _logical_shapes(compiled, compiled_op_times(compiled, x.numpy(), repeat))
     narrowed = narrowed_channels(compiled)
-    return match_ops(calls, torch_op_times(model, x, repeat), narrowed=narrowed)
+    compacted = frozenset(
+        (r.weight_shape[1], r.kept_channels)
+        for r in compiled.compact_records
+        if r.rewritten and r.kept_channels < r.weight_shape[1]
+    )
+    return match_ops(
+        calls, torch_op_times(model, x, repeat), narrowed=narrowed, reads=narrowed | compacted
+    )
 
 
 def _logical_shapes(compiled: CompiledModel, calls: list[OpCall]) -> list[OpCall]:

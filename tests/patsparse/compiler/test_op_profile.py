@@ -114,6 +114,34 @@ def test_a_conv_narrowed_to_the_channels_read_still_finds_its_pytorch_op():
     assert other[0].torch_ops == []
 
 
+def test_two_convs_of_one_shape_run_in_the_other_order_are_told_apart_by_their_input():
+    # SR: PyTorch runs the tail conv (32 -> 4) and then the skip branch (pad, 1 -> 4 conv);
+    # TVM runs the skip conv first and fuses the tail with the add of the two
+    out = (1, 4, 8, 8)
+    torch_ops = [
+        TorchOp("tail", "Conv2d", out, [4.0, 4.0], in_channels=32),
+        TorchOp("skip.0", "ReplicationPad2d", (1, 1, 12, 12), [0.1, 0.1]),
+        TorchOp("skip.1", "Conv2d", out, [0.5, 0.5], in_channels=1),
+        TorchOp("shuffle", "PixelShuffle", (1, 1, 16, 16), [0.3, 0.3]),
+    ]
+    calls = [
+        OpCall("replicate_pad", (1, 1, 12, 12), [0.03] * 3, in_channels=1),
+        OpCall("fused_conv2d1_add", out, [0.07] * 3, in_channels=1),
+        OpCall("fused_conv2d_add_add1", out, [1.2] * 3, in_channels=32),
+        OpCall("fused_reshape_transpose_reshape1", (1, 1, 16, 16), [0.05] * 3, in_channels=4),
+    ]
+    rows = match_ops(calls, torch_ops)
+    # (the pad call does not jump the tail conv a later call stands for: the skip conv takes
+    # the pad's time with its own)
+    assert [r.torch_ops for r in rows] == [[], ["skip.0", "skip.1"], ["tail"], ["shuffle"]]
+    assert not any(r.slower_than_pytorch for r in rows)
+    # a conv reading a compacted input (its kept channels) still finds its module
+    compacted = [OpCall("blocked_conv2d_0", out, [0.2] * 3, in_channels=12)]
+    module = [TorchOp("conv", "Conv2d", out, [1.0, 1.0], in_channels=96)]
+    assert match_ops(compacted, module)[0].torch_ops == []
+    assert match_ops(compacted, module, reads=frozenset({(96, 12)}))[0].torch_ops == ["conv"]
+
+
 def test_profile_of_a_compiled_model_covers_its_calls():
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -137,6 +165,7 @@ def test_profile_and_compile_profile_commands(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["ops"] and {"op", "shape", "kind", "ms", "torch_ms", "ratio"} <= set(out["ops"][0])
     assert out["unscheduled"] == []
+    assert len(out["core_round_trip_ns"]) == 2  # where the host had the CPUs, before and after
     assert main(["compile", "digits-cnn", "--compression", "4", "--profile", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["profile"] and out["unscheduled"] == [] and isinstance(out["warnings"], list)
