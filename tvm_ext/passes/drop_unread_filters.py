@@ -31,7 +31,7 @@ import numpy as np
 
 from tvm_ext._compat import IRConstant, relax, tvm
 from tvm_ext.layout import SparseConvLayout, analyze_conv_weight
-from tvm_ext.relax_match import is_op, static_shape
+from tvm_ext.relax_match import is_op, spatial_pad, static_shape
 
 #: elementwise ops on one tensor (their other arguments, if any, are not tensors)
 ELEMENTWISE = frozenset(
@@ -144,8 +144,7 @@ def _data_arg(value: relax.Call, channels: int) -> tuple[int, str] | None:
     if name in PER_PLANE:
         a = value.attrs
         if name == "relax.nn.pad":
-            widths = [int(v) for v in a.pad_width]
-            return (0, name) if len(widths) == 8 and not any(widths[:4]) else None
+            return (0, name) if spatial_pad(value) is not None else None
         return (0, name) if str(a.layout) == "NCHW" else None
     if name == "relax.nn.instance_norm":
         a = value.attrs
