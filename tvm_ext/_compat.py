@@ -17,6 +17,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import tvm_ext._tvm_without_torch  # noqa: F401  (first: TVM loads without torch)
+
+# isort: split
 import tvm
 import tvm.s_tir.meta_schedule as meta_schedule
 from tvm import relax, rpc, te, tirx, topi
