@@ -5,22 +5,22 @@ from __future__ import annotations
 import os
 import shutil
 
-import pytest
-
 from patsparse.bench import core_link
 from patsparse.bench.core_link import FAR_NS, far_apart, far_apart_line, round_trip_ns
 from patsparse.bench.format import unsteady_lines
 
 
-@pytest.mark.skipif(
-    shutil.which("cc") is None and shutil.which("gcc") is None, reason="needs a C compiler"
-)
-@pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs two CPUs",
-)
 def test_the_round_trip_is_measured_between_two_cpus():
+    # measured wherever it can be (two CPUs, a C compiler: CI has both), None elsewhere
+    measurable = (
+        hasattr(os, "sched_getaffinity")
+        and len(os.sched_getaffinity(0)) >= 2
+        and (shutil.which("cc") or shutil.which("gcc")) is not None
+    )
     ns = round_trip_ns()
+    if not measurable:
+        assert ns is None
+        return
     # a cache line between two cores: tens to hundreds of ns, never zero, never a millisecond
     assert ns is not None and 10 < ns < 100_000
     assert round_trip_ns() is not None  # the program is built once and runs again
