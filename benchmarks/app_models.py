@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from patsparse.bench.allocator import steady_allocator
-from patsparse.bench.core_link import far_apart_line, round_trip_ns
+from patsparse.bench.core_link import far_apart_line, round_trips
 from patsparse.bench.torch_timing import interleaved
 from patsparse.compiler import compile_torch
 from patsparse.compiler.op_profile import profile_ops, slow_op_warnings
@@ -79,10 +79,8 @@ def main() -> None:
         calls = {"pytorch dense": functools.partial(dense, x)}
         for scheme, (_, compiled, _) in engines.items():
             calls[f"patsparse {scheme}"] = functools.partial(compiled, xn)
-        before = round_trip_ns()
-        with torch.no_grad():
+        with torch.no_grad(), round_trips() as link:  # how far apart the host had the CPUs
             times = interleaved(calls, args.runs)
-        link = [before, round_trip_ns()]  # how far apart the host had put the two CPUs
         base = float(np.median(times["pytorch dense"]))
         print(f"\n{name} (width {width}, {channels}x{size}x{size})")
         for k, ts in times.items():

@@ -31,7 +31,7 @@ from torch import nn
 from patsparse.apps.base import App
 from patsparse.apps.photos import PhotoSet
 from patsparse.bench.allocator import steady_allocator
-from patsparse.bench.core_link import far_apart_line, round_trip_ns
+from patsparse.bench.core_link import far_apart_line, round_trips
 from patsparse.bench.spread import summary_ms
 from patsparse.bench.torch_timing import CLOCKS, interleaved
 from patsparse.compiler.compile import compile_torch
@@ -164,21 +164,21 @@ def app_table(
     n = bench_target("host", threads=cfg.threads, tracker=None, key=None).threads
     torch.set_num_threads(n)
     allocator = steady_allocator()
-    before = round_trip_ns()
     log(f"{app.name}: quality on {len(photos.held_out)} held-out photos")
     quality = {
         "baseline": app.baseline(photos.held_out),
         "dense": app.quality(dense, photos.held_out),
         "pruned": app.quality(pruned, photos.held_out),
     }
+    with round_trips() as link:  # how far apart the host had put the two CPUs
+        rows = app_rows(app, dense, pruned, config=cfg, quality=quality, log=log)
     return {
         "app": app.name,
         "title": app.title,
         "metrics": [dataclasses.asdict(m) for m in app.metrics],
         "quality": quality,
-        "rows": app_rows(app, dense, pruned, config=cfg, quality=quality, log=log),
-        # how far apart the host had put the two CPUs, before and after (core_link)
-        "core_round_trip_ns": [before, round_trip_ns()],
+        "rows": rows,
+        "core_round_trip_ns": link,
         "threads": n,
         "cpu": platform.processor() or platform.machine(),
         "config": dataclasses.asdict(cfg),

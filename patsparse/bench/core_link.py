@@ -18,11 +18,13 @@ before and after timing and flag their figures when it exceeds :data:`FAR_NS`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 #: a round trip above this (ns) means the cores were far apart (see the module docstring)
@@ -105,6 +107,15 @@ def round_trip_ns() -> float | None:
         return float(run.stdout.strip()) if run.returncode == 0 else None
     except ValueError:
         return None
+
+
+@contextlib.contextmanager
+def round_trips() -> Iterator[list[float | None]]:
+    """``with round_trips() as link: <timing>``: ``link`` holds the round trip before the
+    block, then also the one after it (what the benchmarks record and flag)."""
+    samples = [round_trip_ns()]
+    yield samples
+    samples.append(round_trip_ns())
 
 
 def far_apart(samples: list[float | None]) -> bool:

@@ -21,7 +21,7 @@ from torch import nn
 
 from patsparse.bench.allocator import steady_allocator
 from patsparse.bench.config import BenchConfig
-from patsparse.bench.core_link import round_trip_ns
+from patsparse.bench.core_link import round_trips
 from patsparse.bench.layers import layer_table
 from patsparse.bench.memory import engines_peak_memory
 from patsparse.bench.pruning import prune_for_bench
@@ -66,10 +66,9 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = _progress) -> di
         result["host_only_skipped"] = ["per-layer table", "peak memory"]
         return result
     log(f"end to end, {cfg.repeat} interleaved rounds of every engine")
-    before = round_trip_ns()
-    result["end_to_end_ms"] = _end_to_end(cfg, engines, models, result["flop_reduction"])
-    # how far apart the host had put the two CPUs, around the timing (core_link)
-    result["core_round_trip_ns"] = [before, round_trip_ns()]
+    with round_trips() as link:  # how far apart the host had put the two CPUs
+        result["end_to_end_ms"] = _end_to_end(cfg, engines, models, result["flop_reduction"])
+    result["core_round_trip_ns"] = link
     _flag_spread(cfg, result)
     if cfg.layers:
         log("per-layer kernel times")

@@ -35,17 +35,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     import torch
 
+    from patsparse.bench.core_link import far_apart_line, round_trips
     from patsparse.compiler.op_profile import format_profile, profile_model, slow_op_warnings
     from patsparse.model_spec import load_model_spec
     from patsparse.models import default_input_shape
 
     model, arch, source = load_model_spec(args.model, scheme=scheme_of(args))
     x = torch.randn(default_input_shape(arch), generator=torch.Generator().manual_seed(0))
-    from patsparse.bench.core_link import far_apart_line, round_trip_ns
-
-    before = round_trip_ns()
-    compiled, rows = profile_model(model, x, threads=args.threads, repeat=args.repeat)
-    link = [before, round_trip_ns()]  # where the host had the CPUs (bench.core_link)
+    with round_trips() as link:  # how far apart the host had put the two CPUs
+        compiled, rows = profile_model(model, x, threads=args.threads, repeat=args.repeat)
     unscheduled = [r.name for r in compiled.schedule_records if r.schedule is None]
     if args.json:
         print_json(

@@ -49,3 +49,11 @@ def test_runs_with_distant_cores_are_flagged():
     lines = unsteady_lines(res)
     assert lines[0].startswith("UNSTEADY") and lines[1].startswith("CORES FAR APART")
     assert unsteady_lines({"unsteady": {}, "core_round_trip_ns": [50.0, 52.0]}) == []
+
+
+def test_round_trips_are_taken_before_and_after_the_block(monkeypatch):
+    figures = iter([55.0, 340.0])
+    monkeypatch.setattr(core_link, "round_trip_ns", lambda: next(figures))
+    with core_link.round_trips() as link:
+        assert link == [55.0]  # before: taken when the block starts
+    assert link == [55.0, 340.0] and far_apart(link)
