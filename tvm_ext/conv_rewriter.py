@@ -119,6 +119,8 @@ def describe_conv(geometry: ConvGeometry, layout: SparseConvLayout, epilogue: Ep
             "padding": list(geometry.padding),
             "kernel": list(geometry.kernel),
             "dilation": list(geometry.dilation),
+            "pad_mode": geometry.pad_mode,
+            "upsample": geometry.upsample,
             "shape": list(layout.shape),
             "block": layout.block,
             # per column of the merged block arrays (block_columns)
@@ -365,9 +367,8 @@ class _Rewriter(relax.expr_functor.PyExprMutator):
         out = self._emit_kernel(source.expr, arrays, chain, geometry, layout, epilogue, name)
         gv = out.args[0]
         self.new_funcs.append(gv)
-        # ChainConvLayouts rebuilds described kernels from this geometry, which cannot say
-        # "mirrored padding" or "upsampled": those keep their NCHW input and output
-        if layout.kind == "block" and not geometry.absorbs:
+        # ChainConvLayouts rebuilds described kernels from this geometry
+        if layout.kind == "block":
             self.descriptions[gv.name_hint] = describe_conv(geometry, layout, epilogue)
         bias = chain.bias if chain is not None and chain.bias is not None else None
         self.built[index] = BuiltLayer(gv, weight, geometry, layout, epilogue, bias)

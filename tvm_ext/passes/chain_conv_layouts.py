@@ -31,6 +31,7 @@ removes); :attr:`ChainConvLayouts.records` says what was chained and why not.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,13 +41,16 @@ import numpy as np
 from tvm_ext._compat import IRConstant, Target, relax, te, tirx, tvm
 from tvm_ext.conv_rewriter import CONV_ATTR, OPAQUE
 from tvm_ext.layout import SparseConvLayout
+from tvm_ext.norm_nodes import NormNode, find_norm_node
 from tvm_ext.passes.depthwise_conv2d import DEPTHWISE_ATTR, clip_bounds, read_depthwise
-from tvm_ext.relax_match import is_op, lookup
+from tvm_ext.relax_match import is_op, lookup, static_shape
 from tvm_ext.schedules.dispatch import (
     SCHEDULED_ATTR,
     schedule_depthwise_primfunc,
+    schedule_norm_primfunc,
     schedule_pattern_primfunc,
 )
+from tvm_ext.te.chained_norm import ChainedNorm, NormOutput, norm_compute
 from tvm_ext.te.conv_spec import BlockedActivation, ConvGeometry, Epilogue
 from tvm_ext.te.depthwise_conv import (
     DepthwiseChain,
@@ -80,6 +84,9 @@ class ChainOptions:
     max_channels: int = 256
     #: chain depthwise kernels (and a clip before them) between block-layout convs
     depthwise: bool = True
+    #: chain instance / group norms (with a residual add and ReLU after them) that follow a
+    #: block-layout conv: the norm reads the conv's layout and writes the next conv's input
+    norms: bool = True
     #: the target the rewriters scheduled for (default: ``with target:`` scope, else host)
     target: Any = None
 
@@ -95,7 +102,7 @@ class ChainRecord:
     """One block-layout conv call after the pass (JSON-ready through :meth:`to_dict`)."""
 
     function: str
-    #: ``block`` (a block-layout conv) or ``depthwise``
+    #: ``block`` (a block-layout conv), ``depthwise`` or ``norm`` (a chained norm node)
     kind: str = "block"
     #: logical NCHW input and (pre-pool) output of the conv
     in_shape: tuple[int, ...] = ()
@@ -187,10 +194,11 @@ def _decode_depthwise(call: relax.Call, mod: tvm.IRModule) -> _Depthwise | None:
 
 @dataclass(frozen=True)
 class _Uses:
-    """Who reads a producer's output: (user var, ``input`` / ``residual``), the bindings in
-    between (aliases, a fused pool or clip), the pool window, the clip bounds."""
+    """Who reads a producer's output: (user var, ``input`` / ``residual``, the channels it
+    takes (a ``take`` between them) or None), the bindings in between (aliases, takes, a
+    fused pool or clip), the pool window, the clip bounds."""
 
-    roles: list[tuple[Any, str]]
+    roles: list[tuple[Any, str, np.ndarray | None]]
     aliases: list[Any]
     pool: int = 1
     clip: tuple[float, float] | None = None
@@ -209,6 +217,9 @@ class _Plan:
     residual_inverse: np.ndarray | None = None
     #: depthwise consumers: the clip applied to the chained input as it is read
     in_clip: tuple[float, float] | None = None
+    #: norm producers: how the chained output's border is filled, and its upsampling
+    out_mode: str = "zeros"
+    out_upsample: int = 1
 
 
 def _decode(call: relax.Call, mod: tvm.IRModule) -> _Conv | None:
@@ -252,6 +263,8 @@ def _decode(call: relax.Call, mod: tvm.IRModule) -> _Conv | None:
         padding=tuple(desc["padding"]),
         kernel=tuple(desc["kernel"]),
         dilation=tuple(desc["dilation"]),
+        pad_mode=desc.get("pad_mode", "zeros"),
+        upsample=int(desc.get("upsample", 1)),
     )
     epilogue = Epilogue(bias=desc["bias"], residual=desc["residual"], relu=desc["relu"])
     return _Conv(
@@ -286,6 +299,21 @@ def _pool_window(call: relax.Call) -> int | None:
     ):
         return None
     return size[0]
+
+
+def _channel_take(call: Any) -> np.ndarray | None:
+    """The channels a ``take`` along axis 1 of an NCHW map picks (constant indices), or
+    None."""
+    if not is_op(call, "relax.take") or not isinstance(call.args[1], IRConstant):
+        return None
+    shape = static_shape(call.args[0])
+    axis = call.attrs.axis
+    if shape is None or len(shape) != 4 or axis is None or int(axis) % 4 != 1:
+        return None
+    picked = call.args[1].value.numpy()
+    if picked.ndim != 1 or picked.size == 0 or picked.min() < 0 or picked.max() >= shape[1]:
+        return None
+    return picked.astype(np.int64)
 
 
 class _Graph:
@@ -358,6 +386,10 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         self.new_dw_funcs: list[tuple[tvm.ir.GlobalVar, bool]] = []
         self.convs: dict[Any, _Conv] = {}
         self.dws: dict[Any, _Depthwise] = {}
+        #: chained norm nodes by their value's var, and by every var they bind
+        self.norms: dict[Any, NormNode] = {}
+        self.norm_parts: dict[Any, NormNode] = {}
+        self.new_norm_funcs: list[tvm.ir.GlobalVar] = []
         self.plans: dict[Any, _Plan] = {}
         #: alias / pool bindings dropped, and the producer var they stand for
         self.skipped: dict[Any, Any] = {}
@@ -367,7 +399,7 @@ class _Chainer(relax.expr_functor.PyExprMutator):
     def _plan(self, func: relax.Function) -> None:
         graph = _Graph(func)
         self.convs, self.plans, self.skipped, self.new_vars = {}, {}, {}, {}
-        self.dws, self.record_of = {}, {}
+        self.dws, self.record_of, self.norms, self.norm_parts = {}, {}, {}, {}
         for var, value in graph.values.items():
             if not isinstance(value, relax.Call):
                 continue
@@ -377,42 +409,82 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             dw = _decode_depthwise(value, self.mod_) if self.options.depthwise else None
             if dw is not None:
                 self.dws[var] = dw
+            node = (
+                find_norm_node(var, graph.values, graph.users, graph.outputs)
+                if self.options.norms
+                else None
+            )
+            if node is not None:
+                self.norms[node.out] = node
         reasons: dict[Any, str] = {}
+        self._keep_chainable_norms(graph)
         self._keep_chainable_depthwise(graph, reasons)
-        # in binding order: a depthwise conv's output layout follows its (planned) input
+        # in binding order: a depthwise conv's or norm's output layout follows its input's
         order = [b.var for block in func.body.blocks for b in block.bindings]
         for var in order:
-            if lookup(self.convs, var) is not None or lookup(self.dws, var) is not None:
+            if any(lookup(t, var) is not None for t in (self.convs, self.dws, self.norms)):
                 reason = self._plan_producer(graph, var)
                 if reason:
                     reasons[var] = reason
         for var in order:
-            conv, dw = lookup(self.convs, var), lookup(self.dws, var)
-            if conv is None and dw is None:
-                continue
-            plan = _get(self.plans, var, None)
-            if conv is not None:
-                oh, ow = conv.geometry.out_hw
-                shapes = (
-                    conv.geometry.in_shape,
-                    (conv.geometry.in_shape[0], conv.layout.shape[0], oh, ow),
-                )
-            else:
-                shapes = dw.plan.in_shape, dw.out_shape
-            self.record_of[var] = ChainRecord(
-                function=(conv or dw).name,
-                kind="block" if conv is not None else "depthwise",
-                in_shape=shapes[0],
-                out_shape=shapes[1],
-                chained_input=plan is not None and plan.in_layout is not None,
-                chained_output=plan is not None and plan.out_border is not None,
-                planar=plan is not None and plan.planar,
-                pool=plan.pool if plan is not None else 1,
-                chained_residual=plan is not None and plan.residual_layout is not None,
-                reason=_get(reasons, var, ""),
-                fused=("clip",) if plan is not None and plan.in_clip is not None else (),
+            self._record(var, _get(reasons, var, ""))
+
+    def _record(self, var: Any, reason: str) -> None:
+        conv, dw, node = lookup(self.convs, var), lookup(self.dws, var), lookup(self.norms, var)
+        if conv is None and dw is None and node is None:
+            return
+        plan = _get(self.plans, var, None)
+        fused: tuple[str, ...] = ()
+        if conv is not None:
+            oh, ow = conv.geometry.out_hw
+            shapes = (
+                conv.geometry.in_shape,
+                (conv.geometry.in_shape[0], conv.layout.shape[0], oh, ow),
             )
-            self.records.append(self.record_of[var])
+            name, kind = conv.name, "block"
+        elif dw is not None:
+            shapes, name, kind = (dw.plan.in_shape, dw.out_shape), dw.name, "depthwise"
+            if plan is not None and plan.in_clip is not None:
+                fused = ("clip",)
+        else:
+            shapes, name, kind, fused = (node.shape, node.shape), node.fused[0], "norm", node.fused
+        self.record_of[var] = ChainRecord(
+            function=name,
+            kind=kind,
+            in_shape=shapes[0],
+            out_shape=shapes[1],
+            chained_input=plan is not None and plan.in_layout is not None,
+            chained_output=plan is not None and plan.out_border is not None,
+            planar=plan is not None and plan.planar,
+            pool=plan.pool if plan is not None else 1,
+            chained_residual=plan is not None and plan.residual_layout is not None,
+            reason=reason,
+            fused=fused,
+        )
+        self.records.append(self.record_of[var])
+
+    def _keep_chainable_norms(self, graph: _Graph) -> None:
+        """Keep in ``self.norms`` the nodes that read a block-layout conv's output as its only
+        use (the conv then writes its rows of lanes for the norm); remember their parts."""
+        kept: dict[Any, NormNode] = {}
+        self.norm_parts = {part: node for node in self.norms.values() for part in node.bound}
+        for out, node in self.norms.items():
+            conv = lookup(self.convs, node.data)
+            if conv is None:
+                continue
+            oh, ow = conv.geometry.out_hw
+            found = self._uses(graph, node.data, producer="block")
+            if (
+                isinstance(found, _Uses)
+                and len(found.roles) == 1
+                and found.roles[0][0].same_as(out)
+                and found.pool == 1
+                and conv.layout.shape[0] <= self.options.max_channels
+                and oh * ow >= self.options.min_pixels
+            ):
+                kept[out] = node
+        self.norms = kept
+        self.norm_parts = {part: node for node in kept.values() for part in node.bound}
 
     def _keep_chainable_depthwise(self, graph: _Graph, reasons: dict[Any, str]) -> None:
         """Keep in ``self.dws`` the depthwise convs whose every user reads the chained
@@ -422,7 +494,7 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             changed = False
             for var, dw in list(self.dws.items()):
                 oh, ow = dw.plan.out_hw
-                found = self._uses(graph, var, block=False)
+                found = self._uses(graph, var, producer="depthwise")
                 if oh * ow < self.options.min_pixels:
                     found = f"output {oh}x{ow} below min_pixels {self.options.min_pixels}"
                 if isinstance(found, str):
@@ -437,15 +509,17 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             self.plans[var] = plan
         return plan
 
-    def _uses(self, graph: _Graph, var: Any, *, block: bool) -> _Uses | str:
+    def _uses(self, graph: _Graph, var: Any, *, producer: str) -> _Uses | str:
         """How ``var``'s output is used if every use can read the chained layout (through a
-        max pool or, before depthwise convs, a clip, after a block conv); else the reason."""
+        max pool or, before depthwise convs, a clip, after a block conv; through a channel
+        ``take`` into block-layout convs); else the reason. ``producer``: ``block``,
+        ``depthwise`` or ``norm``."""
         found = graph.uses(var)
         if found is None:
             return "the output leaves the function"
         users, aliases = found
         pool, clip = 1, None
-        if block and len(users) == 1:
+        if producer == "block" and len(users) == 1:
             one_var, one = users[0]
             bounds = clip_bounds(one) if self.options.depthwise else None
             if _pool_window(one) is not None and self.options.pool:
@@ -463,33 +537,82 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                         users, aliases, clip = after, [*aliases, one_var, *more], bounds
         if not users:
             return "no users"
-        roles: list[tuple[Any, str]] = []
+        taken = self._through_takes(graph, users, aliases)
+        if isinstance(taken, str):
+            return taken
+        users, channel_maps, takes = taken
+        roles: list[tuple[Any, str, np.ndarray | None]] = []
         for user, value in users:
+            reached = [var, *aliases]
+            picked = lookup(channel_maps, user)
+            node = lookup(self.norm_parts, user)
+            if node is not None:
+                if user.same_as(node.bound[0]) and producer == "block":
+                    roles.append((node.out, "input", None))
+                    continue
+                if (
+                    node.add is not None
+                    and user.same_as(node.add)
+                    and any(node.residual.same_as(v) for v in reached)
+                ):
+                    roles.append((node.out, "residual", None))
+                    continue
             consumer = lookup(self.convs, user)
             dw = lookup(self.dws, user)
             if consumer is None and dw is None:
                 op = value.op.name if isinstance(value, relax.Call) else type(value).__name__
                 return f"used by {op}, not a block-layout conv"
             args = list(value.args[1].fields)
-            as_input = args[0].same_as(var) or _in(aliases, args[0])
+            as_input = any(args[0].same_as(v) for v in reached) or picked is not None
             if dw is not None:
-                roles.append((user, "input"))
+                if producer == "norm":
+                    return "a depthwise conv reads it"
+                roles.append((user, "input", None))
                 continue
-            as_residual = consumer.residual is not None and (
-                consumer.residual.same_as(var) or _in(aliases, consumer.residual)
+            as_residual = consumer.residual is not None and any(
+                consumer.residual.same_as(v) for v in reached
             )
             if as_residual and not self.options.residual:
                 return "used as a residual (residual chaining disabled)"
+            if as_input and consumer.geometry.absorbs and producer != "norm":
+                return "a conv reads it mirrored or upsampled (only a norm writes those)"
             if as_input:
-                roles.append((user, "input"))
+                roles.append((user, "input", picked))
             if as_residual:
-                roles.append((user, "residual"))
-        return _Uses(roles, aliases, pool, clip)
+                roles.append((user, "residual", None))
+        return _Uses(roles, [*aliases, *takes], pool, clip)
+
+    def _through_takes(
+        self, graph: _Graph, users: list[tuple[Any, Any]], aliases: list[Any]
+    ) -> tuple[list[tuple[Any, Any]], dict[Any, np.ndarray], list[Any]] | str:
+        """``users`` with each ``take`` of channels replaced by the block-layout convs reading
+        it as their input, the channels each of those takes, and the takes' vars."""
+        out: list[tuple[Any, Any]] = []
+        maps: dict[Any, np.ndarray] = {}
+        takes: list[Any] = []
+        for user, value in users:
+            picked = _channel_take(value)
+            if picked is None:
+                out.append((user, value))
+                continue
+            found = graph.uses(user)
+            if found is None or found[1] or not found[0]:
+                return "a channel take's output leaves the function or has no users"
+            for reader, rvalue in found[0]:
+                conv = lookup(self.convs, reader)
+                if conv is None or not rvalue.args[1].fields[0].same_as(user):
+                    return "a channel take feeds something other than a block-layout conv input"
+                out.append((reader, rvalue))
+                maps[reader] = picked
+            takes.append(user)
+        return out, maps, takes
 
     def _padding_of(self, var: Any) -> int:
         conv = lookup(self.convs, var)
         if conv is not None:
             return max(conv.geometry.padding)
+        if lookup(self.norms, var) is not None:
+            return 0
         return max(self.dws_of(var).plan.padding)
 
     def dws_of(self, var: Any) -> _Depthwise:
@@ -498,20 +621,22 @@ class _Chainer(relax.expr_functor.PyExprMutator):
 
     def _plan_producer(self, graph: _Graph, var: Any) -> str:
         """Chain ``var``'s output if every use can read the chained layout; else the reason."""
-        conv = lookup(self.convs, var)
+        conv, node = lookup(self.convs, var), lookup(self.norms, var)
         if conv is not None:
             oh, ow = conv.geometry.out_hw
             if oh * ow < self.options.min_pixels:
                 return f"output {oh}x{ow} below min_pixels {self.options.min_pixels}"
-        found = self._uses(graph, var, block=conv is not None)
+        if node is not None:
+            return self._plan_norm(graph, var)
+        found = self._uses(graph, var, producer="block" if conv is not None else "depthwise")
         if isinstance(found, str):
             return found
         roles = found.roles
-        border = max([self._padding_of(u) for u, role in roles if role == "input"] or [0])
+        border = max([self._padding_of(u) for u, role, _ in roles if role == "input"] or [0])
         plan = self._plan_of(var)
         if conv is not None:
             k = conv.layout.shape[0]
-            into_dw = any(lookup(self.dws, u) is not None for u, _ in roles)
+            into_dw = any(lookup(self.dws, u) is not None for u, _, _ in roles)
             planar = k > self.options.max_channels and not into_dw
             act = BlockedActivation(k, 1, border) if planar else conv.activation(border)
             positions = np.arange(k, dtype=np.int32) if planar else conv.layout.inverse
@@ -525,17 +650,47 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                 rows, positions = -(-c // lanes), np.arange(c, dtype=np.int32)
             act = BlockedActivation(rows, lanes, border)
         plan.out_border, plan.pool, plan.planar = border, found.pool, planar
-        for user, role in roles:
+        self._hand_over(var, found, act, positions)
+        return ""
+
+    def _plan_norm(self, graph: _Graph, var: Any) -> str:
+        """A chained norm node writes the chained input of the convs after it (the border
+        filled as they pad, upsampled as they upsample), else NCHW (the reason)."""
+        plan = self._plan_of(var)
+        if plan.in_layout is None or plan.in_inverse is None:  # its conv is always chained
+            raise RuntimeError("a chained norm node's input was not chained")
+        found = self._uses(graph, var, producer="norm")
+        if isinstance(found, str):
+            return found
+        inputs = [lookup(self.convs, u) for u, role, _ in found.roles if role == "input"]
+        modes = {c.geometry.pad_mode for c in inputs} or {"zeros"}
+        ups = {c.geometry.upsample for c in inputs} or {1}
+        if len(modes) > 1 or len(ups) > 1:
+            return "the convs after it pad or upsample it differently"
+        if ups != {1} and any(role == "residual" for _, role, _ in found.roles):
+            return "read upsampled by a conv and as a residual"
+        border = max([max(c.geometry.padding) for c in inputs] or [0])
+        plan.out_border, plan.out_mode, plan.out_upsample = border, modes.pop(), ups.pop()
+        act = BlockedActivation(plan.in_layout.rows, plan.in_layout.lanes, border)
+        self._hand_over(var, found, act, plan.in_inverse)
+        return ""
+
+    def _hand_over(
+        self, var: Any, found: _Uses, act: BlockedActivation, positions: np.ndarray
+    ) -> None:
+        """Tell each user of ``var`` how its chained value is stored (``positions``: channel
+        -> position in ``act``); the bindings in between stand for ``var``."""
+        for user, role, picked in found.roles:
             target = self._plan_of(user)
             if role == "input":
-                target.in_layout, target.in_inverse = act, positions
+                mapped = positions if picked is None else positions[picked]
+                target.in_layout, target.in_inverse = act, np.asarray(mapped, np.int32)
                 if lookup(self.dws, user) is not None:
                     target.in_clip = found.clip
             else:
                 target.residual_layout, target.residual_inverse = act, positions
         for alias in found.aliases:
             self.skipped[alias] = var
-        return ""
 
     # -- rewriting --------------------------------------------------------------------
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
@@ -544,12 +699,20 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         if producer is not None:  # an alias or a fused max pool: the producer's new var
             self.set_var_remap(var, lookup(self.new_vars, producer))
             return
+        node = lookup(self.norm_parts, var)
+        if node is not None and not var.same_as(node.out):
+            return  # the norm call or its add: the node's kernel computes them
         plan = lookup(self.plans, var)
         if plan is None:
             super().visit_var_binding_(binding)
             return
         conv = lookup(self.convs, var)
-        call = self._rebuild(conv, plan) if conv is not None else self._rebuild_dw(var, plan)
+        if conv is not None:
+            call = self._rebuild(conv, plan)
+        elif node is not None:
+            call = self._rebuild_norm(node, plan)
+        else:
+            call = self._rebuild_dw(var, plan)
         new = self.builder_.emit(call, name_hint=var.name)
         self.record_of[var].function = call.args[0].name_hint
         self.new_vars[var] = new
@@ -557,14 +720,11 @@ class _Chainer(relax.expr_functor.PyExprMutator):
 
     def _rebuild(self, conv: _Conv, plan: _Plan) -> relax.Expr:
         lay = conv.layout
-        geometry = ConvGeometry(
-            conv.geometry.in_shape,
-            conv.geometry.stride,
-            conv.geometry.padding,
-            conv.geometry.kernel,
-            in_layout=plan.in_layout,
-            dilation=conv.geometry.dilation,
-        )
+        geometry = conv.geometry
+        if plan.in_layout is not None:  # read in place: the writer filled the border, upsampled
+            geometry = dataclasses.replace(
+                geometry, in_layout=plan.in_layout, pad_mode="zeros", upsample=1
+            )
         epilogue = Epilogue(
             bias=conv.epilogue.bias,
             residual=conv.epilogue.residual,
@@ -640,6 +800,47 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         self.new_dw_funcs.append((out.args[0], dw.scheduled))
         return out
 
+    def _rebuild_norm(self, node: NormNode, plan: _Plan) -> relax.Expr:
+        """The node's chained norm kernel: it reads the conv before it in that conv's rows of
+        lanes (gamma, beta and groups permuted to them) and writes the convs' chained input
+        after it, or NCHW."""
+        lay, positions = plan.in_layout, plan.in_inverse
+        if lay is None or positions is None:
+            raise RuntimeError(f"{node.fused[0]}: a chained norm needs a chained input")
+        slots = lay.rows * lay.lanes
+        out = None
+        if plan.out_border is not None:
+            out = NormOutput(plan.out_border, plan.out_mode, plan.out_upsample)
+        spec = ChainedNorm(
+            node.shape,
+            lay,
+            node.epsilon,
+            group_size=node.group_size,
+            relu=node.relu,
+            relu_first=node.relu_first,
+            residual=node.residual is not None,
+            residual_layout=plan.residual_layout,
+            out=out,
+        )
+        args: list[relax.Expr] = [self.visit_expr(node.data)]
+        args += [relax.const(a) for a in node.kernel_arrays(positions, slots)]
+        if node.residual is not None:
+            channel_of = np.zeros(slots, dtype=np.int64)
+            channel_of[positions] = np.arange(node.shape[1])
+            index = channel_of
+            if plan.residual_inverse is not None:
+                index = plan.residual_inverse[channel_of]
+            args += [self.visit_expr(node.residual), relax.const(index.astype(np.int32))]
+        if out is None:
+            args.append(relax.const(positions.astype(np.int32)))
+
+        def fn(*inputs: te.Tensor) -> te.Tensor:
+            return norm_compute(inputs, spec)
+
+        call = self.builder_.call_te(fn, *args, primfunc_name_hint=f"{node.fused[0]}_chained")
+        self.new_norm_funcs.append(call.args[0])
+        return call
+
     def run(self) -> tvm.IRModule:
         from tvm_ext.targets import is_gpu
 
@@ -660,6 +861,9 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             if scheduled:
                 func = schedule_pattern_primfunc(func, target=target) or func
             mod[gv] = func
+        for gv in self.new_norm_funcs:
+            func = mod[gv].with_attr("op_pattern", OPAQUE)
+            mod[gv] = schedule_norm_primfunc(func, target=target) or func
         for gv, scheduled in self.new_dw_funcs:
             func = mod[gv].with_attr("op_pattern", OPAQUE)
             if scheduled:
@@ -697,8 +901,9 @@ class ChainConvLayouts:
 
     Options (keyword-only, :class:`ChainOptions`): ``enabled``, ``pool`` (fuse max pools
     between convs), ``residual`` (chained residuals), ``min_pixels`` / ``max_channels``
-    (which activations to chain), ``depthwise`` (chain depthwise kernels), ``target``. After the
-    pass runs, ``records`` lists one :class:`ChainRecord` per block-layout conv call.
+    (which activations to chain), ``depthwise`` (chain depthwise kernels), ``norms`` (chain
+    instance / group norms after convs), ``target``. After the pass runs, ``records`` lists
+    one :class:`ChainRecord` per block-layout conv call, depthwise conv and chained norm.
     """
 
     def __init__(
@@ -710,6 +915,7 @@ class ChainConvLayouts:
         min_pixels: int = ChainOptions.min_pixels,
         max_channels: int = ChainOptions.max_channels,
         depthwise: bool = ChainOptions.depthwise,
+        norms: bool = ChainOptions.norms,
         target: Target | None = None,
     ) -> None:
         self.options = ChainOptions(
@@ -719,6 +925,7 @@ class ChainConvLayouts:
             min_pixels=min_pixels,
             max_channels=max_channels,
             depthwise=depthwise,
+            norms=norms,
             target=target,
         )
         self.records: list[ChainRecord] = []

@@ -1,16 +1,17 @@
 """The default schedule of a pattern-sparse PrimFunc for a target: picks the CPU schedule
 (:mod:`tvm_ext.schedules.cpu`, vectorised for the target's lanes) or the GPU one
 (:mod:`tvm_ext.schedules.gpu`), falls back where a schedule cannot be built, and marks the
-functions it scheduled; the same for the depthwise kernel (:mod:`tvm_ext.schedules.depthwise`,
-CPU only). Passes and tuning call this module, never cpu/gpu/depthwise directly."""
+functions it scheduled; the same for the depthwise kernel (:mod:`tvm_ext.schedules.depthwise`)
+and the chained norm (:mod:`tvm_ext.schedules.chained_norm`), CPU only. Passes and tuning
+call this module, never cpu/gpu/depthwise/chained_norm directly."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from tvm_ext._compat import Schedule, Target, schedulable_copy, tirx, tvm
-from tvm_ext.schedules import cpu, depthwise, gpu
+from tvm_ext.schedules import chained_norm, cpu, depthwise, gpu
 from tvm_ext.schedules.common import pattern_blocks
 from tvm_ext.targets import is_gpu, vector_lanes
 from tvm_ext.te.block_names import CONV_BLOCK_PREFIX
@@ -109,7 +110,36 @@ def schedule_depthwise_primfunc(
     for ``target``'s lanes, marked scheduled (``tirx.is_scheduled``: DLight and
     ``ScheduleLeftovers`` leave it alone; a function already marked comes back as it is);
     ``None`` for GPU targets (no schedule yet) or if it cannot be built."""
-    target = target if target is not None else Target.current(allow_none=True)
+    return _cpu_scheduled(func, target, depthwise.schedule_depthwise)
+
+
+def schedule_norm_primfunc(
+    func: tirx.PrimFunc, *, target: Target | None = None
+) -> tirx.PrimFunc | None:
+    """The chained norm kernel ``func`` (:mod:`tvm_ext.te.chained_norm`) with its CPU
+    schedule, marked as :func:`schedule_depthwise_primfunc` marks; ``None`` for GPU targets
+    or if it cannot be built (with a :class:`ScheduleFallbackWarning`: the leftover rules
+    then schedule it)."""
+    out = _cpu_scheduled(func, target, chained_norm.schedule_chained_norm)
+    if out is None and not is_gpu(_current(target)):
+        warnings.warn(
+            f"no schedule for the chained norm {(func.attrs or {}).get('global_symbol')}",
+            ScheduleFallbackWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def _current(target: Target | None) -> Target | None:
+    return target if target is not None else Target.current(allow_none=True)
+
+
+def _cpu_scheduled(
+    func: tirx.PrimFunc, target: Target | None, apply: Callable[..., None]
+) -> tirx.PrimFunc | None:
+    """``func`` scheduled by ``apply(sch, lanes=...)`` and marked scheduled; ``None`` on GPU
+    targets or if ``apply`` fails."""
+    target = _current(target)
     if is_gpu(target):
         return None
     if int((func.attrs or {}).get(SCHEDULED_ATTR, 0)):
@@ -117,7 +147,7 @@ def schedule_depthwise_primfunc(
     symbol = (func.attrs or {}).get("global_symbol")
     sch = Schedule(schedulable_copy(func.with_attr("global_symbol", "main")))
     try:
-        depthwise.schedule_depthwise(sch, lanes=vector_lanes(target))
+        apply(sch, lanes=vector_lanes(target))
     except Exception:
         return None
     out = sch.mod["main"].with_attr(SCHEDULED_ATTR, 1).with_attr("tirx.is_scheduled", 1)

@@ -471,3 +471,172 @@ def test_mobilenet_block_rewrite_leaves_no_op_between_kernels(well_formed):
     tvm.transform.Sequential([*rewrites, off])(mod)
     assert [r.kind for r in off.records] == ["block", "block"]
     assert off.records[0].reason == "used by relax.clip, not a block-layout conv"
+
+
+# -- norms ----------------------------------------------------------------------------------
+
+
+def _norm(bb, y, c, *, groups=0, seed=0, affine=True):
+    rng = np.random.default_rng(seed)
+    gamma = relax.const(
+        (1 + 0.3 * rng.standard_normal(c)).astype("float32") if affine else np.ones(c, "float32")
+    )
+    beta = relax.const(
+        (0.3 * rng.standard_normal(c)).astype("float32") if affine else np.zeros(c, "float32")
+    )
+    flags = {"center": affine, "scale": affine}
+    if groups:
+        call = relax.op.nn.group_norm(y, gamma, beta, groups, 1, [2, 3], **flags)
+    else:
+        call = relax.op.nn.instance_norm(y, gamma, beta, 1, [2, 3], **flags)
+    return bb.emit(call)
+
+
+def _reflect(bb, y, width):
+    return bb.emit(relax.op.nn.pad(y, [0, 0, 0, 0, width, width, width, width], "reflect"))
+
+
+def _up2(bb, y):
+    from tvm_ext.relax_match import static_shape
+
+    _, _, hh, ww = static_shape(y)
+    return bb.emit(relax.op.image.resize2d(y, (2 * hh, 2 * ww), method="nearest_neighbor"))
+
+
+def _ops(mod):
+    names = []
+
+    def visit(e):
+        if isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op):
+            names.append(e.op.name)
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return names
+
+
+def _style_block(h, xs):
+    """Johnson-like: conv -> instance norm -> ReLU -> reflection pad -> conv (-> a norm whose
+    output leaves the function, NCHW)."""
+    w1, w2 = _weight(h, 32, 16, 11), _weight(h, 32, 32, 12)
+
+    def body(bb, x):
+        y = _norm(bb, _conv(bb, x, w1), 32, seed=1)
+        y = bb.emit(relax.op.nn.relu(y))
+        y = _conv(bb, _reflect(bb, y, 1), w2, padding=0)
+        return _norm(bb, y, 32, seed=2, affine=False)
+
+    return _build(body, xs)
+
+
+def test_structural_norm_chains_between_convs_and_the_pad_becomes_its_border(h, well_formed):
+    xs = (1, 16, 12, 10)
+    after, chain = _rewrite(_style_block(h, xs))
+    kinds = [(r.kind, r.chained_input, r.chained_output) for r in chain.records]
+    assert kinds == [
+        ("block", False, True),
+        ("norm", True, True),
+        ("block", True, True),
+        ("norm", True, False),
+    ]
+    assert chain.records[1].fused == ("instance_norm", "relu")
+    assert chain.records[3].reason == "the output leaves the function"
+    ops = _ops(after)
+    # the norms, the ReLU and the mirrored pad are inside the kernels now
+    for gone in ("relax.nn.instance_norm", "relax.nn.relu", "relax.nn.pad"):
+        assert gone not in ops
+    assert ops.count("relax.call_tir") == 4
+    kernels = _kernels(after)
+    assert {"instance_norm_chained", "instance_norm_chained1"} <= set(kernels)
+
+
+def test_norm_chain_matches(h, well_formed):
+    xs = (1, 16, 12, 10)
+    _check(h, _style_block(h, xs), xs)
+
+
+def _residual_block(h, xs, *, relu_first):
+    """conv -> norm -> ReLU = a; conv(a) -> group norm -> (ReLU, add a | add a, ReLU) = b;
+    b -> nearest x2 -> reflection pad 1 -> conv; a take of b's channels -> conv."""
+    w0, w1 = _weight(h, 32, 16, 21), _weight(h, 32, 32, 22)
+    w2, w3 = _weight(h, 16, 32, 23), _weight(h, 16, 12, 24)
+    picked = relax.const(np.array([3, 0, 31, 7, 8, 9, 20, 21, 22, 23, 1, 2], dtype="int64"))
+
+    def body(bb, x):
+        a = bb.emit(relax.op.nn.relu(_norm(bb, _conv(bb, x, w0), 32, seed=3)))
+        b = _norm(bb, _conv(bb, a, w1), 32, groups=4, seed=4)
+        if relu_first:
+            b = bb.emit(relax.op.add(a, bb.emit(relax.op.nn.relu(b))))
+        else:
+            b = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(b, a))))
+        up = _conv(bb, _reflect(bb, _up2(bb, b), 1), w2, padding=0)
+        side = _conv(bb, bb.emit(relax.op.take(b, picked, axis=1)), w3)
+        return bb.emit(relax.op.add(up, _up2(bb, side)))
+
+    return _build(body, xs)
+
+
+@pytest.mark.parametrize("relu_first", [False, True])
+def test_group_norm_residual_upsample_and_take_chain(h, well_formed, relu_first):
+    xs = (1, 16, 8, 6)
+    mod = _residual_block(h, xs, relu_first=relu_first)
+    after, chain = _rewrite(mod)
+    norms = [r for r in chain.records if r.kind == "norm"]
+    assert [r.fused for r in norms] == [
+        ("instance_norm", "relu"),
+        ("group_norm", "relu", "add") if relu_first else ("group_norm", "add", "relu"),
+    ]
+    # a is chained to the second conv and, as the residual, to the group norm
+    assert norms[0].chained_output and norms[1].chained_residual
+    # b is written upsampled with a mirrored border for one conv and read through the take
+    # by the other: one buffer for both? no: they read it differently, so b stays NCHW
+    assert not norms[1].chained_output
+    assert norms[1].reason == "the convs after it pad or upsample it differently"
+    assert "relax.take" in _ops(after)
+    _check(h, mod, xs)
+
+
+def test_upsampled_mirrored_and_taken_outputs_chain_when_the_readers_agree(h, well_formed):
+    """Two convs reading one norm's output through a take and directly, both upsampled and
+    mirrored the same way: one chained buffer, written upsampled, no take left."""
+    xs = (1, 16, 6, 8)
+    w0, w1, w2 = _weight(h, 32, 16, 31), _weight(h, 16, 32, 32), _weight(h, 16, 12, 33)
+    picked = relax.const(np.array([5, 4, 3, 2, 1, 0, 31, 30, 29, 28, 27, 26], dtype="int64"))
+
+    def body(bb, x):
+        a = bb.emit(relax.op.nn.relu(_norm(bb, _conv(bb, x, w0), 32, seed=5)))
+        one = _conv(bb, _reflect(bb, _up2(bb, a), 1), w1, padding=0)
+        taken = bb.emit(relax.op.take(a, picked, axis=1))
+        two = _conv(bb, _reflect(bb, _up2(bb, taken), 1), w2, padding=0)
+        return bb.emit(relax.op.add(one, two))
+
+    mod = _build(body, xs)
+    after, chain = _rewrite(mod)
+    norm = next(r for r in chain.records if r.kind == "norm")
+    assert norm.chained_output, norm.reason
+    ops = _ops(after)
+    for gone in ("relax.take", "relax.image.resize2d", "relax.nn.pad"):
+        assert gone not in ops
+    _check(h, mod, xs)
+
+
+def test_norms_option_off_leaves_them(h, well_formed):
+    xs = (1, 16, 12, 10)
+    after, chain = _rewrite(_style_block(h, xs), norms=False)
+    assert all(r.kind == "block" for r in chain.records)
+    assert _ops(after).count("relax.nn.instance_norm") == 2
+    _check(h, _style_block(h, xs), xs, norms=False)
+
+
+def test_norm_with_a_second_user_of_the_conv_is_not_chained(h, well_formed):
+    """The conv's output is also returned: the norm reads NCHW (TVM's own norm)."""
+    xs = (1, 16, 8, 8)
+    w1 = _weight(h, 32, 16, 41)
+
+    def body(bb, x):
+        y = _conv(bb, x, w1)
+        n = bb.emit(relax.op.nn.relu(_norm(bb, y, 32)))
+        return bb.emit(relax.Tuple([y, n]))
+
+    after, chain = _rewrite(_build(body, xs))
+    assert [r.kind for r in chain.records] == ["block"]
+    assert "relax.nn.instance_norm" in _ops(after)
