@@ -18,6 +18,14 @@ reads that conv's rows of lanes in place (a ReLU6 / clip between them applied as
 and writes the same rows of lanes for the convs after it (MobileNet-V2's 1x1 -> depthwise ->
 1x1 block without an NCHW tensor in between). An edge into a depthwise conv is never planar.
 
+Norms chain as well (:mod:`tvm_ext.norm_nodes`): an instance / group norm that is a block
+conv's only user, with a residual add and ReLU after it, becomes one kernel
+(:mod:`tvm_ext.te.chained_norm`) reading the conv's rows of lanes in place and writing the
+next convs' input in the same rows of lanes: the border they pad with (zeros, mirrored or
+edge: a reflection pad those convs had absorbed) and the nearest upsampling they read are
+index arithmetic in the norm's output; a channel ``take`` before a conv folds into its
+channel indices. Else the norm writes NCHW.
+
 Where it belongs: right after the conv rewrites, before the rest of the pipeline::
 
     seq = tvm.transform.Sequential([PatternSparseConv2D(), BlockedConv2D(),
@@ -99,7 +107,8 @@ class ChainOptions:
 
 @dataclass
 class ChainRecord:
-    """One block-layout conv call after the pass (JSON-ready through :meth:`to_dict`)."""
+    """One block-layout conv call, depthwise conv or chained norm after the pass (JSON-ready
+    through :meth:`to_dict`)."""
 
     function: str
     #: ``block`` (a block-layout conv), ``depthwise`` or ``norm`` (a chained norm node)

@@ -640,3 +640,21 @@ def test_norm_with_a_second_user_of_the_conv_is_not_chained(h, well_formed):
     after, chain = _rewrite(_build(body, xs))
     assert [r.kind for r in chain.records] == ["block"]
     assert "relax.nn.instance_norm" in _ops(after)
+
+
+def test_channel_take_between_convs_folds_into_the_consumer(h, well_formed):
+    """conv -> ReLU -> take(channels) -> conv: the consumer reads the chained buffer with the
+    taken channels as its channel indices; no take is left."""
+    xs = (1, 16, 9, 8)
+    w1, w2 = _weight(h, 32, 16, 51), _weight(h, 16, 10, 52)
+    picked = relax.const(np.array([31, 0, 5, 5, 17, 2, 30, 9, 12, 1], dtype="int64"))
+
+    def body(bb, x):
+        y = _conv(bb, x, w1, relu=True)
+        return _conv(bb, bb.emit(relax.op.take(y, picked, axis=1)), w2)
+
+    mod = _build(body, xs)
+    after, chain = _rewrite(mod)
+    assert chain.records[0].chained_output and chain.records[1].chained_input
+    assert "relax.take" not in _ops(after)
+    _check(h, mod, xs)
