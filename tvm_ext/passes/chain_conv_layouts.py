@@ -95,6 +95,10 @@ class ChainOptions:
     #: chain instance / group norms (with a residual add and ReLU after them) that follow a
     #: block-layout conv: the norm reads the conv's layout and writes the next conv's input
     norms: bool = True
+    #: a chained norm writes the upsampled map for convs that upsample its output: 4x the
+    #: bytes of the low-resolution map the conv otherwise upsamples in cache, measured
+    #: slower (WDSR/style-like decoders), so off: those convs read the norm's NCHW output
+    norm_upsample: bool = False
     #: the target the rewriters scheduled for (default: ``with target:`` scope, else host)
     target: Any = None
 
@@ -474,26 +478,52 @@ class _Chainer(relax.expr_functor.PyExprMutator):
 
     def _keep_chainable_norms(self, graph: _Graph) -> None:
         """Keep in ``self.norms`` the nodes that read a block-layout conv's output as its only
-        use (the conv then writes its rows of lanes for the norm); remember their parts."""
-        kept: dict[Any, NormNode] = {}
+        use (the conv then writes its rows of lanes for the norm) and either write a chained
+        output or have no residual to add (an NCHW output gathers the norm's input from the
+        conv's lanes, and a residual from its own: measured slower than TVM's norm on NCHW);
+        remember their parts."""
         self.norm_parts = {part: node for node in self.norms.values() for part in node.bound}
-        for out, node in self.norms.items():
-            conv = lookup(self.convs, node.data)
-            if conv is None:
-                continue
-            oh, ow = conv.geometry.out_hw
-            found = self._uses(graph, node.data, producer="block")
-            if (
-                isinstance(found, _Uses)
-                and len(found.roles) == 1
-                and found.roles[0][0].same_as(out)
-                and found.pool == 1
-                and conv.layout.shape[0] <= self.options.max_channels
-                and oh * ow >= self.options.min_pixels
-            ):
-                kept[out] = node
-        self.norms = kept
-        self.norm_parts = {part: node for node in kept.values() for part in node.bound}
+        changed = True
+        while changed:
+            changed = False
+            for out, node in list(self.norms.items()):
+                conv = lookup(self.convs, node.data)
+                keep = conv is not None
+                if conv is not None:
+                    oh, ow = conv.geometry.out_hw
+                    found = self._uses(graph, node.data, producer="block")
+                    keep = (
+                        isinstance(found, _Uses)
+                        and len(found.roles) == 1
+                        and found.roles[0][0].same_as(out)
+                        and found.pool == 1
+                        and conv.layout.shape[0] <= self.options.max_channels
+                        and oh * ow >= self.options.min_pixels
+                    )
+                if keep and node.residual is not None:
+                    keep = not isinstance(self._norm_output(graph, out), str)
+                if not keep:
+                    self.norms = {v: n for v, n in self.norms.items() if not v.same_as(out)}
+                    self.norm_parts = {p: n for p, n in self.norm_parts.items() if n is not node}
+                    changed = True
+
+    def _norm_output(self, graph: _Graph, var: Any) -> tuple[_Uses, int, str, int] | str:
+        """How the norm node ``var`` writes a chained output: its uses, border, pad mode and
+        upsampling; else why it writes NCHW."""
+        found = self._uses(graph, var, producer="norm")
+        if isinstance(found, str):
+            return found
+        inputs = [lookup(self.convs, u) for u, role, _ in found.roles if role == "input"]
+        modes = {c.geometry.pad_mode for c in inputs} or {"zeros"}
+        ups = {c.geometry.upsample for c in inputs} or {1}
+        if len(modes) > 1 or len(ups) > 1:
+            return "the convs after it pad or upsample it differently"
+        if ups != {1} and not self.options.norm_upsample:
+            return "the convs after it upsample it (they read it NCHW, upsampled in cache)"
+        if ups != {1} and any(role == "residual" for _, role, _ in found.roles):
+            return "read upsampled by a conv and as a residual"
+        border = max([max(c.geometry.padding) for c in inputs] or [0])
+        return found, border, modes.pop(), ups.pop()
 
     def _keep_chainable_depthwise(self, graph: _Graph, reasons: dict[Any, str]) -> None:
         """Keep in ``self.dws`` the depthwise convs whose every user reads the chained
@@ -668,18 +698,11 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         plan = self._plan_of(var)
         if plan.in_layout is None or plan.in_inverse is None:  # its conv is always chained
             raise RuntimeError("a chained norm node's input was not chained")
-        found = self._uses(graph, var, producer="norm")
-        if isinstance(found, str):
-            return found
-        inputs = [lookup(self.convs, u) for u, role, _ in found.roles if role == "input"]
-        modes = {c.geometry.pad_mode for c in inputs} or {"zeros"}
-        ups = {c.geometry.upsample for c in inputs} or {1}
-        if len(modes) > 1 or len(ups) > 1:
-            return "the convs after it pad or upsample it differently"
-        if ups != {1} and any(role == "residual" for _, role, _ in found.roles):
-            return "read upsampled by a conv and as a residual"
-        border = max([max(c.geometry.padding) for c in inputs] or [0])
-        plan.out_border, plan.out_mode, plan.out_upsample = border, modes.pop(), ups.pop()
+        output = self._norm_output(graph, var)
+        if isinstance(output, str):
+            return output
+        found, border, mode, upsample = output
+        plan.out_border, plan.out_mode, plan.out_upsample = border, mode, upsample
         act = BlockedActivation(plan.in_layout.rows, plan.in_layout.lanes, border)
         self._hand_over(var, found, act, plan.in_inverse)
         return ""
@@ -911,7 +934,8 @@ class ChainConvLayouts:
     Options (keyword-only, :class:`ChainOptions`): ``enabled``, ``pool`` (fuse max pools
     between convs), ``residual`` (chained residuals), ``min_pixels`` / ``max_channels``
     (which activations to chain), ``depthwise`` (chain depthwise kernels), ``norms`` (chain
-    instance / group norms after convs), ``target``. After the pass runs, ``records`` lists
+    instance / group norms after convs), ``norm_upsample`` (let a chained norm write the
+    upsampled map), ``target``. After the pass runs, ``records`` lists
     one :class:`ChainRecord` per block-layout conv call, depthwise conv and chained norm.
     """
 
@@ -925,6 +949,7 @@ class ChainConvLayouts:
         max_channels: int = ChainOptions.max_channels,
         depthwise: bool = ChainOptions.depthwise,
         norms: bool = ChainOptions.norms,
+        norm_upsample: bool = ChainOptions.norm_upsample,
         target: Target | None = None,
     ) -> None:
         self.options = ChainOptions(
@@ -935,6 +960,7 @@ class ChainConvLayouts:
             max_channels=max_channels,
             depthwise=depthwise,
             norms=norms,
+            norm_upsample=norm_upsample,
             target=target,
         )
         self.records: list[ChainRecord] = []

@@ -554,12 +554,15 @@ def test_norm_chain_matches(h, well_formed):
     _check(h, _style_block(h, xs), xs)
 
 
-def _residual_block(h, xs, *, relu_first):
+def _residual_block(h, xs, *, relu_first, upsampled):
     """conv -> norm -> ReLU = a; conv(a) -> group norm -> (ReLU, add a | add a, ReLU) = b;
-    b -> nearest x2 -> reflection pad 1 -> conv; a take of b's channels -> conv."""
+    b -> (nearest x2 ->) reflection pad 1 -> conv, and a take of b's channels -> the same."""
     w0, w1 = _weight(h, 32, 16, 21), _weight(h, 32, 32, 22)
     w2, w3 = _weight(h, 16, 32, 23), _weight(h, 16, 12, 24)
     picked = relax.const(np.array([3, 0, 31, 7, 8, 9, 20, 21, 22, 23, 1, 2], dtype="int64"))
+
+    def read(bb, y, w):
+        return _conv(bb, _reflect(bb, _up2(bb, y) if upsampled else y, 1), w, padding=0)
 
     def body(bb, x):
         a = bb.emit(relax.op.nn.relu(_norm(bb, _conv(bb, x, w0), 32, seed=3)))
@@ -568,30 +571,39 @@ def _residual_block(h, xs, *, relu_first):
             b = bb.emit(relax.op.add(a, bb.emit(relax.op.nn.relu(b))))
         else:
             b = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(b, a))))
-        up = _conv(bb, _reflect(bb, _up2(bb, b), 1), w2, padding=0)
-        side = _conv(bb, bb.emit(relax.op.take(b, picked, axis=1)), w3)
-        return bb.emit(relax.op.add(up, _up2(bb, side)))
+        side = read(bb, bb.emit(relax.op.take(b, picked, axis=1)), w3)
+        return bb.emit(relax.op.add(read(bb, b, w2), side))
 
     return _build(body, xs)
 
 
 @pytest.mark.parametrize("relu_first", [False, True])
-def test_group_norm_residual_upsample_and_take_chain(h, well_formed, relu_first):
+def test_group_norm_with_residual_and_take_chains(h, well_formed, relu_first):
     xs = (1, 16, 8, 6)
-    mod = _residual_block(h, xs, relu_first=relu_first)
+    mod = _residual_block(h, xs, relu_first=relu_first, upsampled=False)
     after, chain = _rewrite(mod)
     norms = [r for r in chain.records if r.kind == "norm"]
     assert [r.fused for r in norms] == [
         ("instance_norm", "relu"),
         ("group_norm", "relu", "add") if relu_first else ("group_norm", "add", "relu"),
     ]
-    # a is chained to the second conv and, as the residual, to the group norm
-    assert norms[0].chained_output and norms[1].chained_residual
-    # b is written upsampled with a mirrored border for one conv and read through the take
-    # by the other: one buffer for both? no: they read it differently, so b stays NCHW
-    assert not norms[1].chained_output
-    assert norms[1].reason == "the convs after it pad or upsample it differently"
-    assert "relax.take" in _ops(after)
+    # a is chained to the second conv and, as the residual, to the group norm, whose output
+    # both convs read in place (one through the take): no NCHW tensor, no take, no pad left
+    assert norms[0].chained_output and norms[1].chained_residual and norms[1].chained_output
+    ops = _ops(after)
+    for gone in ("relax.take", "relax.nn.pad", "relax.nn.group_norm", "relax.nn.relu"):
+        assert gone not in ops
+    _check(h, mod, xs)
+
+
+def test_a_norm_with_a_residual_and_an_nchw_output_is_left_to_tvm(h, well_formed):
+    """Upsampled readers (norm_upsample off): b would be written NCHW, gathered from two
+    chained layouts (slower than TVM's norm): the group norm stays a Relax op."""
+    xs = (1, 16, 8, 6)
+    mod = _residual_block(h, xs, relu_first=False, upsampled=True)
+    after, chain = _rewrite(mod)
+    assert [r.fused for r in chain.records if r.kind == "norm"] == [("instance_norm", "relu")]
+    assert "relax.nn.group_norm" in _ops(after)
     _check(h, mod, xs)
 
 
@@ -610,13 +622,18 @@ def test_upsampled_mirrored_and_taken_outputs_chain_when_the_readers_agree(h, we
         return bb.emit(relax.op.add(one, two))
 
     mod = _build(body, xs)
-    after, chain = _rewrite(mod)
+    after, chain = _rewrite(mod, norm_upsample=True)
     norm = next(r for r in chain.records if r.kind == "norm")
     assert norm.chained_output, norm.reason
     ops = _ops(after)
     for gone in ("relax.take", "relax.image.resize2d", "relax.nn.pad"):
         assert gone not in ops
-    _check(h, mod, xs)
+    _check(h, mod, xs, norm_upsample=True)
+    # by default the convs upsample the norm's NCHW output themselves, in cache
+    _, chain = _rewrite(mod)
+    norm = next(r for r in chain.records if r.kind == "norm")
+    assert norm.chained_input and not norm.chained_output
+    assert norm.reason.startswith("the convs after it upsample it")
 
 
 def test_norms_option_off_leaves_them(h, well_formed):
