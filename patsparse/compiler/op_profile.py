@@ -40,6 +40,10 @@ class OpCall:
     times: list[float]
     #: channels of its first argument where that is an NCHW tensor (a conv's input)
     in_channels: int | None = None
+    #: a chained norm that writes its output mirrored / edge-padded (the border mode) and
+    #: nearest-upsampled for the convs after it: it does PyTorch's pad and Upsample there
+    pad_mode: str = "zeros"
+    upsample: int = 1
 
 
 @dataclass(frozen=True)
@@ -351,9 +355,27 @@ def _fused_into(
     """Whether PyTorch's ``op`` (after the op ``call`` matched) ran inside ``call``: same
     output shape, and elementwise, or none of the next calls can be its own (a norm with a
     call of its own follows the conv it normalises)."""
+    if _written_by(op, call):
+        return True
     if not same_shape(call.out_shape, op.out_shape, narrowed):
         return False
     return op.kind in ELEMENTWISE or not any(_same_op(c, op, narrowed, reads) for c in later_calls)
+
+
+#: the PyTorch pad module of each border a chained norm writes
+_PAD_MODULES = {"reflect": "ReflectionPad2d", "replicate": "ReplicationPad2d"}
+
+
+def _written_by(op: TorchOp, call: OpCall) -> bool:
+    """PyTorch's ``op`` is an Upsample or a pad that ``call`` (a chained norm) does as it
+    writes its output for the convs after it."""
+    if len(call.out_shape) != 4 or len(op.out_shape) != 4 or op.out_shape[1] != call.out_shape[1]:
+        return False
+    n, c, h, w = call.out_shape
+    s = call.upsample
+    if op.kind == "Upsample":
+        return s > 1 and op.out_shape == (n, c, h * s, w * s)
+    return op.kind == _PAD_MODULES.get(call.pad_mode)
 
 
 def profile_ops(
@@ -378,11 +400,22 @@ def _logical_shapes(compiled: CompiledModel, calls: list[OpCall]) -> list[OpCall
     """Calls of chained convs with their logical NCHW output shape (what PyTorch's op
     makes) instead of the blocked, bordered layout they write for the next conv."""
     logical: dict[str, tuple[int, ...]] = {}
+    writes: dict[str, tuple[str, int]] = {}
     for r in compiled.chain_records:
         if r.chained_output and len(r.out_shape) == 4:
             n, c, h, w = r.out_shape
             logical[r.function] = (n, c, h // r.pool, w // r.pool)
-    return [replace(c, out_shape=logical.get(c.function, c.out_shape)) for c in calls]
+            if r.kind == "norm":
+                writes[r.function] = (r.out_pad_mode, r.upsample)
+    return [
+        replace(
+            c,
+            out_shape=logical.get(c.function, c.out_shape),
+            pad_mode=writes.get(c.function, ("zeros", 1))[0],
+            upsample=writes.get(c.function, ("zeros", 1))[1],
+        )
+        for c in calls
+    ]
 
 
 def format_profile(rows: list[OpRow], *, limit: int | None = None) -> str:

@@ -198,3 +198,26 @@ def test_chained_convs_are_matched_by_their_logical_shape():
     # the first conv computes only the filters the second reads (DropUnreadFilters)
     (first,) = [r.computed for r in compiled.drop_records if r.producer_shape == (32, 3, 3, 3)]
     assert [r.shape for r in convs] == [(1, first, 16, 16), (1, 64, 16, 16), (1, 32, 16, 16)]
+
+
+def test_a_chained_norm_takes_the_upsample_and_pad_it_writes():
+    """A chained norm writing its output mirrored and upsampled for the conv after it does
+    PyTorch's Upsample and ReflectionPad2d: they are its ops, not the conv's."""
+    s, up, padded, out = (1, 8, 4, 4), (1, 8, 8, 8), (1, 8, 10, 10), (1, 4, 8, 8)
+    torch_ops = [
+        _t("conv1", "Conv2d", s, 1.0),
+        _t("norm", "InstanceNorm2d", s, 0.3),
+        _t("act", "ReLU", s, 0.1),
+        _t("up", "Upsample", up, 0.4),
+        _t("pad", "ReflectionPad2d", padded, 0.2),
+        _t("conv2", "Conv2d", out, 1.0),
+    ]
+    norm = OpCall("instance_norm_chained", s, [0.5] * 3, pad_mode="reflect", upsample=2)
+    calls = [_c("blocked_conv2d_0", s, 0.2), norm, _c("blocked_conv2d_1", out, 0.3)]
+    rows = match_ops(calls, torch_ops)
+    assert [r.torch_ops for r in rows] == [["conv1"], ["norm", "act", "up", "pad"], ["conv2"]]
+    assert rows[1].ratio == 2.0
+    # the same norm writing NCHW (no border, no upsampling): the conv keeps them
+    plain = OpCall("instance_norm_chained", s, [0.5] * 3)
+    rows = match_ops([calls[0], plain, calls[2]], torch_ops)
+    assert [r.torch_ops for r in rows] == [["conv1"], ["norm", "act"], ["up", "pad", "conv2"]]

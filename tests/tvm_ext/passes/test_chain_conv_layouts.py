@@ -596,15 +596,22 @@ def test_group_norm_with_residual_and_take_chains(h, well_formed, relu_first):
     _check(h, mod, xs)
 
 
-def test_a_norm_with_a_residual_and_an_nchw_output_is_left_to_tvm(h, well_formed):
-    """Upsampled readers (norm_upsample off): b would be written NCHW, gathered from two
-    chained layouts (slower than TVM's norm): the group norm stays a Relax op."""
+@pytest.mark.parametrize("norm_upsample", [True, False])
+def test_a_norm_with_a_residual_and_an_nchw_output_is_left_to_tvm(h, well_formed, norm_upsample):
+    """Upsampled readers: with norm_upsample the group norm writes b upsampled and mirrored
+    for both; without, b would be written NCHW, gathered from two chained layouts (slower
+    than TVM's norm): the group norm stays a Relax op."""
     xs = (1, 16, 8, 6)
     mod = _residual_block(h, xs, relu_first=False, upsampled=True)
-    after, chain = _rewrite(mod)
-    assert [r.fused for r in chain.records if r.kind == "norm"] == [("instance_norm", "relu")]
-    assert "relax.nn.group_norm" in _ops(after)
-    _check(h, mod, xs)
+    after, chain = _rewrite(mod, norm_upsample=norm_upsample)
+    norms = [r for r in chain.records if r.kind == "norm"]
+    if norm_upsample:
+        assert norms[1].chained_output and norms[1].upsample == 2
+        assert "relax.nn.group_norm" not in _ops(after)
+    else:
+        assert [r.fused for r in norms] == [("instance_norm", "relu")]
+        assert "relax.nn.group_norm" in _ops(after)
+    _check(h, mod, xs, norm_upsample=norm_upsample)
 
 
 def test_upsampled_mirrored_and_taken_outputs_chain_when_the_readers_agree(h, well_formed):
@@ -622,15 +629,16 @@ def test_upsampled_mirrored_and_taken_outputs_chain_when_the_readers_agree(h, we
         return bb.emit(relax.op.add(one, two))
 
     mod = _build(body, xs)
-    after, chain = _rewrite(mod, norm_upsample=True)
+    after, chain = _rewrite(mod)
     norm = next(r for r in chain.records if r.kind == "norm")
     assert norm.chained_output, norm.reason
+    assert (norm.out_pad_mode, norm.upsample) == ("reflect", 2)
     ops = _ops(after)
     for gone in ("relax.take", "relax.image.resize2d", "relax.nn.pad"):
         assert gone not in ops
-    _check(h, mod, xs, norm_upsample=True)
-    # by default the convs upsample the norm's NCHW output themselves, in cache
-    _, chain = _rewrite(mod)
+    _check(h, mod, xs)
+    # norm_upsample off: the convs upsample the norm's NCHW output themselves, in cache
+    _, chain = _rewrite(mod, norm_upsample=False)
     norm = next(r for r in chain.records if r.kind == "norm")
     assert norm.chained_input and not norm.chained_output
     assert norm.reason.startswith("the convs after it upsample it")
