@@ -17,7 +17,6 @@ group norm with a residual after its ReLU).
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import os
 
@@ -52,7 +51,6 @@ def style_like(rate: float) -> torch.nn.Module:
         fallback=BlockScheme(density=1 / rate),
         skip_last_linear=False,
     )
-    model = copy.deepcopy(model)
     pruner = MagnitudePruner(plan)
     pruner.prepare(model)
     pruner.step()

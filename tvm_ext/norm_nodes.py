@@ -3,7 +3,7 @@ a Relax function for :class:`tvm_ext.passes.ChainConvLayouts`, and the constant 
 the chained kernel that replaces them (:mod:`tvm_ext.te.chained_norm`).
 
 A node is ``norm(x, gamma, beta)`` over the spatial axes of an NCHW map (channel axis 1,
-constant gamma / beta or none), then optionally ``add(norm, r)`` (either operand order, ``r``
+constant gamma and beta), then optionally ``add(norm, r)`` (either operand order, ``r``
 the same shape) and ``relu``, each intermediate value used only by the next one. The node's
 value is its last binding's.
 """
@@ -75,11 +75,13 @@ class NormNode:
         return out
 
 
-def _param(expr: Any, channels: int, default: float) -> np.ndarray | None:
-    if isinstance(expr, IRConstant):
-        value = expr.value.numpy().astype(np.float32)
-        return value if value.shape == (channels,) else None
-    return np.full(channels, default, np.float32)
+def _param(expr: Any, channels: int) -> np.ndarray | None:
+    """A constant per-channel gamma / beta; None for anything else (a value known only at
+    run time cannot be permuted at compile time: the norm is left to TVM)."""
+    if not isinstance(expr, IRConstant):
+        return None
+    value = expr.value.numpy().astype(np.float32)
+    return value if value.shape == (channels,) else None
 
 
 def _norm_call(value: Any) -> tuple[int, float, bool, bool] | None:
@@ -117,7 +119,7 @@ def find_norm_node(
     c = shape[1]
     if groups and c % groups:
         return None
-    gamma, beta = _param(value.args[1], c, 1.0), _param(value.args[2], c, 0.0)
+    gamma, beta = _param(value.args[1], c), _param(value.args[2], c)
     if gamma is None or beta is None:
         return None
     # without scale / center the op's gamma / beta should not apply, but TVM's legalisation

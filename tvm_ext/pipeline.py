@@ -21,8 +21,9 @@ Phases (each a plain ``tvm.transform`` pass, so users can rebuild the list):
    layers as 1x1 convs, then the remaining convs (dense, 1x1, 7x7, block connectivity) on the
    register-blocked kernel (``blocked=False`` leaves both to TVM).
 5. :class:`tvm_ext.passes.ChainConvLayouts`: activations between block-layout convs stay in
-   the kernels' own layout (no padding stage, no NCHW gather, max pools fused);
-   ``chain=False`` keeps every conv's NCHW input and output.
+   the kernels' own layout (no padding stage, no NCHW gather, max pools fused), through
+   depthwise convs and instance / group norms (a norm writes the next conv's mirrored border
+   and upsampling); ``chain=False`` keeps every conv's NCHW input and output.
 6. :func:`backend_passes`: TVM's legalisation, fusion and lowering of the rest, on CPUs with
    transposed convs as phase convs, pruned thin convs on their kept columns
    (:class:`tvm_ext.passes.ThinSparseConv2D`) and every leftover function scheduled.
@@ -291,7 +292,8 @@ class CompiledModel:
     drop_records: list[DropRecord] = field(default_factory=list)
     #: what :class:`BlockedConv2D` did with the convs the pattern pass left
     blocked_records: list[LayerRecord] = field(default_factory=list)
-    #: what :class:`ChainConvLayouts` did with each block-layout conv call
+    #: what :class:`ChainConvLayouts` did with each block-layout conv, depthwise conv and
+    #: chained norm
     chain_records: list[ChainRecord] = field(default_factory=list)
     #: how each PrimFunc that runs is scheduled (:class:`ScheduleLeftovers`; CPU targets)
     schedule_records: list[LeftoverRecord] = field(default_factory=list)

@@ -352,7 +352,8 @@ def _fused_into(
     narrowed: frozenset[tuple[int, int]] = frozenset(),
     reads: frozenset[tuple[int, int]] = frozenset(),
 ) -> bool:
-    """Whether PyTorch's ``op`` (after the op ``call`` matched) ran inside ``call``: same
+    """Whether PyTorch's ``op`` (after the op ``call`` matched) ran inside ``call``: an
+    Upsample or pad a chained norm does as it writes (:func:`_written_by`), or the same
     output shape, and elementwise, or none of the next calls can be its own (a norm with a
     call of its own follows the conv it normalises)."""
     if _written_by(op, call):
@@ -397,8 +398,9 @@ def profile_ops(
 
 
 def _logical_shapes(compiled: CompiledModel, calls: list[OpCall]) -> list[OpCall]:
-    """Calls of chained convs with their logical NCHW output shape (what PyTorch's op
-    makes) instead of the blocked, bordered layout they write for the next conv."""
+    """Calls of chained convs and norms with their logical NCHW output shape (what PyTorch's
+    op makes) instead of the blocked, bordered layout they write for the next conv; chained
+    norms with the border mode and upsampling they write (:func:`_written_by`)."""
     logical: dict[str, tuple[int, ...]] = {}
     writes: dict[str, tuple[str, int]] = {}
     for r in compiled.chain_records:

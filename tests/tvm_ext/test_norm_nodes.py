@@ -106,3 +106,15 @@ def test_kernel_arrays_follow_the_positions():
     # channel 5 (position 11) is in the second group: channels 4..7
     assert sorted(members[11]) == sorted(positions[4:])
     assert (members[1] == 1).all()  # a position no channel maps to: a group of itself
+
+
+def test_a_gamma_known_only_at_run_time_is_not_taken():
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, C, 6, 5), "float32"))
+    g = relax.Var("g", relax.TensorType((C,), "float32"))
+    with bb.function("main", [x, g]):
+        with bb.dataflow():
+            beta = relax.const(np.zeros(C, "float32"))
+            out = bb.emit_output(bb.emit(relax.op.nn.instance_norm(x, g, beta, 1, [2, 3])))
+        bb.emit_func_output(out)
+    assert _nodes(bb.get()["main"]) == []

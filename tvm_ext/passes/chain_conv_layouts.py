@@ -96,8 +96,8 @@ class ChainOptions:
     #: block-layout conv: the norm reads the conv's layout and writes the next conv's input
     norms: bool = True
     #: a chained norm writes the upsampled map for convs that upsample its output (4x the
-    #: bytes of the map, which those convs otherwise upsample in cache; measured 0-4 % faster
-    #: end to end on the style nets); off, they read the norm's NCHW output
+    #: bytes of the map, which those convs otherwise upsample in cache; measured 5-10 %
+    #: faster end to end on the style nets, BENCHMARKS.md); off, they read it NCHW
     norm_upsample: bool = True
     #: the target the rewriters scheduled for (default: ``with target:`` scope, else host)
     target: Any = None
@@ -117,7 +117,8 @@ class ChainRecord:
     function: str
     #: ``block`` (a block-layout conv), ``depthwise`` or ``norm`` (a chained norm node)
     kind: str = "block"
-    #: logical NCHW input and (pre-pool) output of the conv
+    #: logical NCHW input and (pre-pool) output of the conv (a norm: its map, before any
+    #: upsampling it writes)
     in_shape: tuple[int, ...] = ()
     out_shape: tuple[int, ...] = ()
     chained_input: bool = False
@@ -406,9 +407,12 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         #: chained norm nodes by their value's var, and by every var they bind
         self.norms: dict[Any, NormNode] = {}
         self.norm_parts: dict[Any, NormNode] = {}
+        #: norms after a block-layout conv that stay TVM's, and why
+        self.left_norms: dict[Any, tuple[NormNode, str]] = {}
         self.new_norm_funcs: list[tvm.ir.GlobalVar] = []
         self.plans: dict[Any, _Plan] = {}
-        #: alias / pool bindings dropped, and the producer var they stand for
+        #: alias / pool / clip / channel-take bindings dropped, and the producer var they
+        #: stand for
         self.skipped: dict[Any, Any] = {}
         self.new_vars: dict[Any, Any] = {}
 
@@ -417,6 +421,7 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         graph = _Graph(func)
         self.convs, self.plans, self.skipped, self.new_vars = {}, {}, {}, {}
         self.dws, self.record_of, self.norms, self.norm_parts = {}, {}, {}, {}
+        self.left_norms = {}
         for var, value in graph.values.items():
             if not isinstance(value, relax.Call):
                 continue
@@ -444,10 +449,13 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                 if reason:
                     reasons[var] = reason
         for var in order:
-            self._record(var, _get(reasons, var, ""))
+            left = lookup(self.left_norms, var)
+            self._record(var, left[1] if left is not None else _get(reasons, var, ""))
 
     def _record(self, var: Any, reason: str) -> None:
-        conv, dw, node = lookup(self.convs, var), lookup(self.dws, var), lookup(self.norms, var)
+        conv, dw = lookup(self.convs, var), lookup(self.dws, var)
+        left = lookup(self.left_norms, var)
+        node: NormNode | None = lookup(self.norms, var) or (left[0] if left else None)
         if conv is None and dw is None and node is None:
             return
         plan = _get(self.plans, var, None)
@@ -463,8 +471,10 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             shapes, name, kind = (dw.plan.in_shape, dw.out_shape), dw.name, "depthwise"
             if plan is not None and plan.in_clip is not None:
                 fused = ("clip",)
-        else:
+        elif node is not None:
             shapes, name, kind, fused = (node.shape, node.shape), node.fused[0], "norm", node.fused
+        else:
+            return
         self.record_of[var] = ChainRecord(
             function=name,
             kind=kind,
@@ -493,25 +503,38 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         while changed:
             changed = False
             for out, node in list(self.norms.items()):
-                conv = lookup(self.convs, node.data)
-                keep = conv is not None
-                if conv is not None:
-                    oh, ow = conv.geometry.out_hw
-                    found = self._uses(graph, node.data, producer="block")
-                    keep = (
-                        isinstance(found, _Uses)
-                        and len(found.roles) == 1
-                        and found.roles[0][0].same_as(out)
-                        and found.pool == 1
-                        and conv.layout.shape[0] <= self.options.max_channels
-                        and oh * ow >= self.options.min_pixels
-                    )
-                if keep and node.residual is not None:
-                    keep = not isinstance(self._norm_output(graph, out), str)
-                if not keep:
+                why = self._why_not_chained(graph, out, node)
+                if why is not None:
                     self.norms = {v: n for v, n in self.norms.items() if not v.same_as(out)}
                     self.norm_parts = {p: n for p, n in self.norm_parts.items() if n is not node}
+                    if why:
+                        self.left_norms[out] = (node, why)
                     changed = True
+
+    def _why_not_chained(self, graph: _Graph, out: Any, node: NormNode) -> str | None:
+        """None if the norm node ``out`` can be chained; else why not ("" where its input is
+        no block-layout conv: nothing to say)."""
+        conv = lookup(self.convs, node.data)
+        if conv is None:
+            return ""
+        oh, ow = conv.geometry.out_hw
+        found = self._uses(graph, node.data, producer="block")
+        if not (
+            isinstance(found, _Uses)
+            and len(found.roles) == 1
+            and found.roles[0][0].same_as(out)
+            and found.pool == 1
+        ):
+            return "the conv before it has other users: TVM's norm on NCHW"
+        if conv.layout.shape[0] > self.options.max_channels:
+            return f"{conv.layout.shape[0]} channels, above max_channels: TVM's norm on NCHW"
+        if oh * ow < self.options.min_pixels:
+            return f"output {oh}x{ow} below min_pixels {self.options.min_pixels}"
+        if node.residual is not None:
+            output = self._norm_output(graph, out)
+            if isinstance(output, str):
+                return f"a residual add and an NCHW output ({output}): TVM's norm on NCHW"
+        return None
 
     def _norm_output(self, graph: _Graph, var: Any) -> tuple[_Uses, int, str, int] | str:
         """How the norm node ``var`` writes a chained output: its uses, border, pad mode and
@@ -600,6 +623,8 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                     and user.same_as(node.add)
                     and any(node.residual.same_as(v) for v in reached)
                 ):
+                    if not self.options.residual:
+                        return "used as a residual (residual chaining disabled)"
                     roles.append((node.out, "residual", None))
                     continue
             consumer = lookup(self.convs, user)
@@ -645,7 +670,11 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                 return "a channel take's output leaves the function or has no users"
             for reader, rvalue in found[0]:
                 conv = lookup(self.convs, reader)
-                if conv is None or not rvalue.args[1].fields[0].same_as(user):
+                if (
+                    conv is None
+                    or not rvalue.args[1].fields[0].same_as(user)
+                    or (conv.residual is not None and conv.residual.same_as(user))
+                ):
                     return "a channel take feeds something other than a block-layout conv input"
                 out.append((reader, rvalue))
                 maps[reader] = picked
@@ -739,7 +768,7 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             return
         node = lookup(self.norm_parts, var)
         if node is not None and not var.same_as(node.out):
-            return  # the norm call or its add: the node's kernel computes them
+            return  # the norm call, its add or ReLU: the node's kernel computes them
         plan = lookup(self.plans, var)
         if plan is None:
             super().visit_var_binding_(binding)

@@ -18,8 +18,10 @@ class BlockedActivation:
     """A chained activation: ``(N, rows, H + 2 * border, W + 2 * border, lanes)``.
 
     Channel ``c`` of the logical NCHW tensor lives at position ``p = inverse[c]`` of the layer
-    that wrote it, i.e. at ``[:, p // lanes, border + y, border + x, p % lanes]``; positions
-    no channel maps to (padding filters) and the border hold zeros.
+    that wrote it, i.e. at ``[:, p // lanes, border + y, border + x, p % lanes]``. The border
+    holds what the readers' padding needs: zeros (a conv or depthwise writer), or the map
+    mirrored / its edge (a chained norm before convs that absorbed a reflection /
+    replication pad). Positions no channel maps to (padding filters) are never read.
     """
 
     rows: int
@@ -64,8 +66,8 @@ class ConvGeometry:
             raise ValueError(f"upsample must be an int >= 1, got {self.upsample!r}")
         if self.in_layout is not None and (self.pad_mode != "zeros" or self.upsample > 1):
             raise ValueError(
-                "a chained input is read in place: its border holds zeros and it is not "
-                "upsampled; use an NCHW input (in_layout=None) for pad_mode / upsample"
+                "a chained input is read in place: its writer filled the border and did any "
+                "upsampling; use an NCHW input (in_layout=None) for pad_mode / upsample"
             )
         _, _, h, w = self.in_shape
         s = self.upsample

@@ -609,7 +609,8 @@ def test_a_norm_with_a_residual_and_an_nchw_output_is_left_to_tvm(h, well_formed
         assert norms[1].chained_output and norms[1].upsample == 2
         assert "relax.nn.group_norm" not in _ops(after)
     else:
-        assert [r.fused for r in norms] == [("instance_norm", "relu")]
+        assert norms[1].fused == ("group_norm", "add", "relu") and not norms[1].chained_input
+        assert norms[1].reason.startswith("a residual add and an NCHW output")
         assert "relax.nn.group_norm" in _ops(after)
     _check(h, mod, xs, norm_upsample=norm_upsample)
 
@@ -663,7 +664,8 @@ def test_norm_with_a_second_user_of_the_conv_is_not_chained(h, well_formed):
         return bb.emit(relax.Tuple([y, n]))
 
     after, chain = _rewrite(_build(body, xs))
-    assert [r.kind for r in chain.records] == ["block"]
+    assert [r.kind for r in chain.records] == ["block", "norm"]
+    assert chain.records[1].reason == "the conv before it has other users: TVM's norm on NCHW"
     assert "relax.nn.instance_norm" in _ops(after)
 
 
@@ -683,3 +685,45 @@ def test_channel_take_between_convs_folds_into_the_consumer(h, well_formed):
     assert chain.records[0].chained_output and chain.records[1].chained_input
     assert "relax.take" not in _ops(after)
     _check(h, mod, xs)
+
+
+def test_a_conv_never_chains_into_a_conv_that_mirrors_its_input(h, well_formed):
+    """Only a norm writes a mirrored border: conv -> reflection pad -> conv stays NCHW."""
+    xs = (1, 16, 9, 8)
+    w1, w2 = _weight(h, 32, 16, 61), _weight(h, 32, 32, 62)
+    mod = _build(lambda bb, x: _conv(bb, _reflect(bb, _conv(bb, x, w1), 1), w2, padding=0), xs)
+    _, chain = _rewrite(mod)
+    assert not chain.records[0].chained_output
+    assert chain.records[0].reason.startswith("a conv reads it mirrored or upsampled")
+    _check(h, mod, xs)
+
+
+def test_a_take_that_is_also_a_residual_is_not_folded(h, well_formed):
+    xs = (1, 16, 9, 8)
+    w1, w2 = _weight(h, 32, 16, 71), _weight(h, 16, 16, 72)
+    picked = relax.const(np.arange(16, dtype="int64") * 2)
+
+    def body(bb, x):
+        t = bb.emit(relax.op.take(_conv(bb, x, w1, relu=True), picked, axis=1))
+        return _conv(bb, t, w2, residual=t)
+
+    mod = _build(body, xs)
+    after, chain = _rewrite(mod)
+    assert not chain.records[0].chained_output and "take" in chain.records[0].reason
+    assert "relax.take" in _ops(after)
+    _check(h, mod, xs)
+
+
+def test_residual_option_off_keeps_a_norms_residual_unchained(h, well_formed):
+    xs = (1, 16, 8, 6)
+    mod = _residual_block(h, xs, relu_first=False, upsampled=False)
+    _, chain = _rewrite(mod, residual=False)
+    norms = [r for r in chain.records if r.kind == "norm"]
+    assert not norms[0].chained_output and not norms[1].chained_residual
+    assert norms[0].reason == "used as a residual (residual chaining disabled)"
+    _check(h, mod, xs, residual=False)
+
+
+def test_norm_chain_matches_on_a_batch_of_two(h, well_formed):
+    xs = (2, 16, 12, 10)
+    _check(h, _style_block(h, xs), xs)
