@@ -178,7 +178,7 @@ def _vgg_stage(h, xs=(1, 16, 8, 8)):
 def test_max_pool_is_fused_and_no_nchw_op_is_left_between_convs(h, well_formed):
     mod, _ = _vgg_stage(h)
     after, chain = _rewrite(mod)
-    assert "relax.nn.max_pool2d" not in h.relax_ops(after)
+    assert "relax.nn.max_pool2d" not in h.relaxh.relax_ops(after)
     assert [(r.chained_input, r.chained_output, r.pool) for r in chain.records] == [
         (False, True, 1),
         (True, True, 2),
@@ -303,7 +303,7 @@ def test_dilated_convs_chain_and_match(h, well_formed, planar):
 def test_chain_through_max_pool_matches(h, well_formed, planar):
     mod, xs = _vgg_stage(h, (1, 16, 10, 10))
     after = _check(h, mod, xs, max_channels=16 if planar else 256)
-    assert "relax.nn.max_pool2d" not in h.relax_ops(after)
+    assert "relax.nn.max_pool2d" not in h.relaxh.relax_ops(after)
 
 
 def test_large_layers_compute_rows_inside_the_chained_epilogue(h):
@@ -503,17 +503,6 @@ def _up2(bb, y):
     return bb.emit(relax.op.image.resize2d(y, (2 * hh, 2 * ww), method="nearest_neighbor"))
 
 
-def _ops(mod):
-    names = []
-
-    def visit(e):
-        if isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op):
-            names.append(e.op.name)
-
-    relax.analysis.post_order_visit(mod["main"], visit)
-    return names
-
-
 def _style_block(h, xs):
     """Johnson-like: conv -> instance norm -> ReLU -> reflection pad -> conv (-> a norm whose
     output leaves the function, NCHW)."""
@@ -540,7 +529,7 @@ def test_structural_norm_chains_between_convs_and_the_pad_becomes_its_border(h, 
     ]
     assert chain.records[1].fused == ("instance_norm", "relu")
     assert chain.records[3].reason == "the output leaves the function"
-    ops = _ops(after)
+    ops = h.relax_ops(after)
     # the norms, the ReLU and the mirrored pad are inside the kernels now
     for gone in ("relax.nn.instance_norm", "relax.nn.relu", "relax.nn.pad"):
         assert gone not in ops
@@ -590,7 +579,7 @@ def test_group_norm_with_residual_and_take_chains(h, well_formed, relu_first):
     # a is chained to the second conv and, as the residual, to the group norm, whose output
     # both convs read in place (one through the take): no NCHW tensor, no take, no pad left
     assert norms[0].chained_output and norms[1].chained_residual and norms[1].chained_output
-    ops = _ops(after)
+    ops = h.relax_ops(after)
     for gone in ("relax.take", "relax.nn.pad", "relax.nn.group_norm", "relax.nn.relu"):
         assert gone not in ops
     _check(h, mod, xs)
@@ -607,11 +596,11 @@ def test_a_norm_with_a_residual_and_an_nchw_output_is_left_to_tvm(h, well_formed
     norms = [r for r in chain.records if r.kind == "norm"]
     if norm_upsample:
         assert norms[1].chained_output and norms[1].upsample == 2
-        assert "relax.nn.group_norm" not in _ops(after)
+        assert "relax.nn.group_norm" not in h.relax_ops(after)
     else:
         assert norms[1].fused == ("group_norm", "add", "relu") and not norms[1].chained_input
         assert norms[1].reason.startswith("a residual add and an NCHW output")
-        assert "relax.nn.group_norm" in _ops(after)
+        assert "relax.nn.group_norm" in h.relax_ops(after)
     _check(h, mod, xs, norm_upsample=norm_upsample)
 
 
@@ -634,7 +623,7 @@ def test_upsampled_mirrored_and_taken_outputs_chain_when_the_readers_agree(h, we
     norm = next(r for r in chain.records if r.kind == "norm")
     assert norm.chained_output, norm.reason
     assert (norm.out_pad_mode, norm.upsample) == ("reflect", 2)
-    ops = _ops(after)
+    ops = h.relax_ops(after)
     for gone in ("relax.take", "relax.image.resize2d", "relax.nn.pad"):
         assert gone not in ops
     _check(h, mod, xs)
@@ -649,7 +638,7 @@ def test_norms_option_off_leaves_them(h, well_formed):
     xs = (1, 16, 12, 10)
     after, chain = _rewrite(_style_block(h, xs), norms=False)
     assert all(r.kind == "block" for r in chain.records)
-    assert _ops(after).count("relax.nn.instance_norm") == 2
+    assert h.relax_ops(after).count("relax.nn.instance_norm") == 2
     _check(h, _style_block(h, xs), xs, norms=False)
 
 
@@ -666,7 +655,7 @@ def test_norm_with_a_second_user_of_the_conv_is_not_chained(h, well_formed):
     after, chain = _rewrite(_build(body, xs))
     assert [r.kind for r in chain.records] == ["block", "norm"]
     assert chain.records[1].reason == "the conv before it has other users: TVM's norm on NCHW"
-    assert "relax.nn.instance_norm" in _ops(after)
+    assert "relax.nn.instance_norm" in h.relax_ops(after)
 
 
 def test_channel_take_between_convs_folds_into_the_consumer(h, well_formed):
@@ -683,7 +672,7 @@ def test_channel_take_between_convs_folds_into_the_consumer(h, well_formed):
     mod = _build(body, xs)
     after, chain = _rewrite(mod)
     assert chain.records[0].chained_output and chain.records[1].chained_input
-    assert "relax.take" not in _ops(after)
+    assert "relax.take" not in h.relax_ops(after)
     _check(h, mod, xs)
 
 
@@ -710,7 +699,7 @@ def test_a_take_that_is_also_a_residual_is_not_folded(h, well_formed):
     mod = _build(body, xs)
     after, chain = _rewrite(mod)
     assert not chain.records[0].chained_output and "take" in chain.records[0].reason
-    assert "relax.take" in _ops(after)
+    assert "relax.take" in h.relax_ops(after)
     _check(h, mod, xs)
 
 
