@@ -409,15 +409,12 @@ def _logical_shapes(compiled: CompiledModel, calls: list[OpCall]) -> list[OpCall
             logical[r.function] = (n, c, h // r.pool, w // r.pool)
             if r.kind == "norm":
                 writes[r.function] = (r.out_pad_mode, r.upsample)
-    return [
-        replace(
-            c,
-            out_shape=logical.get(c.function, c.out_shape),
-            pad_mode=writes.get(c.function, ("zeros", 1))[0],
-            upsample=writes.get(c.function, ("zeros", 1))[1],
-        )
-        for c in calls
-    ]
+    out = []
+    for call in calls:
+        mode, upsample = writes.get(call.function, ("zeros", 1))
+        shape = logical.get(call.function, call.out_shape)
+        out.append(replace(call, out_shape=shape, pad_mode=mode, upsample=upsample))
+    return out
 
 
 def format_profile(rows: list[OpRow], *, limit: int | None = None) -> str:

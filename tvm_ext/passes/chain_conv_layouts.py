@@ -383,6 +383,21 @@ def _free_vars(expr: Any) -> list[Any]:
     return list(relax.analysis.free_vars(expr))
 
 
+def _channel_of(positions: np.ndarray, slots: int) -> np.ndarray:
+    """Position -> the channel stored there, for ``positions`` (channel -> position) in a
+    buffer of ``slots`` positions; positions no channel maps to say channel 0 (never read)."""
+    channel_of = np.zeros(slots, dtype=np.int64)
+    channel_of[positions] = np.arange(len(positions))
+    return channel_of
+
+
+def _residual_index(channels: np.ndarray, residual_inverse: np.ndarray | None) -> np.ndarray:
+    """Where the residual holds each of ``channels``: the channel itself (NCHW residual) or
+    its position in the residual's chained buffer."""
+    index = channels if residual_inverse is None else residual_inverse[channels]
+    return np.asarray(index, dtype=np.int32)
+
+
 def _in(items: Any, node: Any) -> bool:
     return any(i.same_as(node) for i in items)
 
@@ -440,6 +455,8 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                 self.norms[node.out] = node
         reasons: dict[Any, str] = {}
         self._keep_chainable_norms(graph)
+        for out, (_, why) in self.left_norms.items():
+            reasons[out] = why
         self._keep_chainable_depthwise(graph, reasons)
         # in binding order: a depthwise conv's or norm's output layout follows its input's
         order = [b.var for block in func.body.blocks for b in block.bindings]
@@ -449,15 +466,12 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                 if reason:
                     reasons[var] = reason
         for var in order:
-            left = lookup(self.left_norms, var)
-            self._record(var, left[1] if left is not None else _get(reasons, var, ""))
+            self._record(var, _get(reasons, var, ""))
 
     def _record(self, var: Any, reason: str) -> None:
         conv, dw = lookup(self.convs, var), lookup(self.dws, var)
         left = lookup(self.left_norms, var)
         node: NormNode | None = lookup(self.norms, var) or (left[0] if left else None)
-        if conv is None and dw is None and node is None:
-            return
         plan = _get(self.plans, var, None)
         fused: tuple[str, ...] = ()
         if conv is not None:
@@ -473,7 +487,7 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                 fused = ("clip",)
         elif node is not None:
             shapes, name, kind, fused = (node.shape, node.shape), node.fused[0], "norm", node.fused
-        else:
+        else:  # not a kernel the pass handles
             return
         self.record_of[var] = ChainRecord(
             function=name,
@@ -610,19 +624,15 @@ class _Chainer(relax.expr_functor.PyExprMutator):
             return taken
         users, channel_maps, takes = taken
         roles: list[tuple[Any, str, np.ndarray | None]] = []
+        reached = [var, *aliases]
         for user, value in users:
-            reached = [var, *aliases]
             picked = lookup(channel_maps, user)
             node = lookup(self.norm_parts, user)
             if node is not None:
                 if user.same_as(node.bound[0]) and producer == "block":
                     roles.append((node.out, "input", None))
                     continue
-                if (
-                    node.add is not None
-                    and user.same_as(node.add)
-                    and any(node.residual.same_as(v) for v in reached)
-                ):
+                if node.add is not None and user.same_as(node.add) and _in(reached, node.residual):
                     if not self.options.residual:
                         return "used as a residual (residual chaining disabled)"
                     roles.append((node.out, "residual", None))
@@ -633,15 +643,13 @@ class _Chainer(relax.expr_functor.PyExprMutator):
                 op = value.op.name if isinstance(value, relax.Call) else type(value).__name__
                 return f"used by {op}, not a block-layout conv"
             args = list(value.args[1].fields)
-            as_input = any(args[0].same_as(v) for v in reached) or picked is not None
+            as_input = _in(reached, args[0]) or picked is not None
             if dw is not None:
                 if producer == "norm":
                     return "a depthwise conv reads it"
                 roles.append((user, "input", None))
                 continue
-            as_residual = consumer.residual is not None and any(
-                consumer.residual.same_as(v) for v in reached
-            )
+            as_residual = consumer.residual is not None and _in(reached, consumer.residual)
             if as_residual and not self.options.residual:
                 return "used as a residual (residual chaining disabled)"
             if as_input and consumer.geometry.absorbs and producer != "norm":
@@ -804,9 +812,6 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         channels = conv.channels
         if plan.in_inverse is not None:  # channel ids -> positions in the producer's buffer
             channels = plan.in_inverse[channels].astype(np.int32)
-        # position -> original output channel (padding lanes: channel 0, never read)
-        channel_of = np.zeros(conv.positions, dtype=np.int64)
-        channel_of[lay.inverse] = np.arange(lay.shape[0])
         args: list[relax.Expr] = [self.visit_expr(conv.call.args[1].fields[0])]
         args += [relax.const(conv.values), relax.const(channels)]
         if not epilogue.chained:
@@ -820,10 +825,12 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         if conv.residual is not None:
             args.append(self.visit_expr(conv.residual))
             if epilogue.residual_index:
-                index = channel_of if epilogue.chained else np.arange(lay.shape[0])
-                if plan.residual_inverse is not None:
-                    index = plan.residual_inverse[index]
-                args.append(relax.const(np.asarray(index, dtype=np.int32)))
+                index = (
+                    _channel_of(lay.inverse, conv.positions)
+                    if epilogue.chained
+                    else np.arange(lay.shape[0])
+                )
+                args.append(relax.const(_residual_index(index, plan.residual_inverse)))
 
         def fn(*inputs: te.Tensor) -> te.Tensor:
             return pattern_conv2d_compute(inputs, geometry, lay, epilogue)
@@ -892,12 +899,8 @@ class _Chainer(relax.expr_functor.PyExprMutator):
         args: list[relax.Expr] = [self.visit_expr(node.data)]
         args += [relax.const(a) for a in node.kernel_arrays(positions, slots)]
         if node.residual is not None:
-            channel_of = np.zeros(slots, dtype=np.int64)
-            channel_of[positions] = np.arange(node.shape[1])
-            index = channel_of
-            if plan.residual_inverse is not None:
-                index = plan.residual_inverse[channel_of]
-            args += [self.visit_expr(node.residual), relax.const(index.astype(np.int32))]
+            index = _residual_index(_channel_of(positions, slots), plan.residual_inverse)
+            args += [self.visit_expr(node.residual), relax.const(index)]
         if out is None:
             args.append(relax.const(positions.astype(np.int32)))
 
